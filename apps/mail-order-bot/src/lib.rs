@@ -1,0 +1,1 @@
+//! mail-order-bot (work in progress).

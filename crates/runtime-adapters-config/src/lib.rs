@@ -1,0 +1,1 @@
+//! File and database configuration loaders for plba (work in progress).

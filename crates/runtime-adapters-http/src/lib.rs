@@ -1,0 +1,1 @@
+//! HTTP control plane for plba (axum) (work in progress).

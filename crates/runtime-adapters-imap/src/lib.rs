@@ -1,0 +1,1 @@
+//! IMAP polling and IDLE task sources for plba (work in progress).

@@ -1,0 +1,1 @@
+//! Maildir task source for plba (work in progress).

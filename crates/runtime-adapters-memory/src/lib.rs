@@ -1,0 +1,1 @@
+//! In-memory bounded task queue for plba (work in progress).

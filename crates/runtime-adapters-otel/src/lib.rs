@@ -1,0 +1,1 @@
+//! OpenTelemetry trace export for plba (work in progress).

@@ -1,0 +1,1 @@
+//! Redis task queue for plba (work in progress).

@@ -1,0 +1,432 @@
+//! Configuration as layers of keyed values with origins, merged into snapshots.
+//!
+//! A [`ConfigProvider`] loads one layer (defaults, a file, a database table, the
+//! environment). The core merges layers, later wins, into a [`ConfigSnapshot`], validates
+//! it and hands it to modules, which read typed sections with serde. Every leaf keeps its
+//! [`ConfigOrigin`], so an error can name the file and line, the environment variable or
+//! the database row a bad value came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Where a configuration value came from.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ConfigOrigin {
+    /// Built-in default.
+    Default,
+    /// A config file, with the line where the key is set if known.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: Option<u32>,
+    },
+    /// An environment variable.
+    Env {
+        /// The variable's name.
+        var: String,
+    },
+    /// A row of a database config table.
+    Database {
+        /// The table.
+        table: String,
+        /// The row's key.
+        key: String,
+    },
+    /// Anything else (a test, an admin call).
+    Other(String),
+}
+
+impl fmt::Display for ConfigOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigOrigin::Default => f.write_str("built-in default"),
+            ConfigOrigin::File {
+                path,
+                line: Some(l),
+            } => write!(f, "{}:{l}", path.display()),
+            ConfigOrigin::File { path, line: None } => write!(f, "{}", path.display()),
+            ConfigOrigin::Env { var } => write!(f, "environment variable {var}"),
+            ConfigOrigin::Database { table, key } => {
+                write!(f, "database table {table}, key {key:?}")
+            }
+            ConfigOrigin::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One leaf value and where it came from.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct ConfigEntry {
+    /// The value (a scalar or an array; tables are split into dotted keys).
+    pub value: serde_json::Value,
+    /// Its origin.
+    pub origin: ConfigOrigin,
+}
+
+/// One layer: dotted keys (`queue.capacity`) to values.
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+pub struct ConfigLayer {
+    /// Human name of the layer (`file ./bot.toml`, `env MOB_`).
+    pub name: String,
+    /// Leaves by dotted key.
+    pub entries: BTreeMap<String, ConfigEntry>,
+}
+
+impl ConfigLayer {
+    /// An empty layer.
+    pub fn new(name: impl Into<String>) -> Self {
+        ConfigLayer {
+            name: name.into(),
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// Sets a leaf.
+    pub fn set(&mut self, key: impl Into<String>, value: serde_json::Value, origin: ConfigOrigin) {
+        self.entries
+            .insert(key.into(), ConfigEntry { value, origin });
+    }
+
+    /// Splits a JSON tree into dotted leaves (arrays stay whole), all with `origin`.
+    pub fn from_tree(
+        name: impl Into<String>,
+        tree: &serde_json::Value,
+        origin: &ConfigOrigin,
+    ) -> Self {
+        fn walk(
+            prefix: &str,
+            v: &serde_json::Value,
+            origin: &ConfigOrigin,
+            out: &mut BTreeMap<String, ConfigEntry>,
+        ) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        walk(&key, v, origin, out);
+                    }
+                }
+                other => {
+                    out.insert(
+                        prefix.to_owned(),
+                        ConfigEntry {
+                            value: other.clone(),
+                            origin: origin.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        let mut layer = ConfigLayer::new(name);
+        walk("", tree, origin, &mut layer.entries);
+        layer
+    }
+}
+
+/// Loads one configuration layer.
+#[async_trait]
+pub trait ConfigProvider: Send + Sync + 'static {
+    /// What this provider reads (for messages), e.g. `file ./bot.toml`.
+    fn describe(&self) -> String;
+
+    /// Loads the layer now.
+    async fn load(&self) -> Result<ConfigLayer, ConfigError>;
+
+    /// Files to watch for changes (reload on change).
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+}
+
+/// One problem with one key.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct ConfigIssue {
+    /// Dotted key path (`queue.capacity`).
+    pub key: String,
+    /// Where the bad value came from, if known.
+    pub origin: Option<ConfigOrigin>,
+    /// The bad value as text, `***` for secrets, `None` when missing.
+    pub value: Option<String>,
+    /// What was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.key)?;
+        if let Some(v) = &self.value {
+            write!(f, " = {v}")?;
+        }
+        if let Some(o) = &self.origin {
+            write!(f, " (from {o})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// One or more values are wrong; all problems found are listed.
+    #[error("invalid configuration:\n{}", .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigIssue>),
+    /// A layer could not be read at all (missing file, syntax error, database down).
+    #[error("cannot load {what}: {message}")]
+    Load {
+        /// The provider (`file ./bot.toml`).
+        what: String,
+        /// What went wrong, with line and column where known.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// A single-issue error.
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid(vec![ConfigIssue {
+            key: key.into(),
+            origin: None,
+            value: None,
+            message: message.into(),
+        }])
+    }
+}
+
+/// True for key names that hold secrets: their values never reach output.
+pub fn is_secret_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+    // `password_file` names where a secret is, not the secret: showing it helps operators.
+    if last.ends_with("_file") {
+        return false;
+    }
+    ["password", "token", "secret", "api_key", "apikey", "credentials"]
+        .iter()
+        .any(|s| last == *s || last.ends_with(&format!("_{s}")))
+        || last.contains("password")
+}
+
+/// The merged, validated configuration at one point in time.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct ConfigSnapshot {
+    /// Increments with every accepted reload.
+    pub version: u64,
+    /// The merged tree.
+    pub tree: serde_json::Value,
+    /// The origin of every leaf, by dotted key.
+    pub origins: BTreeMap<String, ConfigOrigin>,
+}
+
+impl ConfigSnapshot {
+    /// Merges layers, later wins, into a snapshot.
+    pub fn from_layers(version: u64, layers: &[ConfigLayer]) -> Self {
+        let mut tree = serde_json::Value::Object(serde_json::Map::new());
+        let mut origins = BTreeMap::new();
+        for layer in layers {
+            for (key, entry) in &layer.entries {
+                set_path(&mut tree, key, entry.value.clone());
+                // A leaf that replaced a table (or the reverse) drops the stale origins.
+                origins.retain(|k: &String, _| !k.starts_with(&format!("{key}.")));
+                origins.insert(key.clone(), entry.origin.clone());
+            }
+        }
+        ConfigSnapshot {
+            version,
+            tree,
+            origins,
+        }
+    }
+
+    /// The subtree at a dotted path, if present.
+    pub fn get(&self, path: &str) -> Option<&serde_json::Value> {
+        if path.is_empty() {
+            return Some(&self.tree);
+        }
+        path.split('.').try_fold(&self.tree, |v, k| v.get(k))
+    }
+
+    /// Deserializes the section at `path` (missing = empty table, so defaults apply).
+    pub fn section<T: DeserializeOwned>(&self, path: &str) -> Result<T, ConfigError> {
+        let value = self
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
+        serde_json::from_value(value).map_err(|e| {
+            ConfigError::Invalid(vec![ConfigIssue {
+                key: path.to_owned(),
+                origin: None,
+                value: None,
+                message: e.to_string(),
+            }])
+        })
+    }
+
+    /// Where the value at a dotted key came from.
+    pub fn origin(&self, key: &str) -> Option<&ConfigOrigin> {
+        self.origins.get(key)
+    }
+
+    /// The tree with every secret value replaced by `***`.
+    pub fn redacted(&self) -> serde_json::Value {
+        fn walk(key: &str, v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map.iter_mut() {
+                        walk(k, v);
+                    }
+                }
+                serde_json::Value::Null => {}
+                other if is_secret_key(key) => *other = serde_json::Value::from("***"),
+                _ => {}
+            }
+        }
+        let mut tree = self.tree.clone();
+        walk("", &mut tree);
+        tree
+    }
+}
+
+fn set_path(tree: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    let mut node = tree;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if !node.is_object() {
+            *node = serde_json::Value::Object(serde_json::Map::new());
+        }
+        let serde_json::Value::Object(map) = node else {
+            return;
+        };
+        if parts.peek().is_none() {
+            map.insert(part.to_owned(), value);
+            return;
+        }
+        node = map
+            .entry(part.to_owned())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    }
+}
+
+/// A change of configuration, as subscribers see it.
+#[derive(Clone, Debug)]
+pub struct ConfigChange {
+    /// The configuration before.
+    pub old: Arc<ConfigSnapshot>,
+    /// The configuration now.
+    pub new: Arc<ConfigSnapshot>,
+    /// Dotted keys whose value changed, were added or removed.
+    pub changed_keys: Vec<String>,
+}
+
+impl ConfigChange {
+    /// True if any changed key is at or below `prefix`.
+    pub fn touches(&self, prefix: &str) -> bool {
+        self.changed_keys
+            .iter()
+            .any(|k| k == prefix || k.starts_with(&format!("{prefix}.")))
+    }
+}
+
+/// Gets told about accepted configuration changes.
+pub trait ConfigSubscriber: Send + Sync + 'static {
+    /// Called after a valid new configuration was accepted. Apply what can change live.
+    fn on_change(&self, change: &ConfigChange);
+}
+
+/// A secret string: `Debug`, `Display` and `Serialize` show `***`. Read it with
+/// [`Secret::expose`] at the one place that needs it.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn later_layers_win_and_keep_origins() {
+        let a = ConfigLayer::from_tree(
+            "defaults",
+            &json!({"queue": {"capacity": 10, "backend": "memory"}}),
+            &ConfigOrigin::Default,
+        );
+        let mut b = ConfigLayer::new("env");
+        b.set(
+            "queue.capacity",
+            json!(20),
+            ConfigOrigin::Env {
+                var: "MOB_QUEUE__CAPACITY".into(),
+            },
+        );
+        let snap = ConfigSnapshot::from_layers(1, &[a, b]);
+        assert_eq!(snap.get("queue.capacity"), Some(&json!(20)));
+        assert_eq!(snap.get("queue.backend"), Some(&json!("memory")));
+        assert!(matches!(
+            snap.origin("queue.capacity"),
+            Some(ConfigOrigin::Env { .. })
+        ));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let snap = ConfigSnapshot::from_layers(
+            1,
+            &[ConfigLayer::from_tree(
+                "t",
+                &json!({"mail": {"password": "hunter2", "host": "h"}, "control": {"token": "t0k"}}),
+                &ConfigOrigin::Default,
+            )],
+        );
+        let text = snap.redacted().to_string();
+        assert!(!text.contains("hunter2") && !text.contains("t0k"));
+        assert!(text.contains("\"h\""));
+        assert_eq!(format!("{:?}", Secret::new("x")), "***");
+        assert!(is_secret_key("mail.password") && is_secret_key("control.token"));
+        assert!(!is_secret_key("mail.password_file") && !is_secret_key("mail.host"));
+    }
+}

@@ -1,0 +1,82 @@
+//! Error types shared by several contracts.
+
+/// A boxed error cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of a task source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The upstream system (mail server, directory, ...) cannot be reached or failed; the
+    /// runtime restarts the source with backoff.
+    #[error("source unavailable: {message}")]
+    Unavailable {
+        /// What happened (no secrets).
+        message: String,
+        /// The cause.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The source is misconfigured; restarting will not help.
+    #[error("source misconfigured: {0}")]
+    Config(String),
+    /// Publishing to the queue failed.
+    #[error("publish failed: {0}")]
+    Queue(#[from] crate::QueueError),
+}
+
+impl SourceError {
+    /// An upstream outage with its cause.
+    pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> SourceError {
+        SourceError::Unavailable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+/// Errors of an application module while registering.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModuleError {
+    /// The module's configuration is wrong.
+    #[error("configuration: {0}")]
+    Config(#[from] crate::ConfigError),
+    /// A resource the module needs could not be set up.
+    #[error("{message}")]
+    Setup {
+        /// What failed.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl ModuleError {
+    /// A set-up failure with its cause.
+    pub fn setup(message: impl Into<String>, source: impl Into<BoxError>) -> ModuleError {
+        ModuleError::Setup {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+/// Errors of a control endpoint (for example the HTTP server).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// The endpoint could not bind or serve.
+    #[error("{message}")]
+    Io {
+        /// What failed.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The endpoint's configuration is unsafe or wrong.
+    #[error("{0}")]
+    Config(String),
+}

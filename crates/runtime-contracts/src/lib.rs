@@ -1,0 +1,77 @@
+//! # runtime-contracts
+//!
+//! The small, domain-free vocabulary shared by the plba runtime (`runtime-core`), its
+//! adapters (`runtime-adapters-*`) and the applications built on them. It has no async
+//! runtime and no I/O stack: anyone can implement these traits, and a library author can
+//! depend on this crate alone (as `axum-core` is to `axum`).
+//!
+//! ## The flow
+//!
+//! ```text
+//! TaskSource --TaskSink--> TaskQueue --consume--> Worker --> TaskHandler
+//!     ^                                              |
+//!     +------------- SourceAcknowledger <------------+  (final outcome: done / dead-lettered)
+//! ```
+//!
+//! * [`Task`] is the envelope: id, route, payload, string headers (the W3C trace context
+//!   travels there), attempts, timestamps and the [`TaskOrigin`] that names the source and
+//!   the item at the source that produced it.
+//! * [`TaskQueue`] delivers at least once: a task leaves the queue only by `ack`. A
+//!   [`Delivery`] carries a lease; `nack` counts an attempt and dead-letters past the
+//!   limit, `release` hands a task back without counting one (shutdown, outages).
+//! * [`TaskHandler`] returns a typed [`TaskError`] that decides ack / nack(delay) /
+//!   dead-letter / release.
+//! * [`SourceAcknowledger`] is how a source learns the final outcome of each task it
+//!   produced, in whichever process the task finished: the task carries its origin (source
+//!   name + opaque key) and every process registers the same acknowledgers by name.
+//! * [`ApplicationModule`] registers sources, pools, acknowledgers, health contributors and
+//!   services into a [`ModuleContext`]; the core turns those registrations into running
+//!   components.
+//! * [`ConfigProvider`] loads one configuration layer; [`ConfigSnapshot`] is the merged,
+//!   validated result that modules read typed sections from.
+//! * [`HealthContributor`], [`TraceFactory`] and [`ControlPlane`] expose health, traces and
+//!   administration as plain data, so only the HTTP adapter knows HTTP and only the OTel
+//!   adapter knows OpenTelemetry.
+//!
+//! Types that cross a boundary (stats, status, health) are plain serializable structs with
+//! public fields. Traits are object safe (`Arc<dyn …>`), because components are chosen by
+//! configuration at run time.
+
+mod config;
+mod control;
+mod error;
+mod handler;
+mod health;
+mod module;
+mod queue;
+mod signal;
+mod source;
+mod task;
+mod trace;
+mod worker;
+
+pub use config::{
+    ConfigChange, ConfigEntry, ConfigError, ConfigIssue, ConfigLayer, ConfigOrigin, ConfigProvider,
+    ConfigSnapshot, ConfigSubscriber, Secret, is_secret_key,
+};
+pub use control::{
+    AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, ModuleStatus, ReloadReport,
+    RuntimeState, RuntimeStatus,
+};
+pub use error::{BoxError, EndpointError, ModuleError, SourceError};
+pub use handler::{TaskContext, TaskError, TaskHandler};
+pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
+pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, Services, SourceSpec};
+pub use queue::{DeadLetter, NackOutcome, PublishOutcome, QueueError, QueueStats, TaskQueue};
+pub use signal::StopSignal;
+pub use source::{
+    FinalOutcome, SourceAcknowledger, SourceState, SourceStatus, TaskSink, TaskSource,
+};
+pub use task::{
+    Delivery, Headers, Lease, ParseTaskIdError, Task, TaskId, TaskOrigin, now_millis,
+};
+pub use trace::{
+    AttributeValue, NoopSpan, SpanKind, SpanSpec, TRACEPARENT, TRACESTATE, TaskSpan, TraceContext,
+    TraceFactory,
+};
+pub use worker::{Disposition, Histogram, PoolStatus, Worker};

@@ -1,0 +1,214 @@
+//! Application modules and what they register.
+
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::{ConfigIssue, ConfigSnapshot, ConfigSubscriber};
+use crate::error::ModuleError;
+use crate::handler::TaskHandler;
+use crate::health::HealthContributor;
+use crate::queue::TaskQueue;
+use crate::source::{SourceAcknowledger, TaskSource};
+use crate::trace::TraceFactory;
+
+/// Describes a business application to the runtime: which config it needs and what it
+/// runs. The runtime calls `validate` at load and on every reload, and `register` once at
+/// start-up, after the platform's queues exist.
+#[async_trait]
+pub trait ApplicationModule: Send + Sync + 'static {
+    /// Module name (for status and logs).
+    fn name(&self) -> &str;
+
+    /// Checks the application's config sections; every problem found is returned, so an
+    /// operator sees them all at once.
+    fn validate(&self, _config: &ConfigSnapshot) -> Vec<ConfigIssue> {
+        Vec::new()
+    }
+
+    /// Registers domain services, sources, pools, acknowledgers and health contributors.
+    async fn register(&self, ctx: &mut ModuleContext) -> Result<(), ModuleError>;
+
+    /// Called once at the end of shutdown, after workers stopped: close stores.
+    async fn stop(&self) {}
+}
+
+/// A source to run, and the queue it publishes into.
+#[derive(Clone)]
+pub struct SourceSpec {
+    /// The source.
+    pub source: Arc<dyn TaskSource>,
+    /// The queue's name.
+    pub queue: String,
+}
+
+/// A worker pool: `concurrency` workers take tasks from `queue` and run `handler`.
+#[derive(Clone)]
+pub struct PoolSpec {
+    /// Pool name.
+    pub name: String,
+    /// The queue's name.
+    pub queue: String,
+    /// The handler.
+    pub handler: Arc<dyn TaskHandler>,
+    /// How many tasks run at once.
+    pub concurrency: usize,
+    /// A task running longer is cut off and counted as a failed attempt.
+    pub task_timeout: Duration,
+}
+
+/// Everything modules registered, for the core to start.
+#[derive(Default)]
+pub struct Registrations {
+    /// Sources to run.
+    pub sources: Vec<SourceSpec>,
+    /// Pools to run.
+    pub pools: Vec<PoolSpec>,
+    /// Extra queues (beyond the platform's).
+    pub queues: Vec<Arc<dyn TaskQueue>>,
+    /// Acknowledgers by source name (sources' own are added by the core).
+    pub acknowledgers: Vec<(String, Arc<dyn SourceAcknowledger>)>,
+    /// Health contributors.
+    pub health: Vec<Arc<dyn HealthContributor>>,
+    /// Config subscribers.
+    pub subscribers: Vec<Arc<dyn ConfigSubscriber>>,
+}
+
+/// A typed registry of shared domain services (one value per type), filled by modules
+/// and read by handlers and other modules. The core exposes it as its `ServiceContainer`.
+#[derive(Default, Clone)]
+pub struct Services {
+    map: BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl Services {
+    /// Stores a service, replacing one of the same type.
+    pub fn insert<T: Any + Send + Sync>(&mut self, service: Arc<T>) {
+        self.map.insert(TypeId::of::<T>(), service);
+    }
+
+    /// The service of type `T`, if registered.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.map
+            .get(&TypeId::of::<T>())
+            .cloned()
+            .and_then(|a| a.downcast::<T>().ok())
+    }
+
+    /// Number of services.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// What a module sees while registering.
+pub struct ModuleContext {
+    config: Arc<ConfigSnapshot>,
+    queues: BTreeMap<String, Arc<dyn TaskQueue>>,
+    tracer: Arc<dyn TraceFactory>,
+    services: Services,
+    registrations: Registrations,
+}
+
+impl ModuleContext {
+    /// A context over the platform's queues and tracer (built by the core).
+    pub fn new(
+        config: Arc<ConfigSnapshot>,
+        queues: BTreeMap<String, Arc<dyn TaskQueue>>,
+        tracer: Arc<dyn TraceFactory>,
+        services: Services,
+    ) -> Self {
+        ModuleContext {
+            config,
+            queues,
+            tracer,
+            services,
+            registrations: Registrations::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Arc<ConfigSnapshot> {
+        &self.config
+    }
+
+    /// A queue by name (the platform's, or one registered earlier).
+    pub fn queue(&self, name: &str) -> Option<Arc<dyn TaskQueue>> {
+        self.queues.get(name).cloned()
+    }
+
+    /// Names of the known queues.
+    pub fn queue_names(&self) -> Vec<String> {
+        self.queues.keys().cloned().collect()
+    }
+
+    /// The trace factory.
+    pub fn tracer(&self) -> Arc<dyn TraceFactory> {
+        self.tracer.clone()
+    }
+
+    /// Shared domain services.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Registers a domain service.
+    pub fn provide<T: Any + Send + Sync>(&mut self, service: Arc<T>) {
+        self.services.insert(service);
+    }
+
+    /// Registers a queue of the module's own.
+    pub fn add_queue(&mut self, queue: Arc<dyn TaskQueue>) {
+        self.queues.insert(queue.name().to_owned(), queue.clone());
+        self.registrations.queues.push(queue);
+    }
+
+    /// Registers a source publishing into `queue`. Its acknowledger and health
+    /// contributor, if any, are registered with it.
+    pub fn add_source(&mut self, source: Arc<dyn TaskSource>, queue: impl Into<String>) {
+        self.registrations.sources.push(SourceSpec {
+            source,
+            queue: queue.into(),
+        });
+    }
+
+    /// Registers a worker pool.
+    pub fn add_pool(&mut self, pool: PoolSpec) {
+        self.registrations.pools.push(pool);
+    }
+
+    /// Registers an acknowledger for tasks from the source named `source` without running
+    /// that source here (a process that only works, or a standby).
+    pub fn add_acknowledger(
+        &mut self,
+        source: impl Into<String>,
+        acknowledger: Arc<dyn SourceAcknowledger>,
+    ) {
+        self.registrations
+            .acknowledgers
+            .push((source.into(), acknowledger));
+    }
+
+    /// Registers a health contributor.
+    pub fn add_health(&mut self, contributor: Arc<dyn HealthContributor>) {
+        self.registrations.health.push(contributor);
+    }
+
+    /// Registers a config subscriber.
+    pub fn subscribe(&mut self, subscriber: Arc<dyn ConfigSubscriber>) {
+        self.registrations.subscribers.push(subscriber);
+    }
+
+    /// Hands the registrations and services to the core.
+    pub fn finish(self) -> (Registrations, Services) {
+        (self.registrations, self.services)
+    }
+}

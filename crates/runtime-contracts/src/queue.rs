@@ -1,0 +1,207 @@
+//! The queue contract: at-least-once delivery with leases, attempts and a dead-letter set.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::task::{Delivery, Task, TaskId};
+
+/// What `publish` did with a task.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishOutcome {
+    /// The task is in the queue.
+    Enqueued,
+    /// A live task (pending, delayed or in flight) with the same origin is already in
+    /// the queue; this one was dropped. Keeps a polling source from flooding the queue.
+    Duplicate,
+}
+
+/// What `nack` did with a task.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NackOutcome {
+    /// The task will be delivered again (after the delay, if any).
+    Requeued,
+    /// The task used up its attempts and is now in the dead-letter set.
+    DeadLettered,
+}
+
+/// A task that failed for good, kept until an operator retries or deletes it.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The task as it was last delivered.
+    pub task: Task,
+    /// Why it failed (the last error).
+    pub reason: String,
+    /// When it was dead-lettered, ms since the epoch.
+    pub failed_at_ms: u64,
+}
+
+/// Counts a queue reports. Gauges are "now"; `*_total` counters only grow over the life
+/// of the queue (for a shared backend such as Redis: of the queue, not of this process).
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Queue name.
+    pub name: String,
+    /// Backend kind (`memory`, `redis`, ...).
+    pub backend: String,
+    /// Ready to be delivered now.
+    pub pending: u64,
+    /// Delivered and not yet settled.
+    pub in_flight: u64,
+    /// Waiting for their not-before time (delayed nack or scheduled).
+    pub delayed: u64,
+    /// In the dead-letter set.
+    pub dead: u64,
+    /// Bound on pending + delayed + in flight, if the queue is bounded.
+    pub capacity: Option<u64>,
+    /// Publishers waiting for room right now (backpressure).
+    pub blocked_publishers: u64,
+    /// Tasks accepted by publish.
+    pub published_total: u64,
+    /// Tasks acknowledged.
+    pub acked_total: u64,
+    /// Failed attempts reported by nack.
+    pub nacked_total: u64,
+    /// Tasks handed back without counting an attempt.
+    pub released_total: u64,
+    /// Tasks moved to the dead-letter set.
+    pub dead_lettered_total: u64,
+    /// Deliveries whose lease ran out and came back (consumer died or stalled).
+    pub expired_total: u64,
+}
+
+/// Errors of a queue backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The backend cannot be reached now; the operation may succeed later.
+    #[error("queue backend unavailable: {message}")]
+    Unavailable {
+        /// What happened (no secrets).
+        message: String,
+        /// The cause.
+        #[source]
+        source: Option<crate::BoxError>,
+    },
+    /// The lease of this delivery is no longer held (it expired and the task may be with
+    /// another consumer, or the task was settled already).
+    #[error("lease lost for task {0}")]
+    LeaseLost(TaskId),
+    /// The queue is closed.
+    #[error("queue closed")]
+    Closed,
+    /// A stored task could not be decoded.
+    #[error("corrupt task data: {0}")]
+    Corrupt(String),
+    /// The request itself is wrong (for example a dead letter that does not exist).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl QueueError {
+    /// A backend outage with its cause.
+    pub fn unavailable(
+        message: impl Into<String>,
+        source: impl Into<crate::BoxError>,
+    ) -> QueueError {
+        QueueError::Unavailable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// True when retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, QueueError::Unavailable { .. })
+    }
+}
+
+/// A task queue.
+///
+/// Semantics every backend keeps (checked by the conformance suite in `runtime-testkit`):
+/// * at-least-once: only `ack` removes a task; a delivery that is not settled within the
+///   visibility timeout is delivered again (without counting an attempt);
+/// * `nack` counts an attempt; with a delay the task is invisible until then, without one
+///   it is ready at once; at `max_attempts` failed attempts it moves to the dead-letter set;
+/// * `release` hands a task back without counting an attempt (shutdown, outage);
+/// * a task with an origin is refused as [`PublishOutcome::Duplicate`] while another live
+///   task with the same origin is in the queue;
+/// * a settle call with a lease that is no longer held fails with [`QueueError::LeaseLost`].
+#[async_trait]
+pub trait TaskQueue: Send + Sync + 'static {
+    /// The queue's name.
+    fn name(&self) -> &str;
+
+    /// The backend kind, for status (`memory`, `redis`).
+    fn backend(&self) -> &'static str;
+
+    /// Adds a task. A bounded queue waits for room (backpressure).
+    async fn publish(&self, task: Task) -> Result<PublishOutcome, QueueError>;
+
+    /// Adds many tasks; backends that can, do it in one round trip.
+    async fn publish_batch(&self, tasks: Vec<Task>) -> Result<Vec<PublishOutcome>, QueueError> {
+        let mut out = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            out.push(self.publish(task).await?);
+        }
+        Ok(out)
+    }
+
+    /// Takes up to `max` ready tasks, waiting up to `wait` for the first one. Returns an
+    /// empty vector when nothing arrived in time, so callers can check for shutdown.
+    async fn consume(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
+
+    /// Settles a delivery as done: the task leaves the queue.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
+
+    /// Settles many deliveries as done; backends that can, do it in one round trip.
+    async fn ack_batch(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
+        for d in deliveries {
+            self.ack(d).await?;
+        }
+        Ok(())
+    }
+
+    /// Reports a failed attempt: retry after `retry_delay` (at once when `None`), or
+    /// dead-letter when the attempts are used up. `error` is kept as the reason.
+    async fn nack(
+        &self,
+        delivery: &Delivery,
+        retry_delay: Option<Duration>,
+        error: &str,
+    ) -> Result<NackOutcome, QueueError>;
+
+    /// Hands a task back without counting an attempt, visible again after `delay`.
+    async fn release(&self, delivery: &Delivery, delay: Option<Duration>)
+    -> Result<(), QueueError>;
+
+    /// Moves a delivery straight to the dead-letter set (the handler rejected it for good).
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
+
+    /// Extends the lease of a delivery that is still being worked on by `by` from now.
+    async fn extend_lease(&self, delivery: &Delivery, by: Duration) -> Result<(), QueueError>;
+
+    /// Current counts.
+    async fn stats(&self) -> Result<QueueStats, QueueError>;
+
+    /// Up to `limit` dead letters, oldest first.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Puts a dead letter back into the queue with its attempts reset. False if unknown.
+    async fn retry_dead_letter(&self, id: TaskId) -> Result<bool, QueueError>;
+
+    /// Deletes one dead letter. False if unknown.
+    async fn delete_dead_letter(&self, id: TaskId) -> Result<bool, QueueError>;
+
+    /// Deletes all dead letters; returns how many.
+    async fn purge_dead_letters(&self) -> Result<u64, QueueError>;
+
+    /// Checks that the backend is reachable (readiness).
+    async fn ping(&self) -> Result<(), QueueError>;
+
+    /// Stops accepting work and frees resources. Tasks already stored stay stored.
+    async fn close(&self) {}
+}

@@ -1,0 +1,1 @@
+//! The plba runtime core: lifecycle, configuration, supervision, tracing, health and control (work in progress).
