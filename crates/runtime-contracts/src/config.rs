@@ -212,9 +212,16 @@ pub fn is_secret_key(key: &str) -> bool {
     if last.ends_with("_file") {
         return false;
     }
-    ["password", "token", "secret", "api_key", "apikey", "credentials"]
-        .iter()
-        .any(|s| last == *s || last.ends_with(&format!("_{s}")))
+    [
+        "password",
+        "token",
+        "secret",
+        "api_key",
+        "apikey",
+        "credentials",
+    ]
+    .iter()
+    .any(|s| last == *s || last.ends_with(&format!("_{s}")))
         || last.contains("password")
 }
 

@@ -131,8 +131,11 @@ pub trait ControlPlane: Send + Sync + 'static {
     /// Deletes a dead letter.
     async fn delete_dead_letter(&self, id: TaskId) -> Result<(), AdminError>;
     /// Changes a pool's concurrency live.
-    async fn set_concurrency(&self, pool: &str, concurrency: usize)
-    -> Result<PoolStatus, AdminError>;
+    async fn set_concurrency(
+        &self,
+        pool: &str,
+        concurrency: usize,
+    ) -> Result<PoolStatus, AdminError>;
     /// Starts a graceful shutdown and returns at once.
     async fn shutdown(&self) -> Result<(), AdminError>;
 }

@@ -67,9 +67,7 @@ pub use signal::StopSignal;
 pub use source::{
     FinalOutcome, SourceAcknowledger, SourceState, SourceStatus, TaskSink, TaskSource,
 };
-pub use task::{
-    Delivery, Headers, Lease, ParseTaskIdError, Task, TaskId, TaskOrigin, now_millis,
-};
+pub use task::{Delivery, Headers, Lease, ParseTaskIdError, Task, TaskId, TaskOrigin, now_millis};
 pub use trace::{
     AttributeValue, NoopSpan, SpanKind, SpanSpec, TRACEPARENT, TRACESTATE, TaskSpan, TraceContext,
     TraceFactory,

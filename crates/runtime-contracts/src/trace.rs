@@ -67,7 +67,10 @@ impl TraceContext {
         if flags.len() != 2 || (version == "00" && parts.next().is_some()) {
             return None;
         }
-        let hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         if !hex(version) || !hex(trace) || !hex(span) || !hex(flags) {
             return None;
         }

@@ -1,0 +1,1 @@
+//! The command line every app gets: `run`, `check-config`, `print-config` (work in progress).

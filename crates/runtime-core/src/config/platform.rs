@@ -1,0 +1,260 @@
+//! The platform's own configuration sections: `runtime`, `queue`, `workers`, `control`,
+//! `tracing`. Applications own every other section.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, Secret};
+use serde::{Deserialize, Serialize};
+
+/// All platform sections.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// `[runtime]`
+    pub runtime: RuntimeConfig,
+    /// `[queue]`
+    pub queue: QueueConfig,
+    /// `[workers]`
+    pub workers: WorkersConfig,
+    /// `[control]`
+    pub control: ControlConfig,
+    /// `[tracing]`
+    pub tracing: TracingConfig,
+}
+
+/// The platform section names.
+pub const PLATFORM_SECTIONS: [&str; 5] = ["runtime", "queue", "workers", "control", "tracing"];
+
+impl PlatformConfig {
+    /// Reads and checks the platform sections of a snapshot.
+    pub fn from_snapshot(snapshot: &ConfigSnapshot) -> Result<Self, ConfigError> {
+        let mut issues = Vec::new();
+        let mut cfg = PlatformConfig::default();
+        macro_rules! section {
+            ($field:ident) => {
+                match snapshot.section(stringify!($field)) {
+                    Ok(v) => cfg.$field = v,
+                    Err(ConfigError::Invalid(mut i)) => issues.append(&mut i),
+                    Err(e) => return Err(e),
+                }
+            };
+        }
+        section!(runtime);
+        section!(queue);
+        section!(workers);
+        section!(control);
+        section!(tracing);
+        issues.extend(cfg.check());
+        if issues.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid(issues))
+        }
+    }
+
+    /// Checks values serde cannot (ranges, combinations).
+    pub fn check(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut bad = |key: &str, value: String, message: &str| {
+            issues.push(ConfigIssue {
+                key: key.to_owned(),
+                origin: None,
+                value: Some(value),
+                message: message.to_owned(),
+            })
+        };
+        if self.queue.capacity == 0 {
+            bad(
+                "queue.capacity",
+                "0".into(),
+                "expected a whole number of at least 1",
+            );
+        }
+        if self.queue.max_attempts == 0 {
+            bad(
+                "queue.max_attempts",
+                "0".into(),
+                "expected a whole number of at least 1",
+            );
+        }
+        if self.workers.concurrency == 0 || self.workers.concurrency > 4096 {
+            bad(
+                "workers.concurrency",
+                self.workers.concurrency.to_string(),
+                "expected a whole number from 1 to 4096",
+            );
+        }
+        if self.workers.task_timeout.is_zero() {
+            bad(
+                "workers.task_timeout",
+                "0s".into(),
+                "expected a duration above zero, like \"30s\"",
+            );
+        }
+        if self.queue.visibility_timeout < Duration::from_millis(100) {
+            bad(
+                "queue.visibility_timeout",
+                humantime::format_duration(self.queue.visibility_timeout).to_string(),
+                "expected a duration of at least 100ms, like \"60s\"",
+            );
+        }
+        issues
+    }
+}
+
+/// `[runtime]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// How long workers may finish in-flight tasks at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Queue backends.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// In-process, bounded.
+    Memory,
+    /// Redis, shared by processes.
+    Redis,
+}
+
+/// `[queue]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Backend.
+    pub backend: QueueBackend,
+    /// Memory: bound for backpressure.
+    pub capacity: usize,
+    /// Redis URL (may hold a password: shown as `***`).
+    pub redis_url: Secret,
+    /// Queue name (Redis key namespace).
+    pub name: String,
+    /// A delivery not settled within this time is delivered again.
+    #[serde(with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// Failed attempts before dead-letter.
+    pub max_attempts: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            backend: QueueBackend::Memory,
+            capacity: 10_000,
+            redis_url: Secret::new("redis://127.0.0.1:6379/0"),
+            name: "tasks".to_owned(),
+            visibility_timeout: Duration::from_secs(60),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// `[workers]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Tasks run at once per pool.
+    pub concurrency: usize,
+    /// Per-task timeout.
+    #[serde(with = "humantime_serde")]
+    pub task_timeout: Duration,
+    /// First retry delay of the exponential backoff.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            concurrency: 8,
+            task_timeout: Duration::from_secs(30),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[control]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Whether to serve the control plane.
+    pub enabled: bool,
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Bearer token for `/admin/*`; without one the admin routes answer 403.
+    pub token: Option<Secret>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            enabled: true,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+        }
+    }
+}
+
+/// Trace exporters.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceExporter {
+    /// Ids only, nothing exported.
+    None,
+    /// Spans printed to standard output.
+    Stdout,
+    /// OTLP over HTTP/protobuf.
+    Otlp,
+}
+
+/// Log formats.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[tracing]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Span exporter.
+    pub exporter: TraceExporter,
+    /// OTLP endpoint (base URL; `/v1/traces` is appended when missing).
+    pub otlp_endpoint: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `mail_order_bot=debug,info`).
+    pub level: String,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            exporter: TraceExporter::None,
+            otlp_endpoint: "http://127.0.0.1:4318".to_owned(),
+            log_format: LogFormat::Pretty,
+            level: "info".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! A Dovecot IMAP server per test (work in progress).

@@ -1,0 +1,1 @@
+//! The queue conformance suite (work in progress).
