@@ -425,7 +425,7 @@ mod tests {
             1,
             &[ConfigLayer::from_tree(
                 "t",
-                &json!({"mail": {"password": "hunter2", "host": "h"}, "control": {"token": "t0k"}}),
+                &json!({"store": {"password": "hunter2", "host": "h"}, "control": {"token": "t0k"}}),
                 &ConfigOrigin::Default,
             )],
         );
@@ -433,7 +433,7 @@ mod tests {
         assert!(!text.contains("hunter2") && !text.contains("t0k"));
         assert!(text.contains("\"h\""));
         assert_eq!(format!("{:?}", Secret::new("x")), "***");
-        assert!(is_secret_key("mail.password") && is_secret_key("control.token"));
-        assert!(!is_secret_key("mail.password_file") && !is_secret_key("mail.host"));
+        assert!(is_secret_key("store.password") && is_secret_key("control.token"));
+        assert!(!is_secret_key("store.password_file") && !is_secret_key("store.host"));
     }
 }

@@ -7,7 +7,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SourceError {
-    /// The upstream system (mail server, directory, ...) cannot be reached or failed; the
+    /// The upstream system (a remote server, a directory, ...) cannot be reached or failed; the
     /// runtime restarts the source with backoff.
     #[error("source unavailable: {message}")]
     Unavailable {

@@ -1,5 +1,6 @@
 //! The business handler contract and its typed outcome.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,7 +29,7 @@ pub enum TaskError {
         /// Why.
         reason: String,
     },
-    /// A dependency is down (database, mail server). Not the task's fault: the task goes
+    /// A dependency is down (a database, a remote server). Not the task's fault: the task goes
     /// back without counting an attempt, so an outage of any length never dead-letters.
     #[error("dependency unavailable: {reason}")]
     Unavailable {
@@ -73,8 +74,8 @@ impl TaskError {
     }
 }
 
-/// What a handler gets besides the task: the task's span, a way to open child spans, and
-/// where it runs.
+/// What a handler gets besides the task: the task's span, a way to open child spans,
+/// where it runs, and a slot for the outcome tag passed on to the source.
 pub struct TaskContext<'a> {
     /// The span of this task's processing; the handler's spans are its children.
     pub span: &'a dyn TaskSpan,
@@ -84,6 +85,8 @@ pub struct TaskContext<'a> {
     pub pool: &'a str,
     /// The queue the task came from.
     pub queue: &'a str,
+    /// The outcome tag; see [`TaskContext::tag_outcome`].
+    pub tag: &'a Mutex<Option<String>>,
 }
 
 impl<'a> TaskContext<'a> {
@@ -92,6 +95,14 @@ impl<'a> TaskContext<'a> {
         let parent: TraceContext = self.span.context();
         self.tracer
             .start_span(SpanSpec::new(name).parent(Some(&parent)))
+    }
+
+    /// Tags a successful outcome (for example `"rejected"`); the source's acknowledger
+    /// receives it in [`FinalOutcome::Succeeded`](crate::FinalOutcome::Succeeded).
+    pub fn tag_outcome(&self, tag: impl Into<String>) {
+        if let Ok(mut slot) = self.tag.lock() {
+            *slot = Some(tag.into());
+        }
     }
 }
 

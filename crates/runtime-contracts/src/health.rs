@@ -20,7 +20,7 @@ pub enum HealthStatus {
 /// One component's health.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct ComponentHealth {
-    /// Component name (`queue:mail-orders`, `source:inbox`, `store`).
+    /// Component name (`queue:jobs`, `source:inbox`, `store`).
     pub name: String,
     /// Its status.
     pub status: HealthStatus,

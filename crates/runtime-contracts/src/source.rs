@@ -45,7 +45,7 @@ pub enum SourceState {
 pub struct SourceStatus {
     /// Registered name.
     pub name: String,
-    /// Kind (`imap-poll`, `imap-idle`, `maildir`, `interval`, ...).
+    /// Kind (`interval`, `directory`, `webhook`, ...).
     pub kind: String,
     /// State.
     pub state: SourceState,
@@ -57,7 +57,7 @@ pub struct SourceStatus {
     pub last_error: Option<String>,
     /// Seconds since the source last talked to its upstream successfully.
     pub last_success_age_seconds: Option<f64>,
-    /// Source-specific details (mode, mailbox, checkpoint).
+    /// Source-specific details (mode, folder, checkpoint).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, serde_json::Value>,
 }
@@ -120,8 +120,14 @@ pub trait TaskSource: Send + Sync + 'static {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum FinalOutcome {
-    /// The handler finished it.
-    Succeeded,
+    /// The handler finished it. `tag` is what the handler set with
+    /// [`TaskContext::tag_outcome`](crate::TaskContext::tag_outcome), so a source can file
+    /// items differently (for example a folder per tag) without knowing the domain.
+    Succeeded {
+        /// The handler's tag, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
     /// It failed for good and is in the dead-letter set.
     DeadLettered {
         /// The last error.
@@ -129,12 +135,12 @@ pub enum FinalOutcome {
     },
 }
 
-/// Completes the source's side of a task once its outcome is final: for example, marks a
-/// message read after success, or flags it after a final failure so it is not produced
+/// Completes the source's side of a task once its outcome is final: for example, marks an
+/// item done after success, or flags it after a final failure so it is not produced
 /// again. Runs in whichever process finished the task, so it must work from the origin
 /// key alone, over its own connection.
 ///
-/// Order on success: handler, then `acknowledge`, then queue ack. If `acknowledge` fails
+/// On success, in sequence: handler, then `acknowledge`, then queue ack. If `acknowledge` fails
 /// the task goes back to the queue (without counting an attempt) and the handler runs
 /// again: handlers are idempotent, so both effects end up applied at least once.
 #[async_trait]

@@ -128,14 +128,14 @@ impl Headers {
         self.0.is_empty()
     }
 
-    /// All headers in insertion order.
+    /// All headers, first set first.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
 /// Which source produced a task and which item at that source it stands for. The key is
-/// opaque to the runtime (for example mailbox, UIDVALIDITY and UID); the source's
+/// opaque to the runtime (for example a folder, its validity epoch and an item number); the source's
 /// [`SourceAcknowledger`](crate::SourceAcknowledger) understands it. Queues also use
 /// `(source, key)` to refuse a second live task for the same item.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
