@@ -239,6 +239,12 @@ pub trait TraceFactory: Send + Sync + 'static {
     /// Starts a span.
     fn start_span(&self, spec: SpanSpec<'_>) -> Box<dyn TaskSpan>;
 
+    /// False when spans are not recorded anywhere (ids only): callers may then skip
+    /// building attributes, which keeps the hot path cheap.
+    fn is_recording(&self) -> bool {
+        true
+    }
+
     /// Exports what is buffered; called once at shutdown. Must not block for long.
     fn flush(&self) {}
 
@@ -251,6 +257,9 @@ pub trait TraceFactory: Send + Sync + 'static {
 impl<T: TraceFactory + ?Sized> TraceFactory for Arc<T> {
     fn start_span(&self, spec: SpanSpec<'_>) -> Box<dyn TaskSpan> {
         (**self).start_span(spec)
+    }
+    fn is_recording(&self) -> bool {
+        (**self).is_recording()
     }
     fn flush(&self) {
         (**self).flush()

@@ -1,17 +1,41 @@
 //! Configuration: layers merged into typed, validated snapshots, reloadable.
 //!
 //! Layers, later wins: built-in defaults < config files < database < environment.
-//! Each layer comes from a [`ConfigProvider`]; the manager merges them into a
+//! Each layer comes from a [`ConfigProvider`]; the manager reads secrets named by
+//! `password_file`-style keys ([`read_secret_file`]), merges the layers into a
 //! [`ConfigSnapshot`], checks the platform sections ([`PlatformConfig`]) and every
-//! registered validator (the application's sections), and only then makes it current.
+//! registered [`Validator`] (the application's sections), and only then makes it current.
+//! Every problem found is reported at once, each naming its key, its source (file:line,
+//! environment variable, database row), its value (`***` for secrets) and what was
+//! expected ([`section`] does that for any serde type).
+//!
+//! Reload ([`ConfigurationManager::reload`], file changes and SIGHUP through
+//! [`ConfigurationManager::spawn_watchers`], the admin endpoint) builds a new snapshot the
+//! same way; an invalid one is rejected, logged and counted, and the old one stays.
+//! Subscribers hear about accepted changes with the changed keys.
 
+mod extract;
+mod layers;
 mod platform;
+mod secrets;
+mod toml_out;
+mod watch;
 
+pub use extract::{
+    issue, known_sections_validator, lookup_origin, redact_url, redacted_tree, render_value,
+    section, section_validator,
+};
+pub use layers::{DefaultsProvider, EnvProvider, PlainFileProvider, parse_value};
 pub use platform::{
     ControlConfig, LogFormat, PLATFORM_SECTIONS, PlatformConfig, QueueBackend, QueueConfig,
     RuntimeConfig, TraceExporter, TracingConfig, WorkersConfig,
 };
+pub use secrets::read_secret_file;
+pub use toml_out::to_toml;
+pub use watch::WatchOptions;
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
 use runtime_contracts::{
@@ -19,17 +43,35 @@ use runtime_contracts::{
     ConfigSubscriber, ReloadReport,
 };
 
-/// Checks a candidate configuration; returns every problem found.
+/// Checks a candidate configuration; returns every problem found. Issues may leave
+/// `origin` and `value` empty: the manager fills them in (and redacts secrets).
 pub type Validator = Arc<dyn Fn(&ConfigSnapshot) -> Vec<ConfigIssue> + Send + Sync>;
+
+struct Current {
+    snapshot: Arc<ConfigSnapshot>,
+    platform: Arc<PlatformConfig>,
+    secret_files: Vec<PathBuf>,
+}
 
 /// Loads, validates, holds and reloads the configuration.
 pub struct ConfigurationManager {
     providers: Vec<Box<dyn ConfigProvider>>,
     validators: Vec<Validator>,
-    current: RwLock<(Arc<ConfigSnapshot>, Arc<PlatformConfig>)>,
+    current: RwLock<Current>,
     subscribers: Mutex<Vec<Arc<dyn ConfigSubscriber>>>,
-    reloads: std::sync::atomic::AtomicU64,
-    reload_failures: std::sync::atomic::AtomicU64,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+    /// One reload at a time (file watcher, SIGHUP and the admin endpoint may race).
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for ConfigurationManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigurationManager")
+            .field("layers", &self.layer_names())
+            .field("version", &self.current().version)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConfigurationManager {
@@ -38,43 +80,72 @@ impl ConfigurationManager {
         providers: Vec<Box<dyn ConfigProvider>>,
         validators: Vec<Validator>,
     ) -> Result<Self, ConfigError> {
-        let (snapshot, platform) = build(&providers, &validators, 1).await?;
+        let built = build(&providers, &validators, 1).await?;
         Ok(ConfigurationManager {
             providers,
             validators,
-            current: RwLock::new((Arc::new(snapshot), Arc::new(platform))),
+            current: RwLock::new(built),
             subscribers: Mutex::new(Vec::new()),
-            reloads: Default::default(),
-            reload_failures: Default::default(),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+            reload_lock: tokio::sync::Mutex::new(()),
         })
     }
 
     /// The configuration in force.
     pub fn current(&self) -> Arc<ConfigSnapshot> {
-        self.current
-            .read()
-            .map(|c| c.0.clone())
-            .unwrap_or_else(|p| p.into_inner().0.clone())
+        self.read(|c| c.snapshot.clone())
     }
 
     /// The platform sections of the configuration in force.
     pub fn platform(&self) -> Arc<PlatformConfig> {
-        self.current
-            .read()
-            .map(|c| c.1.clone())
-            .unwrap_or_else(|p| p.into_inner().1.clone())
+        self.read(|c| c.platform.clone())
+    }
+
+    /// The configuration in force with secrets as `***` (for the control plane).
+    pub fn redacted(&self) -> serde_json::Value {
+        redacted_tree(&self.current())
+    }
+
+    /// The layers, lowest precedence first (`built-in defaults`, `file ./bot.toml`, ...).
+    pub fn layer_names(&self) -> Vec<String> {
+        self.providers.iter().map(|p| p.describe()).collect()
+    }
+
+    /// Files whose change should trigger a reload: config files and secret files.
+    pub fn watch_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self
+            .providers
+            .iter()
+            .flat_map(|p| p.watch_paths())
+            .collect();
+        paths.extend(self.read(|c| c.secret_files.clone()));
+        paths.sort();
+        paths.dedup();
+        paths
     }
 
     /// Registers a subscriber for accepted changes.
     pub fn subscribe(&self, subscriber: Arc<dyn ConfigSubscriber>) {
-        if let Ok(mut subs) = self.subscribers.lock() {
-            subs.push(subscriber);
+        match self.subscribers.lock() {
+            Ok(mut subs) => subs.push(subscriber),
+            Err(poisoned) => poisoned.into_inner().push(subscriber),
         }
+    }
+
+    /// Registers a closure as a subscriber.
+    pub fn subscribe_fn(&self, f: impl Fn(&ConfigChange) + Send + Sync + 'static) {
+        struct FnSubscriber<F>(F);
+        impl<F: Fn(&ConfigChange) + Send + Sync + 'static> ConfigSubscriber for FnSubscriber<F> {
+            fn on_change(&self, change: &ConfigChange) {
+                (self.0)(change)
+            }
+        }
+        self.subscribe(Arc::new(FnSubscriber(f)));
     }
 
     /// Accepted and rejected reloads so far.
     pub fn reload_counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
         (
             self.reloads.load(Relaxed),
             self.reload_failures.load(Relaxed),
@@ -83,12 +154,20 @@ impl ConfigurationManager {
 
     /// Reloads every layer; an invalid result is rejected and the old one stays.
     pub async fn reload(&self) -> ReloadReport {
-        use std::sync::atomic::Ordering::Relaxed;
+        self.reload_because("request").await
+    }
+
+    /// [`reload`](Self::reload), naming what asked for it in the logs.
+    pub async fn reload_because(&self, trigger: &str) -> ReloadReport {
+        let _one_at_a_time = self.reload_lock.lock().await;
         let old = self.current();
         match build(&self.providers, &self.validators, old.version + 1).await {
-            Ok((snapshot, platform)) => {
-                let changed_keys = changed_keys(&old, &snapshot);
+            Ok(built) => {
+                let changed_keys = changed_keys(&old, &built.snapshot);
                 if changed_keys.is_empty() {
+                    // Keep the secret files list fresh even when nothing visible changed.
+                    self.write(|c| c.secret_files = built.secret_files);
+                    tracing::debug!(trigger, "configuration unchanged");
                     return ReloadReport {
                         accepted: true,
                         version: old.version,
@@ -96,25 +175,22 @@ impl ConfigurationManager {
                         errors: Vec::new(),
                     };
                 }
-                let new = Arc::new(snapshot);
-                if let Ok(mut cur) = self.current.write() {
-                    *cur = (new.clone(), Arc::new(platform));
-                }
+                let new = built.snapshot.clone();
+                self.write(|c| *c = built);
                 self.reloads.fetch_add(1, Relaxed);
+                // Key names only: values may be secrets.
+                tracing::info!(
+                    trigger,
+                    version = new.version,
+                    changed = %changed_keys.join(", "),
+                    "configuration reloaded"
+                );
                 let change = ConfigChange {
                     old,
                     new: new.clone(),
                     changed_keys: changed_keys.clone(),
                 };
-                let subs = self
-                    .subscribers
-                    .lock()
-                    .map(|s| s.clone())
-                    .unwrap_or_default();
-                for sub in subs {
-                    sub.on_change(&change);
-                }
-                tracing::info!(version = new.version, changed = ?changed_keys, "configuration reloaded");
+                self.notify(&change);
                 ReloadReport {
                     accepted: true,
                     version: new.version,
@@ -124,7 +200,7 @@ impl ConfigurationManager {
             }
             Err(error) => {
                 self.reload_failures.fetch_add(1, Relaxed);
-                tracing::warn!(%error, "configuration reload rejected, keeping the old one");
+                tracing::warn!(trigger, %error, "configuration reload rejected, keeping the old one");
                 let errors = match error {
                     ConfigError::Invalid(issues) => issues,
                     other => vec![ConfigIssue {
@@ -143,19 +219,76 @@ impl ConfigurationManager {
             }
         }
     }
+
+    fn notify(&self, change: &ConfigChange) {
+        let subs = match self.subscribers.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        for sub in subs {
+            // A subscriber that panics must not take the reload path (or the watcher) down.
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sub.on_change(change)));
+            if outcome.is_err() {
+                tracing::error!(version = change.new.version, "config subscriber panicked");
+            }
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Current) -> T) -> T {
+        match self.current.read() {
+            Ok(c) => f(&c),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    fn write(&self, f: impl FnOnce(&mut Current)) {
+        match self.current.write() {
+            Ok(mut c) => f(&mut c),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+}
+
+/// Loads the layers of `providers` as they are now, merged but not validated (for
+/// bootstrap decisions such as whether a database layer is configured).
+pub async fn load_unvalidated(
+    providers: &[Box<dyn ConfigProvider>],
+) -> Result<ConfigSnapshot, ConfigError> {
+    let mut layers = Vec::with_capacity(providers.len());
+    for p in providers {
+        let mut layer = p.load().await?;
+        let (_, issues) = secrets::expand_secret_files(&mut layer).await;
+        if !issues.is_empty() {
+            return Err(ConfigError::Invalid(issues));
+        }
+        layers.push(layer);
+    }
+    Ok(ConfigSnapshot::from_layers(0, &layers))
 }
 
 async fn build(
     providers: &[Box<dyn ConfigProvider>],
     validators: &[Validator],
     version: u64,
-) -> Result<(ConfigSnapshot, PlatformConfig), ConfigError> {
+) -> Result<Current, ConfigError> {
     let mut layers: Vec<ConfigLayer> = Vec::with_capacity(providers.len());
+    let mut issues = Vec::new();
+    let mut secret_files = Vec::new();
     for p in providers {
-        layers.push(p.load().await?);
+        match p.load().await {
+            Ok(mut layer) => {
+                let (files, mut problems) = secrets::expand_secret_files(&mut layer).await;
+                secret_files.extend(files);
+                issues.append(&mut problems);
+                layers.push(layer);
+            }
+            Err(ConfigError::Invalid(mut i)) => issues.append(&mut i),
+            // A layer that cannot be read at all makes the rest meaningless.
+            Err(e) => return Err(e),
+        }
     }
     let snapshot = ConfigSnapshot::from_layers(version, &layers);
-    let mut issues = Vec::new();
     let platform = match PlatformConfig::from_snapshot(&snapshot) {
         Ok(p) => Some(p),
         Err(ConfigError::Invalid(mut i)) => {
@@ -167,8 +300,13 @@ async fn build(
     for v in validators {
         issues.extend(v(&snapshot));
     }
+    extract::complete(&snapshot, &mut issues);
     match platform {
-        Some(p) if issues.is_empty() => Ok((snapshot, p)),
+        Some(p) if issues.is_empty() => Ok(Current {
+            snapshot: Arc::new(snapshot),
+            platform: Arc::new(p),
+            secret_files,
+        }),
         _ => Err(ConfigError::Invalid(issues)),
     }
 }

@@ -27,13 +27,14 @@ pub struct PlatformConfig {
 pub const PLATFORM_SECTIONS: [&str; 5] = ["runtime", "queue", "workers", "control", "tracing"];
 
 impl PlatformConfig {
-    /// Reads and checks the platform sections of a snapshot.
+    /// Reads and checks the platform sections of a snapshot; every problem is reported,
+    /// with its key, source and value.
     pub fn from_snapshot(snapshot: &ConfigSnapshot) -> Result<Self, ConfigError> {
         let mut issues = Vec::new();
         let mut cfg = PlatformConfig::default();
         macro_rules! section {
             ($field:ident) => {
-                match snapshot.section(stringify!($field)) {
+                match super::extract::section(snapshot, stringify!($field)) {
                     Ok(v) => cfg.$field = v,
                     Err(ConfigError::Invalid(mut i)) => issues.append(&mut i),
                     Err(e) => return Err(e),
@@ -45,7 +46,12 @@ impl PlatformConfig {
         section!(workers);
         section!(control);
         section!(tracing);
-        issues.extend(cfg.check());
+        if issues.is_empty() {
+            // Range checks only on sections that read cleanly: no echo of a default.
+            let mut more = cfg.check();
+            super::extract::complete(snapshot, &mut more);
+            issues.extend(more);
+        }
         if issues.is_empty() {
             Ok(cfg)
         } else {
@@ -64,6 +70,14 @@ impl PlatformConfig {
                 message: message.to_owned(),
             })
         };
+        let dur = |d: Duration| format!("{:?}", humantime::format_duration(d).to_string());
+        if self.runtime.shutdown_timeout.is_zero() {
+            bad(
+                "runtime.shutdown_timeout",
+                dur(self.runtime.shutdown_timeout),
+                "expected a duration above zero, like \"30s\"",
+            );
+        }
         if self.queue.capacity == 0 {
             bad(
                 "queue.capacity",
@@ -78,6 +92,22 @@ impl PlatformConfig {
                 "expected a whole number of at least 1",
             );
         }
+        if self.queue.name.trim().is_empty() {
+            bad("queue.name", "\"\"".into(), "expected a non-empty name");
+        }
+        if self.queue.backend == QueueBackend::Redis {
+            let url = self.queue.redis_url.expose();
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://"))
+            {
+                bad(
+                    "queue.redis_url",
+                    format!("{:?}", super::extract::redact_url(url)),
+                    "expected a URL like \"redis://127.0.0.1:6379/0\" (queue.backend is \"redis\")",
+                );
+            }
+        }
         if self.workers.concurrency == 0 || self.workers.concurrency > 4096 {
             bad(
                 "workers.concurrency",
@@ -88,15 +118,55 @@ impl PlatformConfig {
         if self.workers.task_timeout.is_zero() {
             bad(
                 "workers.task_timeout",
-                "0s".into(),
+                dur(self.workers.task_timeout),
                 "expected a duration above zero, like \"30s\"",
+            );
+        }
+        if self.workers.retry_base.is_zero() {
+            bad(
+                "workers.retry_base",
+                dur(self.workers.retry_base),
+                "expected a duration above zero, like \"1s\"",
+            );
+        }
+        if self.workers.retry_max < self.workers.retry_base {
+            bad(
+                "workers.retry_max",
+                dur(self.workers.retry_max),
+                "expected a duration not below workers.retry_base",
             );
         }
         if self.queue.visibility_timeout < Duration::from_millis(100) {
             bad(
                 "queue.visibility_timeout",
-                humantime::format_duration(self.queue.visibility_timeout).to_string(),
+                dur(self.queue.visibility_timeout),
                 "expected a duration of at least 100ms, like \"60s\"",
+            );
+        }
+        if let Some(token) = &self.control.token
+            && token.expose().trim().is_empty()
+        {
+            bad(
+                "control.token",
+                "***".into(),
+                "expected a non-empty token; remove the key to turn the admin routes off",
+            );
+        }
+        if self.tracing.exporter == TraceExporter::Otlp
+            && !(self.tracing.otlp_endpoint.starts_with("http://")
+                || self.tracing.otlp_endpoint.starts_with("https://"))
+        {
+            bad(
+                "tracing.otlp_endpoint",
+                format!("{:?}", self.tracing.otlp_endpoint),
+                "expected an http:// or https:// URL (tracing.exporter is \"otlp\")",
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.tracing.level) {
+            bad(
+                "tracing.level",
+                format!("{:?}", self.tracing.level),
+                &format!("expected a log filter like \"info\" or \"my_app=debug,info\": {e}"),
             );
         }
         issues

@@ -1,0 +1,82 @@
+//! `password_file` / `token_file`: secrets read from files (Docker and Kubernetes
+//! secrets, systemd credentials).
+//!
+//! Within each layer, a key `X_file` whose `X` names a secret (`password`, `token`, ...)
+//! is replaced by `X` holding the file's content, trailing newline trimmed. Doing it per
+//! layer keeps precedence intact: `MOB_MAIL__PASSWORD` in the environment still beats
+//! `password_file` in a file. Apps declare only `password: Secret` in their sections.
+
+use std::path::{Path, PathBuf};
+
+use runtime_contracts::{ConfigIssue, ConfigLayer, ConfigOrigin, Secret, is_secret_key};
+use serde_json::Value;
+
+/// Reads a secret from a file, trimming the trailing newline editors and `echo` add.
+pub fn read_secret_file(path: &Path) -> std::io::Result<Secret> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(Secret::new(text.trim_end_matches(['\n', '\r'])))
+}
+
+/// Replaces `X_file` keys of secrets by `X` with the file's content. Returns the files
+/// read (to watch them) and the problems found.
+pub(crate) async fn expand_secret_files(
+    layer: &mut ConfigLayer,
+) -> (Vec<PathBuf>, Vec<ConfigIssue>) {
+    let mut files = Vec::new();
+    let mut issues = Vec::new();
+    let file_keys: Vec<String> = layer
+        .entries
+        .keys()
+        .filter(|k| k.strip_suffix("_file").is_some_and(is_secret_key))
+        .cloned()
+        .collect();
+    for key in file_keys {
+        let Some(entry) = layer.entries.remove(&key) else {
+            continue;
+        };
+        let stem = key.trim_end_matches("_file").to_owned();
+        let bad = |message: String, value: Option<String>| ConfigIssue {
+            key: key.clone(),
+            origin: Some(entry.origin.clone()),
+            value,
+            message,
+        };
+        let Value::String(path) = &entry.value else {
+            issues.push(bad("expected a file path (a string)".to_owned(), None));
+            continue;
+        };
+        if layer.entries.contains_key(&stem) {
+            issues.push(bad(
+                format!("set either `{stem}` or `{key}`, not both"),
+                Some(format!("{path:?}")),
+            ));
+            continue;
+        }
+        let path_buf = PathBuf::from(path);
+        files.push(path_buf.clone());
+        let read = {
+            let p = path_buf.clone();
+            tokio::task::spawn_blocking(move || read_secret_file(&p)).await
+        };
+        match read {
+            Ok(Ok(secret)) if secret.is_empty() => issues.push(bad(
+                "the secret file is empty".to_owned(),
+                Some(format!("{path:?}")),
+            )),
+            Ok(Ok(secret)) => {
+                let origin = ConfigOrigin::Other(format!(
+                    "secret file {} named by {key} ({})",
+                    path_buf.display(),
+                    entry.origin
+                ));
+                layer.set(stem, Value::String(secret.expose().to_owned()), origin);
+            }
+            Ok(Err(e)) => issues.push(bad(
+                format!("cannot read the secret file: {e}"),
+                Some(format!("{path:?}")),
+            )),
+            Err(e) => issues.push(bad(format!("cannot read the secret file: {e}"), None)),
+        }
+    }
+    (files, issues)
+}

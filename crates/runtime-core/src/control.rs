@@ -1,0 +1,155 @@
+//! The ControlPlaneService: the runtime's status and admin actions as plain calls.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use runtime_contracts::{
+    AdminError, ComponentHealth, ControlPlane, DeadLetterEntry, HealthReport, PoolStatus,
+    QueueError, ReloadReport, RuntimeState, RuntimeStatus, SourceStatus, TaskId,
+};
+
+use crate::runtime::Inner;
+
+/// Implements [`ControlPlane`] over a running runtime; transports (HTTP) expose it.
+pub struct ControlPlaneService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ControlPlaneService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlaneService")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlPlaneService {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        ControlPlaneService { inner }
+    }
+
+    fn running(&self) -> Result<(), AdminError> {
+        match self.inner.state() {
+            RuntimeState::Running => Ok(()),
+            other => Err(AdminError::Conflict(format!(
+                "the runtime is {}",
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+fn queue_error(error: QueueError) -> AdminError {
+    match error {
+        QueueError::Invalid(m) => AdminError::Invalid(m),
+        other => AdminError::Unavailable(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl ControlPlane for ControlPlaneService {
+    async fn status(&self) -> RuntimeStatus {
+        self.inner.status().await
+    }
+
+    async fn liveness(&self) -> ComponentHealth {
+        self.inner.health.liveness()
+    }
+
+    async fn readiness(&self) -> HealthReport {
+        self.inner.health.readiness(self.inner.state()).await
+    }
+
+    async fn health(&self) -> HealthReport {
+        self.inner.health.health(self.inner.state()).await
+    }
+
+    async fn pause_source(&self, name: &str) -> Result<SourceStatus, AdminError> {
+        self.running()?;
+        let runner = self
+            .inner
+            .source_list()
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| AdminError::NotFound(format!("source {name:?}")))?;
+        runner.pause().await
+    }
+
+    async fn resume_source(&self, name: &str) -> Result<SourceStatus, AdminError> {
+        self.running()?;
+        let runner = self
+            .inner
+            .source_list()
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| AdminError::NotFound(format!("source {name:?}")))?;
+        runner.resume().await
+    }
+
+    async fn reload_config(&self) -> Result<ReloadReport, AdminError> {
+        Ok(self.inner.config.reload().await)
+    }
+
+    async fn dead_letters(
+        &self,
+        queue: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterEntry>, AdminError> {
+        let queues = self.inner.queue_list();
+        if let Some(name) = queue
+            && !queues.iter().any(|q| q.name() == name)
+        {
+            return Err(AdminError::NotFound(format!("queue {name:?}")));
+        }
+        let mut out = Vec::new();
+        for q in queues
+            .iter()
+            .filter(|q| queue.is_none_or(|name| q.name() == name))
+        {
+            for letter in q.dead_letters(limit).await.map_err(queue_error)? {
+                out.push(DeadLetterEntry {
+                    queue: q.name().to_owned(),
+                    letter,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn retry_dead_letter(&self, id: TaskId) -> Result<(), AdminError> {
+        for q in self.inner.queue_list() {
+            if q.retry_dead_letter(id).await.map_err(queue_error)? {
+                tracing::info!(queue = %q.name(), task_id = %id, "dead letter retried");
+                return Ok(());
+            }
+        }
+        Err(AdminError::NotFound(format!("dead letter {id}")))
+    }
+
+    async fn delete_dead_letter(&self, id: TaskId) -> Result<(), AdminError> {
+        for q in self.inner.queue_list() {
+            if q.delete_dead_letter(id).await.map_err(queue_error)? {
+                tracing::info!(queue = %q.name(), task_id = %id, "dead letter deleted");
+                return Ok(());
+            }
+        }
+        Err(AdminError::NotFound(format!("dead letter {id}")))
+    }
+
+    async fn set_concurrency(
+        &self,
+        pool: &str,
+        concurrency: usize,
+    ) -> Result<PoolStatus, AdminError> {
+        self.running()?;
+        self.inner.supervisor.set_concurrency(pool, concurrency)
+    }
+
+    async fn shutdown(&self) -> Result<(), AdminError> {
+        tracing::info!("shutdown requested through the control plane");
+        self.inner.shutdown_requested.stop();
+        Ok(())
+    }
+}

@@ -1,0 +1,626 @@
+//! The RuntimeManager: the seed's ten-step flow, start and stop order, status.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use runtime_contracts::{
+    ApplicationModule, ConfigChange, ConfigSubscriber, ControlEndpoint, ControlPlane,
+    HealthContributor, ModuleContext, ModuleError, ModuleStatus, PoolSpec, RuntimeState,
+    RuntimeStatus, Services, TaskQueue, TraceFactory,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backoff::Backoff;
+use crate::config::ConfigurationManager;
+use crate::control::ControlPlaneService;
+use crate::health::{HealthRegistry, QueueHealth};
+use crate::signal::{StopToken, termination};
+use crate::sources::SourceRunner;
+use crate::supervisor::{DrainReport, PoolSettings, SupervisorError, WorkerSupervisor};
+use crate::trace::{IdTraceFactory, TraceService};
+use crate::worker::Acknowledgers;
+
+/// Errors while starting the runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// A module failed to register.
+    #[error("module {module:?} failed to register: {source}")]
+    Module {
+        /// The module.
+        module: String,
+        /// Why.
+        #[source]
+        source: ModuleError,
+    },
+    /// A pool could not be set up.
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    /// A source publishes into a queue that does not exist.
+    #[error("source {source_name:?} publishes into unknown queue {queue:?}")]
+    UnknownQueue {
+        /// The source.
+        source_name: String,
+        /// The queue.
+        queue: String,
+    },
+    /// A source name is used twice.
+    #[error("two sources are named {0:?}")]
+    DuplicateSource(String),
+    /// `start` was called twice, or after stop.
+    #[error("the runtime was already started")]
+    AlreadyStarted,
+}
+
+/// Builds a [`RuntimeManager`].
+pub struct RuntimeBuilder {
+    config: Arc<ConfigurationManager>,
+    queues: Vec<Arc<dyn TaskQueue>>,
+    tracer: Option<Arc<dyn TraceFactory>>,
+    modules: Vec<Arc<dyn ApplicationModule>>,
+    endpoints: Vec<Arc<dyn ControlEndpoint>>,
+    health: Vec<Arc<dyn HealthContributor>>,
+    services: Services,
+    handle_signals: bool,
+    pool_settings: Option<PoolSettings>,
+}
+
+impl RuntimeBuilder {
+    /// Adds a platform queue (modules find it by name).
+    pub fn queue(mut self, queue: Arc<dyn TaskQueue>) -> Self {
+        self.queues.push(queue);
+        self
+    }
+
+    /// Sets the trace factory (default: ids only, nothing exported).
+    pub fn tracer(mut self, tracer: Arc<dyn TraceFactory>) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
+    /// Adds an application module.
+    pub fn module(mut self, module: Arc<dyn ApplicationModule>) -> Self {
+        self.modules.push(module);
+        self
+    }
+
+    /// Adds a control endpoint (the HTTP server), started last and stopped last.
+    pub fn endpoint(mut self, endpoint: Arc<dyn ControlEndpoint>) -> Self {
+        self.endpoints.push(endpoint);
+        self
+    }
+
+    /// Adds a health contributor.
+    pub fn health(mut self, contributor: Arc<dyn HealthContributor>) -> Self {
+        self.health.push(contributor);
+        self
+    }
+
+    /// Adds a domain service before modules register.
+    pub fn service<T: std::any::Any + Send + Sync>(mut self, service: Arc<T>) -> Self {
+        self.services.insert(service);
+        self
+    }
+
+    /// Whether `run` listens for SIGINT/SIGTERM (default true; tests turn it off).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    /// Overrides pool settings derived from the platform config.
+    pub fn pool_settings(mut self, settings: PoolSettings) -> Self {
+        self.pool_settings = Some(settings);
+        self
+    }
+
+    /// Builds the runtime (nothing runs yet).
+    pub fn build(self) -> RuntimeManager {
+        let platform = self.config.platform();
+        let pool_settings = self.pool_settings.unwrap_or_else(|| PoolSettings {
+            task_timeout: platform.workers.task_timeout,
+            retry: Backoff::new(platform.workers.retry_base, platform.workers.retry_max),
+            lease_renewal: Some(platform.queue.visibility_timeout / 3),
+            ..PoolSettings::default()
+        });
+        let trace = TraceService::new(
+            self.tracer
+                .unwrap_or_else(|| Arc::new(IdTraceFactory) as Arc<dyn TraceFactory>),
+        );
+        let acks = Arc::new(Acknowledgers::default());
+        let health = HealthRegistry::new();
+        for h in self.health {
+            health.register(h);
+        }
+        let queues = self
+            .queues
+            .into_iter()
+            .map(|q| (q.name().to_owned(), q))
+            .collect();
+        RuntimeManager {
+            inner: Arc::new(Inner {
+                supervisor: WorkerSupervisor::new(trace.clone(), acks.clone()),
+                config: self.config,
+                state: watch::channel(RuntimeState::Starting).0,
+                started: Instant::now(),
+                modules: self.modules,
+                queues: RwLock::new(queues),
+                sources: RwLock::new(Vec::new()),
+                health,
+                trace,
+                acks,
+                services: RwLock::new(self.services),
+                endpoints: self.endpoints,
+                shutdown_requested: StopToken::new(),
+                sources_stop: StopToken::new(),
+                endpoints_stop: StopToken::new(),
+                background: Mutex::new(Vec::new()),
+                source_tasks: Mutex::new(Vec::new()),
+                handle_signals: self.handle_signals,
+                pool_settings,
+                started_once: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Arc<ConfigurationManager>,
+    pub(crate) state: watch::Sender<RuntimeState>,
+    started: Instant,
+    modules: Vec<Arc<dyn ApplicationModule>>,
+    pub(crate) queues: RwLock<BTreeMap<String, Arc<dyn TaskQueue>>>,
+    pub(crate) supervisor: WorkerSupervisor,
+    pub(crate) sources: RwLock<Vec<Arc<SourceRunner>>>,
+    pub(crate) health: HealthRegistry,
+    trace: TraceService,
+    acks: Arc<Acknowledgers>,
+    services: RwLock<Services>,
+    endpoints: Vec<Arc<dyn ControlEndpoint>>,
+    pub(crate) shutdown_requested: StopToken,
+    sources_stop: StopToken,
+    endpoints_stop: StopToken,
+    background: Mutex<Vec<JoinHandle<()>>>,
+    source_tasks: Mutex<Vec<JoinHandle<()>>>,
+    handle_signals: bool,
+    pool_settings: PoolSettings,
+    started_once: std::sync::atomic::AtomicBool,
+}
+
+impl Inner {
+    pub(crate) fn state(&self) -> RuntimeState {
+        *self.state.borrow()
+    }
+
+    pub(crate) fn queue_list(&self) -> Vec<Arc<dyn TaskQueue>> {
+        self.queues
+            .read()
+            .map(|q| q.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn source_list(&self) -> Vec<Arc<SourceRunner>> {
+        self.sources.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub(crate) async fn status(&self) -> RuntimeStatus {
+        let queues = self.queue_list();
+        let stats = futures_util::future::join_all(queues.iter().map(|q| async move {
+            match tokio::time::timeout(Duration::from_secs(2), q.stats()).await {
+                Ok(Ok(stats)) => stats,
+                // A backend that is down still shows up, with what is known: its name.
+                _ => runtime_contracts::QueueStats {
+                    name: q.name().to_owned(),
+                    backend: q.backend().to_owned(),
+                    ..Default::default()
+                },
+            }
+        }))
+        .await;
+        let (reloads, failures) = self.config.reload_counts();
+        RuntimeStatus {
+            state: self.state(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            config_version: self.config.current().version,
+            config_reloads: reloads,
+            config_reload_failures: failures,
+            modules: self
+                .modules
+                .iter()
+                .map(|m| ModuleStatus {
+                    name: m.name().to_owned(),
+                })
+                .collect(),
+            sources: self.source_list().iter().map(|s| s.status()).collect(),
+            queues: stats,
+            pools: self.supervisor.status(),
+            dropped_spans: self.trace.factory().dropped_spans(),
+        }
+    }
+}
+
+/// Applies live config changes the runtime owns: pool concurrency and task timeout.
+struct RuntimeConfigSubscriber {
+    inner: Weak<Inner>,
+}
+
+impl ConfigSubscriber for RuntimeConfigSubscriber {
+    fn on_change(&self, change: &ConfigChange) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let platform = inner.config.platform();
+        if change.touches("workers.concurrency") {
+            inner
+                .supervisor
+                .set_all_concurrency(platform.workers.concurrency);
+        }
+        if change.touches("workers.task_timeout") {
+            inner
+                .supervisor
+                .set_task_timeout(platform.workers.task_timeout);
+        }
+        if change.touches("tracing.level") {
+            crate::logging::set_level(&platform.tracing.level);
+        }
+    }
+}
+
+/// The platform facade: bootstraps, runs and stops everything.
+///
+/// Start order: config (already loaded) -> services -> modules register -> queues ->
+/// workers -> sources -> control plane ready. Stop order: readiness false -> sources
+/// stop -> workers drain (unfinished tasks released, never lost) -> queues close ->
+/// modules stop -> traces flush -> control plane stops.
+pub struct RuntimeManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RuntimeManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeManager")
+            .field("state", &self.inner.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cheap, cloneable view of a runtime for status and shutdown.
+#[derive(Clone)]
+pub struct RuntimeHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RuntimeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeHandle")
+            .field("state", &self.inner.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeHandle {
+    /// The life-cycle state.
+    pub fn state(&self) -> RuntimeState {
+        self.inner.state()
+    }
+
+    /// Waits until the runtime reaches `state` (or a later one).
+    pub async fn wait_for(&self, state: RuntimeState) {
+        let rank = |s: RuntimeState| s as u8;
+        let mut rx = self.inner.state.subscribe();
+        let _ = rx.wait_for(|s| rank(*s) >= rank(state)).await;
+    }
+
+    /// A status snapshot.
+    pub async fn status(&self) -> RuntimeStatus {
+        self.inner.status().await
+    }
+
+    /// Requests a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.inner.shutdown_requested.stop();
+    }
+
+    /// The control plane (status and admin calls).
+    pub fn control_plane(&self) -> Arc<dyn ControlPlane> {
+        Arc::new(ControlPlaneService::new(self.inner.clone()))
+    }
+
+    /// The supervisor (pool status, resizing).
+    pub fn supervisor(&self) -> &WorkerSupervisor {
+        &self.inner.supervisor
+    }
+
+    /// The health registry.
+    pub fn health(&self) -> &HealthRegistry {
+        &self.inner.health
+    }
+
+    /// The service container (filled by modules).
+    pub fn services(&self) -> Services {
+        self.inner
+            .services
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// The configuration manager.
+    pub fn config(&self) -> &Arc<ConfigurationManager> {
+        &self.inner.config
+    }
+}
+
+impl RuntimeManager {
+    /// Starts building a runtime over a loaded configuration.
+    pub fn builder(config: Arc<ConfigurationManager>) -> RuntimeBuilder {
+        RuntimeBuilder {
+            config,
+            queues: Vec::new(),
+            tracer: None,
+            modules: Vec::new(),
+            endpoints: Vec::new(),
+            health: Vec::new(),
+            services: Services::default(),
+            handle_signals: true,
+            pool_settings: None,
+        }
+    }
+
+    /// A handle for status and shutdown.
+    pub fn handle(&self) -> RuntimeHandle {
+        RuntimeHandle {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Steps 3–9 of the flow: register modules, start queues, workers, sources and the
+    /// control plane. On error nothing keeps running.
+    pub async fn start(&self) -> Result<(), RuntimeError> {
+        use std::sync::atomic::Ordering;
+        let inner = &self.inner;
+        if inner.started_once.swap(true, Ordering::SeqCst) {
+            return Err(RuntimeError::AlreadyStarted);
+        }
+        inner.state.send_replace(RuntimeState::Starting);
+        tracing::info!(
+            config_version = inner.config.current().version,
+            "runtime starting"
+        );
+
+        // Modules register, in order, each seeing the services of those before it.
+        let mut pools: Vec<PoolSpec> = Vec::new();
+        let mut sources = Vec::new();
+        for module in &inner.modules {
+            let queues = inner.queues.read().map(|q| q.clone()).unwrap_or_default();
+            let services = inner.services.read().map(|s| s.clone()).unwrap_or_default();
+            let mut ctx = ModuleContext::new(
+                inner.config.current(),
+                queues,
+                inner.trace.factory().clone(),
+                services,
+            );
+            module
+                .register(&mut ctx)
+                .await
+                .map_err(|source| RuntimeError::Module {
+                    module: module.name().to_owned(),
+                    source,
+                })?;
+            let (regs, services) = ctx.finish();
+            if let Ok(mut s) = inner.services.write() {
+                *s = services;
+            }
+            if let Ok(mut q) = inner.queues.write() {
+                for queue in regs.queues {
+                    q.insert(queue.name().to_owned(), queue);
+                }
+            }
+            for (name, ack) in regs.acknowledgers {
+                inner.acks.insert(name, ack);
+            }
+            for h in regs.health {
+                inner.health.register(h);
+            }
+            for s in regs.subscribers {
+                inner.config.subscribe(s);
+            }
+            pools.extend(regs.pools);
+            sources.extend(regs.sources);
+            tracing::info!(module = %module.name(), "module registered");
+        }
+        inner.config.subscribe(Arc::new(RuntimeConfigSubscriber {
+            inner: Arc::downgrade(inner),
+        }));
+
+        // Queues: their health decides readiness.
+        for q in inner.queue_list() {
+            inner.health.register(Arc::new(QueueHealth::new(q)));
+        }
+        let queue = |name: &str| inner.queues.read().ok().and_then(|q| q.get(name).cloned());
+
+        // Sources are checked before anything runs, so a bad wiring fails cleanly.
+        let mut runners = Vec::new();
+        for spec in sources {
+            let name = spec.source.name().to_owned();
+            if runners.iter().any(|r: &Arc<SourceRunner>| r.name() == name) {
+                return Err(RuntimeError::DuplicateSource(name));
+            }
+            let q = queue(&spec.queue).ok_or_else(|| RuntimeError::UnknownQueue {
+                source_name: name.clone(),
+                queue: spec.queue.clone(),
+            })?;
+            if let Some(ack) = spec.source.acknowledger() {
+                inner.acks.insert(name.clone(), ack);
+            }
+            if let Some(h) = spec.source.health() {
+                inner.health.register(h);
+            }
+            runners.push(Arc::new(SourceRunner::new(
+                spec.source,
+                q,
+                inner.trace.clone(),
+                inner.sources_stop.clone(),
+            )));
+        }
+
+        // Workers.
+        for spec in pools {
+            let q = queue(&spec.queue).ok_or_else(|| SupervisorError::UnknownQueue {
+                pool: spec.name.clone(),
+                queue: spec.queue.clone(),
+            })?;
+            let mut settings = inner.pool_settings.clone();
+            settings.task_timeout = spec.task_timeout;
+            inner.supervisor.add_pool(spec, q, settings)?;
+        }
+        inner.supervisor.start();
+
+        // Sources.
+        let handles: Vec<JoinHandle<()>> = runners
+            .iter()
+            .map(|r| tokio::spawn(r.clone().run()))
+            .collect();
+        if let Ok(mut s) = inner.sources.write() {
+            *s = runners;
+        }
+        if let Ok(mut t) = inner.source_tasks.lock() {
+            t.extend(handles);
+        }
+
+        // Liveness heartbeat: proves the runtime's loop still turns.
+        let weak = Arc::downgrade(inner);
+        let beat_stop = inner.endpoints_stop.clone();
+        let heartbeat = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = beat_stop.stopped() => break,
+                }
+                match weak.upgrade() {
+                    Some(inner) => inner.health.beat(),
+                    None => break,
+                }
+            }
+        });
+        inner.health.beat();
+
+        // Control plane last: when it answers, everything behind it runs.
+        let plane: Arc<dyn ControlPlane> = Arc::new(ControlPlaneService::new(inner.clone()));
+        let mut background = vec![heartbeat];
+        for endpoint in &inner.endpoints {
+            let endpoint = endpoint.clone();
+            let plane = plane.clone();
+            let stop = inner.endpoints_stop.signal();
+            let shutdown = inner.shutdown_requested.clone();
+            background.push(tokio::spawn(async move {
+                if let Err(error) = endpoint.serve(plane, stop).await {
+                    tracing::error!(endpoint = %endpoint.name(), %error, "control endpoint failed; shutting down");
+                    shutdown.stop();
+                }
+            }));
+        }
+        if let Ok(mut b) = inner.background.lock() {
+            b.extend(background);
+        }
+        inner.state.send_replace(RuntimeState::Running);
+        tracing::info!("runtime running");
+        Ok(())
+    }
+
+    /// Waits for a stop request: SIGINT/SIGTERM (when signals are handled) or
+    /// [`RuntimeHandle::shutdown`] / the admin endpoint.
+    pub async fn wait_for_shutdown_request(&self) {
+        let requested = self.inner.shutdown_requested.clone();
+        if self.inner.handle_signals {
+            tokio::select! {
+                signal = termination() => tracing::info!(signal, "stop requested"),
+                _ = requested.stopped() => tracing::info!("stop requested by the control plane"),
+            }
+        } else {
+            requested.stopped().await;
+        }
+    }
+
+    /// Graceful stop, in order; unfinished tasks go back to their queue.
+    pub async fn stop(&self) -> DrainReport {
+        let inner = &self.inner;
+        if inner.state() == RuntimeState::Stopped {
+            return DrainReport {
+                drained: true,
+                cut_off: 0,
+            };
+        }
+        inner.state.send_replace(RuntimeState::Stopping);
+        inner.shutdown_requested.stop();
+        if inner.handle_signals {
+            // A second signal forces exit: an operator who asks twice means it.
+            tokio::spawn(async {
+                let signal = termination().await;
+                tracing::warn!(signal, "second stop signal; exiting at once");
+                std::process::exit(130);
+            });
+        }
+        tracing::info!("runtime stopping: sources");
+        inner.sources_stop.stop();
+        let source_tasks: Vec<_> = inner
+            .source_tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        if tokio::time::timeout(
+            Duration::from_secs(10),
+            futures_util::future::join_all(source_tasks),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("a source did not stop within 10s");
+        }
+        let grace = inner.config.platform().runtime.shutdown_timeout;
+        tracing::info!(grace = ?grace, in_flight = inner.supervisor.busy(), "runtime stopping: workers drain");
+        let report = inner.supervisor.stop(grace).await;
+        for q in inner.queue_list() {
+            q.close().await;
+        }
+        for m in inner.modules.iter().rev() {
+            m.stop().await;
+        }
+        inner.trace.factory().flush();
+        inner.endpoints_stop.stop();
+        let background: Vec<_> = inner
+            .background
+            .lock()
+            .map(|mut b| b.drain(..).collect())
+            .unwrap_or_default();
+        if tokio::time::timeout(
+            Duration::from_secs(5),
+            futures_util::future::join_all(background),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("a control endpoint did not stop within 5s");
+        }
+        inner.state.send_replace(RuntimeState::Stopped);
+        tracing::info!(
+            drained = report.drained,
+            cut_off = report.cut_off,
+            "runtime stopped"
+        );
+        report
+    }
+
+    /// Starts, runs until a stop request, stops. `Ok` after a graceful stop.
+    pub async fn run(self) -> Result<DrainReport, RuntimeError> {
+        if let Err(error) = self.start().await {
+            self.stop().await;
+            return Err(error);
+        }
+        self.wait_for_shutdown_request().await;
+        Ok(self.stop().await)
+    }
+}

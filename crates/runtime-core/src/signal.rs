@@ -1,0 +1,80 @@
+//! Stop signals: the runtime's implementation of [`StopSignal`] and OS signal handling.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use runtime_contracts::StopSignal;
+use tokio_util::sync::CancellationToken;
+
+/// A cancellation token that components see as a [`StopSignal`]. Children stop when
+/// their parent does, so one runtime-wide stop reaches every component.
+#[derive(Clone, Debug, Default)]
+pub struct StopToken(CancellationToken);
+
+impl StopToken {
+    /// A new, unfired token.
+    pub fn new() -> Self {
+        StopToken(CancellationToken::new())
+    }
+
+    /// A token that fires with this one (and can also fire alone).
+    pub fn child(&self) -> StopToken {
+        StopToken(self.0.child_token())
+    }
+
+    /// Fires the token.
+    pub fn stop(&self) {
+        self.0.cancel();
+    }
+
+    /// True once fired.
+    pub fn is_stopped(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Completes when fired.
+    pub async fn stopped(&self) {
+        self.0.cancelled().await
+    }
+
+    /// This token as a shareable [`StopSignal`].
+    pub fn signal(&self) -> Arc<dyn StopSignal> {
+        Arc::new(self.clone())
+    }
+}
+
+#[async_trait]
+impl StopSignal for StopToken {
+    fn is_stopped(&self) -> bool {
+        self.0.is_cancelled()
+    }
+    async fn stopped(&self) {
+        self.0.cancelled().await
+    }
+}
+
+/// Completes on the first SIGINT or SIGTERM (Ctrl-C elsewhere), returning its name.
+pub async fn termination() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}

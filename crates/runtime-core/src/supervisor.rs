@@ -1,0 +1,393 @@
+//! The WorkerSupervisor: named pools of workers, restarted after panics, resized live,
+//! drained at shutdown.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use runtime_contracts::{AdminError, PoolSpec, PoolStatus, TaskQueue};
+use tokio::task::JoinHandle;
+
+use crate::backoff::Backoff;
+use crate::signal::StopToken;
+use crate::trace::TraceService;
+use crate::worker::{Acknowledgers, PoolStats, TaskWorker, WorkerSettings};
+
+/// How pools run; the runtime derives it from the platform config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolSettings {
+    /// Per-task timeout.
+    pub task_timeout: Duration,
+    /// Retry backoff for failed attempts and outages.
+    pub retry: Backoff,
+    /// Renew a delivery's lease this often while its task runs (`None`: never).
+    pub lease_renewal: Option<Duration>,
+    /// Tasks a worker takes per consume.
+    pub prefetch: usize,
+    /// How long one consume call waits for work before checking for shutdown.
+    pub consume_wait: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            task_timeout: Duration::from_secs(30),
+            retry: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            lease_renewal: Some(Duration::from_secs(20)),
+            prefetch: 1,
+            consume_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Errors of the supervisor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// Two pools with one name.
+    #[error("a worker pool named {0:?} is registered twice")]
+    DuplicatePool(String),
+    /// A pool names a queue that does not exist.
+    #[error("worker pool {pool:?} consumes unknown queue {queue:?}")]
+    UnknownQueue {
+        /// The pool.
+        pool: String,
+        /// The queue.
+        queue: String,
+    },
+}
+
+struct Slot {
+    stop: StopToken,
+    handle: JoinHandle<()>,
+}
+
+struct Pool {
+    name: String,
+    queue: Arc<dyn TaskQueue>,
+    worker: Arc<TaskWorker>,
+    settings: PoolSettings,
+    concurrency: Mutex<usize>,
+    slots: Mutex<Vec<Slot>>,
+    /// Parent of every slot's stop token: fired when the pool stops consuming.
+    consuming: StopToken,
+    slot_restarts: AtomicU64,
+}
+
+impl Pool {
+    fn stats(&self) -> &PoolStats {
+        &self.worker.stats
+    }
+
+    fn spawn_slot(self: &Arc<Self>) -> Slot {
+        let stop = self.consuming.child();
+        let pool = self.clone();
+        let slot_stop = stop.clone();
+        let handle = tokio::spawn(async move { pool.run_slot(slot_stop).await });
+        Slot { stop, handle }
+    }
+
+    /// One worker: consume, process, repeat until stopped.
+    async fn run_slot(self: Arc<Self>, stop: StopToken) {
+        let mut consume_failures = 0u32;
+        let mut panics_in_a_row = 0u32;
+        while !stop.is_stopped() {
+            let batch = match self
+                .queue
+                .consume(self.settings.prefetch, self.settings.consume_wait)
+                .await
+            {
+                Ok(batch) => {
+                    consume_failures = 0;
+                    batch
+                }
+                Err(error) => {
+                    let delay = self.settings.retry.delay(consume_failures);
+                    consume_failures = consume_failures.saturating_add(1);
+                    tracing::warn!(pool = %self.name, %error, retry_in = ?delay, "consume failed");
+                    sleep_or_stop(delay, &stop).await;
+                    continue;
+                }
+            };
+            let mut batch = batch.into_iter();
+            while let Some(delivery) = batch.next() {
+                if stop.is_stopped() {
+                    // Prefetched but not started: hand back without counting an attempt.
+                    for d in std::iter::once(delivery).chain(batch.by_ref()) {
+                        if let Err(error) = self.queue.release(&d, None).await {
+                            tracing::warn!(pool = %self.name, %error, "release of a prefetched task failed; it returns after its lease");
+                        }
+                    }
+                    break;
+                }
+                let processed = self.worker.process_one(delivery).await;
+                if processed.panicked {
+                    // The worker "restarts": back off so a poison task cannot spin.
+                    panics_in_a_row = panics_in_a_row.saturating_add(1);
+                    let delay = Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
+                        .delay(panics_in_a_row - 1);
+                    sleep_or_stop(delay, &self.worker.hard_stop).await;
+                } else {
+                    panics_in_a_row = 0;
+                }
+                if let Some(pause) = processed.outage_pause {
+                    sleep_or_stop(pause, &stop).await;
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> PoolStatus {
+        let stats = self.stats();
+        PoolStatus {
+            name: self.name.clone(),
+            queue: self.queue.name().to_owned(),
+            concurrency: self.concurrency.lock().map(|c| *c).unwrap_or(0),
+            busy: stats.busy.load(Ordering::Relaxed),
+            processed: stats.processed.load(Ordering::Relaxed),
+            failed: stats.failed.load(Ordering::Relaxed),
+            dead_lettered: stats.dead_lettered.load(Ordering::Relaxed),
+            restarts: stats.restarts.load(Ordering::Relaxed)
+                + self.slot_restarts.load(Ordering::Relaxed),
+            timeouts: stats.timeouts.load(Ordering::Relaxed),
+            last_error: stats.last_error.lock().ok().and_then(|e| e.clone()),
+            durations: stats.histogram(),
+        }
+    }
+
+    /// Grows or shrinks the set of slots to the configured concurrency; replaces slots
+    /// whose task ended unexpectedly (a panic outside the handler).
+    fn reconcile(self: &Arc<Self>) {
+        if self.consuming.is_stopped() {
+            return;
+        }
+        let want = self.concurrency.lock().map(|c| *c).unwrap_or(0);
+        let Ok(mut slots) = self.slots.lock() else {
+            return;
+        };
+        let before = slots.len();
+        slots.retain(|s| !s.handle.is_finished() || s.stop.is_stopped());
+        let died = before - slots.len();
+        if died > 0 {
+            self.slot_restarts.fetch_add(died as u64, Ordering::Relaxed);
+            tracing::error!(pool = %self.name, died, "worker ended unexpectedly; restarting");
+        }
+        let live: Vec<usize> = (0..slots.len())
+            .filter(|i| !slots[*i].stop.is_stopped())
+            .collect();
+        if live.len() > want {
+            // Stopping slots finish their current task first.
+            for i in live.iter().skip(want) {
+                slots[*i].stop.stop();
+            }
+        } else {
+            for _ in live.len()..want {
+                let slot = self.spawn_slot();
+                slots.push(slot);
+            }
+        }
+        slots.retain(|s| !(s.stop.is_stopped() && s.handle.is_finished()));
+    }
+}
+
+async fn sleep_or_stop(delay: Duration, stop: &StopToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = stop.stopped() => {}
+    }
+}
+
+/// Runs worker pools.
+pub struct WorkerSupervisor {
+    pools: RwLock<Vec<Arc<Pool>>>,
+    trace: TraceService,
+    acks: Arc<Acknowledgers>,
+    hard_stop: StopToken,
+    monitor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for WorkerSupervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSupervisor").finish_non_exhaustive()
+    }
+}
+
+/// What a stop achieved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// True when every in-flight task finished within the grace period.
+    pub drained: bool,
+    /// Tasks still running at the end of the grace period (cut off and released).
+    pub cut_off: usize,
+}
+
+impl WorkerSupervisor {
+    /// A supervisor whose workers trace with `trace` and tell sources through `acks`.
+    pub fn new(trace: TraceService, acks: Arc<Acknowledgers>) -> Self {
+        WorkerSupervisor {
+            pools: RwLock::new(Vec::new()),
+            trace,
+            acks,
+            hard_stop: StopToken::new(),
+            monitor: Mutex::new(None),
+        }
+    }
+
+    /// Registers a pool (not started yet).
+    pub fn add_pool(
+        &self,
+        spec: PoolSpec,
+        queue: Arc<dyn TaskQueue>,
+        settings: PoolSettings,
+    ) -> Result<(), SupervisorError> {
+        let mut pools = self
+            .pools
+            .write()
+            .map_err(|_| SupervisorError::DuplicatePool(spec.name.clone()))?;
+        if pools.iter().any(|p| p.name == spec.name) {
+            return Err(SupervisorError::DuplicatePool(spec.name));
+        }
+        let worker_settings = Arc::new(WorkerSettings {
+            task_timeout_ms: AtomicU64::new(spec.task_timeout.as_millis() as u64),
+            retry: settings.retry,
+            lease_renewal: settings.lease_renewal,
+        });
+        let worker = TaskWorker::new(
+            spec.name.clone(),
+            queue.clone(),
+            spec.handler.clone(),
+            self.trace.clone(),
+            self.acks.clone(),
+            Arc::new(PoolStats::default()),
+            worker_settings,
+            self.hard_stop.clone(),
+        );
+        pools.push(Arc::new(Pool {
+            name: spec.name,
+            queue,
+            worker: Arc::new(worker),
+            settings,
+            concurrency: Mutex::new(spec.concurrency.max(1)),
+            slots: Mutex::new(Vec::new()),
+            consuming: StopToken::new(),
+            slot_restarts: AtomicU64::new(0),
+        }));
+        Ok(())
+    }
+
+    fn pools(&self) -> Vec<Arc<Pool>> {
+        self.pools.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Starts every pool's workers and the monitor that replaces dead ones.
+    pub fn start(&self) {
+        let pools = self.pools();
+        for pool in &pools {
+            pool.reconcile();
+            tracing::info!(pool = %pool.name, queue = %pool.queue.name(), concurrency = pool.status().concurrency, "worker pool started");
+        }
+        let monitor = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                for pool in &pools {
+                    pool.reconcile();
+                }
+            }
+        });
+        if let Ok(mut m) = self.monitor.lock() {
+            *m = Some(monitor);
+        }
+    }
+
+    /// Per-pool status.
+    pub fn status(&self) -> Vec<PoolStatus> {
+        self.pools().iter().map(|p| p.status()).collect()
+    }
+
+    /// Changes a pool's concurrency live. Shrinking lets the stopped workers finish
+    /// their current task.
+    pub fn set_concurrency(
+        &self,
+        pool: &str,
+        concurrency: usize,
+    ) -> Result<PoolStatus, AdminError> {
+        if concurrency == 0 || concurrency > 4096 {
+            return Err(AdminError::Invalid(
+                "concurrency must be from 1 to 4096".into(),
+            ));
+        }
+        let pools = self.pools();
+        let p = pools
+            .iter()
+            .find(|p| p.name == pool)
+            .ok_or_else(|| AdminError::NotFound(format!("worker pool {pool:?}")))?;
+        if let Ok(mut c) = p.concurrency.lock() {
+            *c = concurrency;
+        }
+        p.reconcile();
+        tracing::info!(pool = %p.name, concurrency, "worker pool resized");
+        Ok(p.status())
+    }
+
+    /// Changes every pool's concurrency (a config reload of `workers.concurrency`).
+    pub fn set_all_concurrency(&self, concurrency: usize) {
+        for p in self.pools() {
+            let _ = self.set_concurrency(&p.name, concurrency);
+        }
+    }
+
+    /// Changes every pool's task timeout (a config reload of `workers.task_timeout`).
+    pub fn set_task_timeout(&self, timeout: Duration) {
+        for p in self.pools() {
+            p.worker
+                .settings
+                .task_timeout_ms
+                .store(timeout.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Tasks running now, over all pools.
+    pub fn busy(&self) -> usize {
+        self.pools()
+            .iter()
+            .map(|p| p.stats().busy.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Stops consuming, lets in-flight tasks finish for up to `grace`, then cuts off the
+    /// rest (they are released without counting an attempt) and waits for every worker.
+    pub async fn stop(&self, grace: Duration) -> DrainReport {
+        if let Some(m) = self.monitor.lock().ok().and_then(|mut m| m.take()) {
+            m.abort();
+        }
+        let pools = self.pools();
+        for p in &pools {
+            p.consuming.stop();
+        }
+        let handles: Vec<JoinHandle<()>> = pools
+            .iter()
+            .flat_map(|p| {
+                p.slots
+                    .lock()
+                    .map(|mut s| s.drain(..).map(|s| s.handle).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let all = futures_util::future::join_all(handles);
+        tokio::pin!(all);
+        let drained = tokio::time::timeout(grace, &mut all).await.is_ok();
+        let mut cut_off = 0;
+        if !drained {
+            cut_off = self.busy();
+            tracing::warn!(
+                cut_off,
+                "shutdown grace period over; releasing unfinished tasks"
+            );
+            self.hard_stop.stop();
+            // Cut-off workers release their task and return promptly.
+            let _ = tokio::time::timeout(Duration::from_secs(10), &mut all).await;
+        }
+        DrainReport { drained, cut_off }
+    }
+}

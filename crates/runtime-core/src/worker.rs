@@ -1,0 +1,463 @@
+//! The standard worker: one delivery through trace, handler, source acknowledgement and
+//! queue settlement.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use runtime_contracts::{
+    Delivery, Disposition, FinalOutcome, Histogram, NackOutcome, QueueError, SourceAcknowledger,
+    TaskContext, TaskError, TaskHandler, TaskQueue, TaskSpan, Worker,
+};
+use tracing::Instrument;
+
+use crate::backoff::Backoff;
+use crate::signal::StopToken;
+use crate::trace::{FIRST_ATTEMPT_HEADER, TraceService};
+
+/// Acknowledgers by source name, shared by every pool of a runtime.
+#[derive(Default)]
+pub struct Acknowledgers {
+    map: RwLock<HashMap<String, Arc<dyn SourceAcknowledger>>>,
+}
+
+impl std::fmt::Debug for Acknowledgers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acknowledgers").finish_non_exhaustive()
+    }
+}
+
+impl Acknowledgers {
+    /// Registers the acknowledger of source `name`.
+    pub fn insert(&self, name: impl Into<String>, ack: Arc<dyn SourceAcknowledger>) {
+        if let Ok(mut map) = self.map.write() {
+            map.insert(name.into(), ack);
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<dyn SourceAcknowledger>> {
+        self.map.read().ok().and_then(|m| m.get(name).cloned())
+    }
+}
+
+/// Upper bounds of the task duration histogram, in seconds.
+pub const DURATION_BOUNDS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Per-pool counters, lock-free on the hot path.
+#[derive(Default)]
+pub(crate) struct PoolStats {
+    pub busy: AtomicUsize,
+    pub processed: AtomicU64,
+    pub failed: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub restarts: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+    /// Consecutive "dependency unavailable" results, for the outage backoff.
+    pub outage_streak: AtomicU32,
+}
+
+impl PoolStats {
+    fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let i = DURATION_BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(DURATION_BOUNDS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn error(&self, message: &str) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(message.to_owned());
+        }
+    }
+
+    pub fn histogram(&self) -> Histogram {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        Histogram {
+            bounds: DURATION_BOUNDS.to_vec(),
+            count: counts.iter().sum(),
+            counts,
+            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+/// Settings a worker reads per task; changeable live.
+pub(crate) struct WorkerSettings {
+    pub task_timeout_ms: AtomicU64,
+    pub retry: Backoff,
+    pub lease_renewal: Option<Duration>,
+}
+
+/// How one run of the handler ended.
+enum Run {
+    Done(Result<(), TaskError>),
+    Panicked(String),
+    TimedOut,
+    Interrupted,
+}
+
+/// What the supervisor needs to know after a delivery.
+pub(crate) struct Processed {
+    pub disposition: Disposition,
+    pub panicked: bool,
+    /// Set when a dependency was down: the slot should pause this long.
+    pub outage_pause: Option<Duration>,
+}
+
+/// The runtime's worker: trace, handler (with timeout, panic capture and lease
+/// renewal), then source acknowledgement and queue settlement.
+pub struct TaskWorker {
+    pool: String,
+    queue_name: String,
+    span_name: String,
+    queue: Arc<dyn TaskQueue>,
+    handler: Arc<dyn TaskHandler>,
+    trace: TraceService,
+    acks: Arc<Acknowledgers>,
+    pub(crate) stats: Arc<PoolStats>,
+    pub(crate) settings: Arc<WorkerSettings>,
+    /// Fired to cut off in-flight work at the end of the shutdown grace period.
+    pub(crate) hard_stop: StopToken,
+}
+
+impl std::fmt::Debug for TaskWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskWorker")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest a slot pauses after a dependency outage before trying the next task.
+const MAX_OUTAGE_PAUSE: Duration = Duration::from_secs(5);
+/// Attempts to tell a source about a dead letter before giving up (and logging).
+const DEAD_LETTER_ACK_TRIES: u32 = 3;
+
+impl TaskWorker {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        pool: String,
+        queue: Arc<dyn TaskQueue>,
+        handler: Arc<dyn TaskHandler>,
+        trace: TraceService,
+        acks: Arc<Acknowledgers>,
+        stats: Arc<PoolStats>,
+        settings: Arc<WorkerSettings>,
+        hard_stop: StopToken,
+    ) -> Self {
+        let queue_name = queue.name().to_owned();
+        TaskWorker {
+            span_name: format!("process {queue_name}"),
+            pool,
+            queue_name,
+            queue,
+            handler,
+            trace,
+            acks,
+            stats,
+            settings,
+            hard_stop,
+        }
+    }
+
+    pub(crate) async fn process_one(&self, delivery: Delivery) -> Processed {
+        let span = self.trace.on_process(
+            &self.span_name,
+            &self.queue_name,
+            self.queue.backend(),
+            &delivery.task,
+        );
+        let ctx = span.context();
+        let log_span = tracing::info_span!(
+            "task",
+            pool = %self.pool,
+            task_id = %delivery.task.id,
+            attempt = delivery.task.attempts + 1,
+            trace_id = %format_args!("{:032x}", ctx.trace_id),
+            span_id = %format_args!("{:016x}", ctx.span_id),
+        );
+        async move {
+            let started = Instant::now();
+            self.stats.busy.fetch_add(1, Ordering::Relaxed);
+            let tag = Mutex::new(None);
+            let run = {
+                let task_ctx = TaskContext {
+                    span: &*span,
+                    tracer: &**self.trace.factory(),
+                    pool: &self.pool,
+                    queue: &self.queue_name,
+                    tag: &tag,
+                };
+                let fut =
+                    AssertUnwindSafe(self.handler.handle(&delivery.task, &task_ctx)).catch_unwind();
+                self.drive(fut, &delivery).await
+            };
+            self.stats.busy.fetch_sub(1, Ordering::Relaxed);
+            self.stats.observe(started.elapsed());
+            let tag = tag.into_inner().unwrap_or_else(|p| p.into_inner());
+            let processed = self.settle(delivery, run, tag, &*span).await;
+            span.end();
+            processed
+        }
+        .instrument(log_span)
+        .await
+    }
+
+    /// Runs the handler future until it finishes, times out, or is cut off, renewing the
+    /// lease meanwhile so a long task is not delivered twice.
+    async fn drive<F>(&self, fut: F, delivery: &Delivery) -> Run
+    where
+        F: std::future::Future<
+                Output = Result<Result<(), TaskError>, Box<dyn std::any::Any + Send>>,
+            >,
+    {
+        let timeout = Duration::from_millis(self.settings.task_timeout_ms.load(Ordering::Relaxed));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let renewal = self.settings.lease_renewal;
+        let mut fut = pin!(fut);
+        let mut hard = pin!(self.hard_stop.stopped());
+        loop {
+            let wake = match renewal {
+                Some(every) => deadline.min(tokio::time::Instant::now() + every),
+                None => deadline,
+            };
+            tokio::select! {
+                biased;
+                result = &mut fut => {
+                    return match result {
+                        Ok(r) => Run::Done(r),
+                        Err(panic) => Run::Panicked(panic_message(&*panic)),
+                    };
+                }
+                _ = &mut hard => return Run::Interrupted,
+                _ = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Run::TimedOut;
+                    }
+                    if let Some(every) = renewal {
+                        // Renew for three periods: one missed renewal is not fatal.
+                        if let Err(error) = self.queue.extend_lease(delivery, every * 3).await {
+                            tracing::warn!(%error, "lease renewal failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        mut delivery: Delivery,
+        run: Run,
+        tag: Option<String>,
+        span: &dyn TaskSpan,
+    ) -> Processed {
+        let retry = self.settings.retry;
+        let mut panicked = false;
+        let failure = match run {
+            Run::Done(Ok(())) => {
+                self.stats.outage_streak.store(0, Ordering::Relaxed);
+                return self.succeed(delivery, tag).await;
+            }
+            Run::Interrupted => {
+                let disposition = match self.queue.release(&delivery, None).await {
+                    Ok(()) => Disposition::Released {
+                        reason: "interrupted by shutdown".into(),
+                    },
+                    Err(error) => unsettled("release", error),
+                };
+                return processed(disposition);
+            }
+            Run::Done(Err(TaskError::Unavailable { after, reason })) => {
+                let streak = self.stats.outage_streak.fetch_add(1, Ordering::Relaxed);
+                let delay = after.unwrap_or_else(|| retry.delay(streak));
+                tracing::warn!(%reason, retry_in = ?delay, "dependency unavailable, task goes back without counting an attempt");
+                self.stats.error(&reason);
+                span.set_error(&reason);
+                let disposition = match self.queue.release(&delivery, Some(delay)).await {
+                    Ok(()) => Disposition::Released { reason },
+                    Err(error) => unsettled("release", error),
+                };
+                return Processed {
+                    disposition,
+                    panicked: false,
+                    outage_pause: Some(delay.min(MAX_OUTAGE_PAUSE)),
+                };
+            }
+            Run::Done(Err(TaskError::Reject { reason })) => {
+                span.set_error(&reason);
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                self.stats.error(&reason);
+                tracing::warn!(%reason, "task rejected for good, dead-lettering");
+                return match self.queue.dead_letter(&delivery, &reason).await {
+                    Ok(()) => self.dead_lettered(&delivery, reason).await,
+                    Err(error) => processed(unsettled("dead-letter", error)),
+                };
+            }
+            Run::Done(Err(TaskError::Retry { after, reason })) => (after, reason),
+            Run::Done(Err(other)) => (None, other.to_string()),
+            Run::TimedOut => {
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                (None, "task timed out".to_owned())
+            }
+            Run::Panicked(message) => {
+                panicked = true;
+                self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(panic = %message, "handler panicked; worker restarts");
+                (None, format!("handler panicked: {message}"))
+            }
+        };
+        // A failed attempt: counts, retries with backoff, dead-letters at the limit.
+        let (after, reason) = failure;
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.stats.error(&reason);
+        span.set_error(&reason);
+        if delivery.task.headers.get(FIRST_ATTEMPT_HEADER).is_none() {
+            // Lets the retry's span link to this first attempt.
+            let first = span.context().traceparent();
+            delivery.task.headers.insert(FIRST_ATTEMPT_HEADER, first);
+        }
+        let delay = after.unwrap_or_else(|| retry.delay(delivery.task.attempts));
+        let disposition = match self.queue.nack(&delivery, Some(delay), &reason).await {
+            Ok(NackOutcome::Requeued) => {
+                tracing::warn!(%reason, retry_in = ?delay, "task failed, will retry");
+                Disposition::Retried { reason }
+            }
+            Ok(NackOutcome::DeadLettered) => {
+                tracing::error!(%reason, "task failed for the last time, dead-lettered");
+                return Processed {
+                    panicked,
+                    ..self.dead_lettered(&delivery, reason).await
+                };
+            }
+            Err(error) => unsettled("nack", error),
+        };
+        Processed {
+            disposition,
+            panicked,
+            outage_pause: None,
+        }
+    }
+
+    async fn succeed(&self, delivery: Delivery, tag: Option<String>) -> Processed {
+        if let Some(origin) = &delivery.task.origin {
+            match self.acks.get(&origin.source) {
+                Some(ack) => {
+                    let outcome = FinalOutcome::Succeeded { tag };
+                    if let Err(error) = ack.acknowledge(&origin.key, &outcome).await {
+                        // The handler's effect is done; the source's is not. Hand the task
+                        // back (no attempt counted): the idempotent handler runs again and
+                        // the acknowledgement is retried, so both happen at least once.
+                        let streak = self.stats.outage_streak.fetch_add(1, Ordering::Relaxed);
+                        let delay = self.settings.retry.delay(streak);
+                        tracing::warn!(%error, source = %origin.source, retry_in = ?delay, "source acknowledgement failed, task goes back");
+                        self.stats.error(&error.to_string());
+                        let disposition = match self.queue.release(&delivery, Some(delay)).await {
+                            Ok(()) => Disposition::Released {
+                                reason: error.to_string(),
+                            },
+                            Err(error) => unsettled("release", error),
+                        };
+                        return Processed {
+                            disposition,
+                            panicked: false,
+                            outage_pause: Some(delay.min(MAX_OUTAGE_PAUSE)),
+                        };
+                    }
+                }
+                None => {
+                    // Sources re-find what they never saw acknowledged, so this loses
+                    // nothing; it means this process lacks the source's registration.
+                    tracing::debug!(source = %origin.source, "no acknowledger registered for source");
+                }
+            }
+        }
+        match self.queue.ack(&delivery).await {
+            Ok(()) => {
+                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                processed(Disposition::Acked)
+            }
+            Err(QueueError::LeaseLost(_)) => {
+                // Another consumer holds it now; it will run again (idempotently).
+                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("lease lost before ack; the task will be delivered again");
+                processed(Disposition::Unsettled {
+                    reason: "lease lost".into(),
+                })
+            }
+            Err(error) => processed(unsettled("ack", error)),
+        }
+    }
+
+    async fn dead_lettered(&self, delivery: &Delivery, reason: String) -> Processed {
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        if let Some(origin) = &delivery.task.origin
+            && let Some(ack) = self.acks.get(&origin.source)
+        {
+            let outcome = FinalOutcome::DeadLettered {
+                reason: reason.clone(),
+            };
+            for attempt in 0..DEAD_LETTER_ACK_TRIES {
+                match ack.acknowledge(&origin.key, &outcome).await {
+                    Ok(()) => break,
+                    Err(error) if attempt + 1 == DEAD_LETTER_ACK_TRIES => {
+                        tracing::error!(%error, source = %origin.source, "could not tell the source about a dead letter; the item may be produced again");
+                    }
+                    Err(_) => tokio::time::sleep(self.settings.retry.delay(attempt)).await,
+                }
+            }
+        }
+        processed(Disposition::DeadLettered { reason })
+    }
+}
+
+#[async_trait]
+impl Worker for TaskWorker {
+    async fn process(&self, delivery: Delivery) -> Disposition {
+        self.process_one(delivery).await.disposition
+    }
+}
+
+fn processed(disposition: Disposition) -> Processed {
+    Processed {
+        disposition,
+        panicked: false,
+        outage_pause: None,
+    }
+}
+
+fn unsettled(what: &str, error: QueueError) -> Disposition {
+    // The lease runs out and the task comes back: nothing is lost.
+    tracing::warn!(%error, "{what} failed; the task comes back after its lease");
+    Disposition::Unsettled {
+        reason: format!("{what} failed: {error}"),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,300 @@
+//! Start and stop order, draining, cut-off, status.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use runtime_contracts::{
+    ControlEndpoint, ControlPlane, EndpointError, RuntimeState, SourceError, SourceStatus,
+    StopSignal, Task, TaskContext, TaskError, TaskHandler, TaskQueue, TaskSink, TaskSource,
+};
+use runtime_core::RuntimeManager;
+use runtime_testkit::fakes::{PartsModule, VecSource, config, memory_queue};
+use tokio::sync::Notify;
+
+use crate::{fast_platform, queue, running, runtime_with};
+
+type Events = Arc<Mutex<Vec<String>>>;
+
+fn push(events: &Events, e: &str) {
+    events.lock().unwrap().push(e.to_owned());
+}
+
+struct EventSource {
+    events: Events,
+    tasks: Mutex<Vec<Task>>,
+}
+
+#[async_trait]
+impl TaskSource for EventSource {
+    fn name(&self) -> &str {
+        "events"
+    }
+    fn kind(&self) -> &str {
+        "test"
+    }
+    async fn run(
+        &self,
+        sink: Arc<dyn TaskSink>,
+        stop: Arc<dyn StopSignal>,
+    ) -> Result<(), SourceError> {
+        push(&self.events, "source:start");
+        let tasks: Vec<Task> = self.tasks.lock().unwrap().drain(..).collect();
+        for t in tasks {
+            sink.publish(t).await?;
+        }
+        stop.stopped().await;
+        push(&self.events, "source:stop");
+        Ok(())
+    }
+    fn status(&self) -> SourceStatus {
+        SourceStatus::new("events", "test")
+    }
+}
+
+struct EventEndpoint {
+    events: Events,
+}
+
+#[async_trait]
+impl ControlEndpoint for EventEndpoint {
+    fn name(&self) -> &str {
+        "events"
+    }
+    async fn serve(
+        &self,
+        _plane: Arc<dyn ControlPlane>,
+        stop: Arc<dyn StopSignal>,
+    ) -> Result<(), EndpointError> {
+        push(&self.events, "endpoint:start");
+        stop.stopped().await;
+        push(&self.events, "endpoint:stop");
+        Ok(())
+    }
+}
+
+/// Signals when a task starts, then takes `delay`.
+struct SlowHandler {
+    events: Events,
+    started: AtomicUsize,
+    start: Notify,
+    delay: Duration,
+}
+
+#[async_trait]
+impl TaskHandler for SlowHandler {
+    async fn handle(&self, _task: &Task, _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        self.start.notify_waiters();
+        tokio::time::sleep(self.delay).await;
+        push(&self.events, "handler:end");
+        Ok(())
+    }
+}
+
+impl SlowHandler {
+    fn new(events: Events, delay: Duration) -> Arc<Self> {
+        Arc::new(SlowHandler {
+            events,
+            started: AtomicUsize::new(0),
+            start: Notify::new(),
+            delay,
+        })
+    }
+
+    async fn wait_started(&self, n: usize) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let notified = self.start.notified();
+                if self.started.load(Ordering::SeqCst) >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("tasks should start");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_and_stop_in_order() {
+    let events: Events = Arc::default();
+    let q = queue(3);
+    let handler = SlowHandler::new(events.clone(), Duration::from_millis(300));
+    let source = Arc::new(EventSource {
+        events: events.clone(),
+        tasks: Mutex::new(vec![Task::new("t", "1")]),
+    });
+    let module = PartsModule {
+        sources: vec![(source, "q".into())],
+        pools: vec![runtime_contracts::PoolSpec {
+            name: "p".into(),
+            queue: "q".into(),
+            handler: handler.clone(),
+            concurrency: 1,
+            task_timeout: Duration::from_secs(5),
+        }],
+        events: events.clone(),
+        ..Default::default()
+    };
+    let rt = RuntimeManager::builder(config(fast_platform(serde_json::json!({}))).await)
+        .queue(q.clone())
+        .module(Arc::new(module))
+        .endpoint(Arc::new(EventEndpoint {
+            events: events.clone(),
+        }))
+        .handle_signals(false)
+        .build();
+    let handle = rt.handle();
+    assert_eq!(handle.state(), RuntimeState::Starting);
+    rt.start().await.unwrap();
+    assert_eq!(handle.state(), RuntimeState::Running);
+    handler.wait_started(1).await;
+    let report = rt.stop().await;
+    assert!(report.drained);
+    assert_eq!(handle.state(), RuntimeState::Stopped);
+    let ev = events.lock().unwrap().clone();
+    let at = |e: &str| {
+        ev.iter()
+            .position(|x| x == e)
+            .unwrap_or_else(|| panic!("{e} missing in {ev:?}"))
+    };
+    assert_eq!(ev[0], "register", "{ev:?}");
+    // Stop order: sources, then workers drain, then modules, then the control plane.
+    assert!(at("source:stop") < at("handler:end"), "{ev:?}");
+    assert!(at("handler:end") < at("stop"), "{ev:?}");
+    assert!(at("stop") < at("endpoint:stop"), "{ev:?}");
+    assert!(at("source:start") > at("register") && at("endpoint:start") > at("register"));
+    let stats = q.stats().await.unwrap();
+    assert_eq!(
+        (stats.acked_total, stats.pending, stats.in_flight),
+        (1, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_drains_in_flight_tasks() {
+    let events: Events = Arc::default();
+    let q = queue(3);
+    let handler = SlowHandler::new(events, Duration::from_millis(300));
+    let tasks = (0..4).map(|i| Task::new("t", format!("{i}"))).collect();
+    let (rt, handle, _) = runtime_with(
+        fast_platform(serde_json::json!({})),
+        q.clone(),
+        vec![VecSource::new("s", tasks)],
+        handler.clone(),
+        4,
+    )
+    .await;
+    rt.start().await.unwrap();
+    running(&handle).await;
+    handler.wait_started(4).await;
+    let report = rt.stop().await;
+    assert!(report.drained);
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.acked_total, 4, "{stats:?}");
+    assert_eq!(stats.pending + stats.in_flight + stats.delayed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_cut_off_at_shutdown_go_back_without_an_attempt() {
+    let events: Events = Arc::default();
+    let q = memory_queue("q", 100, 3, Duration::from_secs(30));
+    let handler = SlowHandler::new(events, Duration::from_secs(60));
+    let tasks = (0..2).map(|i| Task::new("t", format!("{i}"))).collect();
+    let (rt, handle, _) = runtime_with(
+        fast_platform(serde_json::json!({"runtime": {"shutdown_timeout": "200ms"}})),
+        q.clone(),
+        vec![VecSource::new("s", tasks)],
+        handler.clone(),
+        2,
+    )
+    .await;
+    rt.start().await.unwrap();
+    running(&handle).await;
+    handler.wait_started(2).await;
+    let report = rt.stop().await;
+    assert!(!report.drained);
+    assert_eq!(report.cut_off, 2);
+    // Nothing lost, no attempt used: both are back in the queue, ready.
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.in_flight), (2, 0), "{stats:?}");
+    assert_eq!(
+        (stats.released_total, stats.nacked_total),
+        (2, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_state_pools_sources_and_queues() {
+    let q = queue(3);
+    let handler = runtime_testkit::fakes::FnHandler::new(Duration::ZERO, |_, _| Ok(()));
+    let (rt, handle, _) = runtime_with(
+        fast_platform(serde_json::json!({})),
+        q.clone(),
+        vec![VecSource::new("s", vec![Task::new("t", "x")])],
+        handler.clone(),
+        3,
+    )
+    .await;
+    rt.start().await.unwrap();
+    assert_eq!(handler.wait_calls(1, Duration::from_secs(10)).await, 1);
+    let status = handle.status().await;
+    assert_eq!(status.state, RuntimeState::Running);
+    assert_eq!(status.pools.len(), 1);
+    assert_eq!(status.pools[0].concurrency, 3);
+    assert_eq!(status.sources[0].name, "s");
+    assert_eq!(status.sources[0].produced, 1);
+    assert_eq!(status.queues[0].name, "q");
+    assert_eq!(status.modules[0].name, "test-module");
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["state"], "running");
+    // Readiness follows the state.
+    let plane = handle.control_plane();
+    assert_eq!(
+        plane.readiness().await.status,
+        runtime_contracts::HealthStatus::Up
+    );
+    handle.shutdown();
+    rt.wait_for_shutdown_request().await;
+    rt.stop().await;
+    assert_eq!(
+        plane.readiness().await.status,
+        runtime_contracts::HealthStatus::Down
+    );
+    assert_eq!(handle.status().await.state, RuntimeState::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_a_source_and_resume_restarts_it() {
+    let q = queue(3);
+    let handler = runtime_testkit::fakes::FnHandler::new(Duration::ZERO, |_, _| Ok(()));
+    let source = VecSource::new("s", vec![Task::new("t", "1")]);
+    let (rt, handle, _) = runtime_with(
+        fast_platform(serde_json::json!({})),
+        q,
+        vec![source.clone()],
+        handler.clone(),
+        1,
+    )
+    .await;
+    rt.start().await.unwrap();
+    assert_eq!(handler.wait_calls(1, Duration::from_secs(10)).await, 1);
+    let plane = handle.control_plane();
+    let st = plane.pause_source("s").await.unwrap();
+    assert_eq!(st.state, runtime_contracts::SourceState::Paused);
+    assert_eq!(source.ended.load(Ordering::SeqCst), 1);
+    source.push(Task::new("t", "2"));
+    let st = plane.resume_source("s").await.unwrap();
+    assert_ne!(st.state, runtime_contracts::SourceState::Paused);
+    assert_eq!(handler.wait_calls(2, Duration::from_secs(10)).await, 2);
+    assert_eq!(source.runs.load(Ordering::SeqCst), 2);
+    assert!(matches!(
+        plane.pause_source("nope").await,
+        Err(runtime_contracts::AdminError::NotFound(_))
+    ));
+    rt.stop().await;
+}
