@@ -49,7 +49,7 @@ use clap::{Args, Subcommand};
 use runtime_contracts::{ConfigError, ConfigProvider, ConfigSnapshot};
 
 use crate::config::{
-    ConfigurationManager, DefaultsProvider, EnvProvider, PlainFileProvider, Validator,
+    ConfigurationManager, DefaultsProvider, EnvProvider, EnvSource, PlainFileProvider, Validator,
     known_sections_validator, load_unvalidated, redacted_tree, to_toml,
 };
 
@@ -115,6 +115,8 @@ pub struct AppConfigSpec {
     /// Extra layers between files and environment (the database), with the section that
     /// configures each (a known section).
     pub layers: Vec<(String, LayerFactory)>,
+    /// Where environment variables come from; `None` is the process environment.
+    pub env_source: Option<EnvSource>,
 }
 
 impl std::fmt::Debug for AppConfigSpec {
@@ -138,6 +140,7 @@ impl AppConfigSpec {
             validators: Vec::new(),
             file_loader: None,
             layers: Vec::new(),
+            env_source: None,
         }
     }
 
@@ -177,6 +180,23 @@ impl AppConfigSpec {
         self
     }
 
+    /// Reads environment variables from `source` instead of the process environment
+    /// (embedding, tests).
+    pub fn env_vars(
+        mut self,
+        source: impl Fn() -> Vec<(String, String)> + Send + Sync + 'static,
+    ) -> Self {
+        self.env_source = Some(Arc::new(source));
+        self
+    }
+
+    fn env_provider(&self) -> Box<dyn ConfigProvider> {
+        match &self.env_source {
+            Some(source) => Box::new(EnvProvider::with_source(self.env_prefix, source.clone())),
+            None => Box::new(EnvProvider::new(self.env_prefix)),
+        }
+    }
+
     fn file_provider(&self, path: &Path) -> Box<dyn ConfigProvider> {
         match &self.file_loader {
             Some(f) => f(path),
@@ -194,14 +214,13 @@ pub async fn load_config(
     let mut bottom: Vec<Box<dyn ConfigProvider>> =
         vec![Box::new(DefaultsProvider::new(spec.defaults_toml))];
     bottom.extend(args.config.iter().map(|p| spec.file_provider(p)));
-    let env = || Box::new(EnvProvider::new(spec.env_prefix)) as Box<dyn ConfigProvider>;
 
     let mut extra: Vec<Box<dyn ConfigProvider>> = Vec::new();
     if !spec.layers.is_empty() {
         let mut boot: Vec<Box<dyn ConfigProvider>> =
             vec![Box::new(DefaultsProvider::new(spec.defaults_toml))];
         boot.extend(args.config.iter().map(|p| spec.file_provider(p)));
-        boot.push(env());
+        boot.push(spec.env_provider());
         let bootstrap = load_unvalidated(&boot).await?;
         let mut issues = Vec::new();
         for (_, factory) in &spec.layers {
@@ -219,7 +238,7 @@ pub async fn load_config(
 
     let mut providers = bottom;
     providers.extend(extra);
-    providers.push(env());
+    providers.push(spec.env_provider());
     let mut validators = spec.validators.clone();
     if !spec.sections.is_empty() {
         let mut known = spec.sections.clone();

@@ -49,23 +49,33 @@ impl ConfigProvider for DefaultsProvider {
 /// `MOB_MAIL__HOST=mail.example.com` needs no quotes.
 pub struct EnvProvider {
     prefix: String,
-    vars: Option<Vec<(String, String)>>,
+    source: Option<EnvSource>,
 }
+
+/// Where an [`EnvProvider`] reads variables from instead of the process environment
+/// (called at every load, so reloads see changes).
+pub type EnvSource = std::sync::Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
 
 impl EnvProvider {
     /// Reads the process environment. `prefix` is `MOB` or `MOB_`.
     pub fn new(prefix: &str) -> Self {
         EnvProvider {
             prefix: normalize_prefix(prefix),
-            vars: None,
+            source: None,
         }
     }
 
     /// Reads the given variables instead of the process environment.
     pub fn with_vars(prefix: &str, vars: Vec<(String, String)>) -> Self {
+        Self::with_source(prefix, std::sync::Arc::new(move || vars.clone()))
+    }
+
+    /// Reads variables from `source` instead of the process environment (embedding,
+    /// tests: `std::env::set_var` is `unsafe` in edition 2024).
+    pub fn with_source(prefix: &str, source: EnvSource) -> Self {
         EnvProvider {
             prefix: normalize_prefix(prefix),
-            vars: Some(vars),
+            source: Some(source),
         }
     }
 
@@ -108,8 +118,11 @@ impl ConfigProvider for EnvProvider {
 
     async fn load(&self) -> Result<ConfigLayer, ConfigError> {
         let mut layer = ConfigLayer::new(self.describe());
-        let vars: Vec<(String, String)> = match &self.vars {
-            Some(v) => v.clone(),
+        let vars: Vec<(String, String)> = match &self.source {
+            Some(source) => source()
+                .into_iter()
+                .filter(|(name, _)| name.starts_with(&self.prefix))
+                .collect(),
             None => {
                 let mut out = Vec::new();
                 for (name, value) in std::env::vars_os() {

@@ -21,11 +21,15 @@ mod secrets;
 mod toml_out;
 mod watch;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
+
 pub use extract::{
     issue, known_sections_validator, lookup_origin, redact_url, redacted_tree, render_value,
     section, section_validator,
 };
-pub use layers::{DefaultsProvider, EnvProvider, PlainFileProvider, parse_value};
+pub use layers::{DefaultsProvider, EnvProvider, EnvSource, PlainFileProvider, parse_value};
 pub use platform::{
     ControlConfig, LogFormat, PLATFORM_SECTIONS, PlatformConfig, QueueBackend, QueueConfig,
     RuntimeConfig, TraceExporter, TracingConfig, WorkersConfig,

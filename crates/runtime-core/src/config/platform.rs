@@ -46,12 +46,11 @@ impl PlatformConfig {
         section!(workers);
         section!(control);
         section!(tracing);
-        if issues.is_empty() {
-            // Range checks only on sections that read cleanly: no echo of a default.
-            let mut more = cfg.check();
-            super::extract::complete(snapshot, &mut more);
-            issues.extend(more);
-        }
+        // Sections that failed to read stay at their (valid) defaults, so range checks
+        // report only values that were actually given.
+        let mut more = cfg.check();
+        super::extract::complete(snapshot, &mut more);
+        issues.extend(more);
         if issues.is_empty() {
             Ok(cfg)
         } else {
