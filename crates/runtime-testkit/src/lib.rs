@@ -6,8 +6,17 @@
 //!   every [`TaskQueue`](runtime_contracts::TaskQueue) backend.
 //! * [`dovecot`] — a real IMAP server (Dovecot) per test, on a free loopback port with its
 //!   own temporary directory.
+//! * [`otlp_receiver`] — an in-test OTLP/HTTP collector that decodes and keeps spans,
+//!   and can be made slow, failing or dead.
+//!
+//! * [`fakes`] — small sources, handlers, acknowledgers, modules and config providers for
+//!   driving a real runtime in tests (stand-ins only where the contract itself is under test).
 //!
 //! Fixtures that need a server fail loudly, naming what is missing and how to get it.
 
 pub mod dovecot;
+pub mod fakes;
+pub mod otlp_receiver;
 pub mod queue_conformance;
+
+pub use runtime_core;

@@ -1,0 +1,74 @@
+//! The serde configuration that builds a [`MemoryQueue`](crate::MemoryQueue).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Settings of one in-memory queue. Every field has a default, so `{}` is a valid config.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryQueueConfig {
+    /// Queue name (status, metrics, logs).
+    pub name: String,
+    /// Bound on pending + delayed + in-flight tasks; `publish` waits beyond it.
+    pub capacity: usize,
+    /// How long a delivery may stay unsettled before the task is delivered again
+    /// (`"30s"`, `"500ms"`).
+    #[serde(with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// Failed attempts after which `nack` moves a task to the dead-letter set.
+    pub max_attempts: u32,
+}
+
+impl Default for MemoryQueueConfig {
+    fn default() -> Self {
+        MemoryQueueConfig {
+            name: "default".to_owned(),
+            capacity: 10_000,
+            visibility_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// A [`MemoryQueueConfig`] value that cannot work.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+#[error("invalid memory queue setting {key}: {message}")]
+pub struct InvalidConfig {
+    /// The offending key.
+    pub key: &'static str,
+    /// What is expected.
+    pub message: &'static str,
+}
+
+impl MemoryQueueConfig {
+    /// Checks the values; [`MemoryQueue::new`](crate::MemoryQueue::new) clamps instead of
+    /// failing, so call this where a bad value should stop start-up.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.name.trim().is_empty() {
+            return Err(InvalidConfig {
+                key: "name",
+                message: "expected a non-empty name",
+            });
+        }
+        if self.capacity == 0 {
+            return Err(InvalidConfig {
+                key: "capacity",
+                message: "expected at least 1",
+            });
+        }
+        if self.visibility_timeout.is_zero() {
+            return Err(InvalidConfig {
+                key: "visibility_timeout",
+                message: "expected a positive duration",
+            });
+        }
+        if self.max_attempts == 0 {
+            return Err(InvalidConfig {
+                key: "max_attempts",
+                message: "expected at least 1",
+            });
+        }
+        Ok(())
+    }
+}
