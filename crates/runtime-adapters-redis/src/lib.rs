@@ -1,1 +1,37 @@
-//! Redis task queue for plba (work in progress).
+//! # runtime-adapters-redis
+//!
+//! A [`TaskQueue`](runtime_contracts::TaskQueue) in Redis that any number of runtime
+//! processes share: [`RedisQueue`], built from a serde [`RedisQueueConfig`].
+//!
+//! ## Concepts
+//!
+//! * Every live task is one field of a hash (`tasks`, id -> JSON); where it stands is
+//!   kept by index structures: the `ready` list, the `delayed` sorted set (by not-before
+//!   time) and the `inflight` sorted set (by lease deadline). Dead letters sit in their own
+//!   sorted set and hash. The key layout is in `docs/redis-queue.md`.
+//! * A delivery holds a lease: a token from a queue-wide counter, stored with the
+//!   consumer's identity (host, pid, random; unique per process) in the `leases` hash.
+//!   Settling checks the token, so a consumer whose lease ran out and was reclaimed gets
+//!   [`QueueError::LeaseLost`](runtime_contracts::QueueError::LeaseLost).
+//! * Every change is one Lua script over keys that share the hash tag `{name}`: atomic,
+//!   Redis Cluster ready, and O(batch · log n) — a backlog of a million costs per task
+//!   what a backlog of a thousand does. Counters live in Redis, so stats hold across
+//!   processes.
+//!
+//! ## Key design decision: lists and sorted sets plus a doorbell, not streams
+//!
+//! Leases that can be extended by any amount, attempts that rewrite the task and
+//! redelivery without counting an attempt fit a hash plus sorted sets better than a
+//! stream's pending-entries list (which cannot push a deadline into the future). Taking
+//! work is a non-blocking script; an idle consumer then blocks on `BLPOP` of a `wake`
+//! list that every publish rings, so it wakes within a round trip of a publish without
+//! polling. Why, and what was measured, is in `docs/redis-queue.md`.
+
+mod config;
+mod conn;
+mod keys;
+mod queue;
+mod scripts;
+
+pub use config::RedisQueueConfig;
+pub use queue::RedisQueue;

@@ -1,0 +1,165 @@
+//! The serde configuration that builds a [`RedisQueue`](crate::RedisQueue).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use runtime_contracts::{QueueError, Secret};
+
+/// How to reach Redis and how the queue behaves.
+///
+/// ```toml
+/// [queue]
+/// url = "rediss://worker:s3cret@redis.internal:6380/0"
+/// name = "orders"
+/// visibility_timeout = "30s"
+/// max_attempts = 5
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisQueueConfig {
+    /// `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS (server
+    /// certificates are checked against the system's roots). A secret: never printed.
+    pub url: Secret,
+    /// Queue name; it becomes the hash tag `{name}` of every key of the queue.
+    pub name: String,
+    /// Key prefix before the hash tag (`plba` gives `plba:{orders}:ready`).
+    #[serde(default = "defaults::key_prefix")]
+    pub key_prefix: String,
+    /// How long a delivery stays leased before it is given to another consumer.
+    #[serde(default = "defaults::visibility_timeout", with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// Failed attempts after which a task goes to the dead-letter set.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    /// Multiplexed connections shared by all non-blocking calls of this process.
+    #[serde(default = "defaults::connections")]
+    pub connections: usize,
+    /// Most connections held at once by idle consumers blocked waiting for work.
+    #[serde(default = "defaults::wait_pool_size")]
+    pub wait_pool_size: usize,
+    /// Time limit to open a connection.
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time limit of one call (a blocking wait gets this on top of its wait).
+    #[serde(default = "defaults::operation_timeout", with = "humantime_serde")]
+    pub operation_timeout: Duration,
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub(super) fn key_prefix() -> String {
+        "plba".to_owned()
+    }
+    pub(super) fn visibility_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub(super) fn max_attempts() -> u32 {
+        5
+    }
+    pub(super) fn connections() -> usize {
+        2
+    }
+    pub(super) fn wait_pool_size() -> usize {
+        64
+    }
+    pub(super) fn connect_timeout() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub(super) fn operation_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+impl RedisQueueConfig {
+    /// A configuration with defaults for everything but the URL and the name.
+    pub fn new(url: impl Into<String>, name: impl Into<String>) -> Self {
+        RedisQueueConfig {
+            url: Secret::new(url.into()),
+            name: name.into(),
+            key_prefix: defaults::key_prefix(),
+            visibility_timeout: defaults::visibility_timeout(),
+            max_attempts: defaults::max_attempts(),
+            connections: defaults::connections(),
+            wait_pool_size: defaults::wait_pool_size(),
+            connect_timeout: defaults::connect_timeout(),
+            operation_timeout: defaults::operation_timeout(),
+        }
+    }
+
+    /// Checks the values that would make the queue misbehave.
+    pub fn validate(&self) -> Result<(), QueueError> {
+        let bad = |what: &str| Err(QueueError::Invalid(format!("redis queue config: {what}")));
+        if self.name.is_empty() || self.name.contains(['{', '}']) {
+            return bad("name must be non-empty and free of `{` and `}`");
+        }
+        if self.key_prefix.contains(['{', '}']) {
+            return bad("key_prefix must be free of `{` and `}`");
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts must be at least 1");
+        }
+        if self.visibility_timeout < Duration::from_millis(1) {
+            return bad("visibility_timeout must be at least 1ms");
+        }
+        if self.connections == 0 || self.wait_pool_size == 0 {
+            return bad("connections and wait_pool_size must be at least 1");
+        }
+        let url = self.url.expose();
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return bad("url must start with redis:// or rediss://");
+        }
+        Ok(())
+    }
+
+    /// The URL without its user and password, for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        redact_url(self.url.expose())
+    }
+}
+
+/// `scheme://user:password@host/..` -> `scheme://***@host/..`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("rediss://u:p@w@h:6380/1"),
+            "rediss://***@h:6380/1"
+        );
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact_url("nonsense"), "***");
+    }
+
+    #[test]
+    fn config_reads_from_toml_like_json_and_never_prints_the_url() {
+        let c: RedisQueueConfig = serde_json::from_value(serde_json::json!({
+            "url": "redis://u:secret@localhost:6379",
+            "name": "orders",
+            "visibility_timeout": "2s",
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.visibility_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_attempts, 5);
+        assert!(c.validate().is_ok());
+        let printed = format!("{c:?} {}", serde_json::to_string(&c).unwrap_or_default());
+        assert!(!printed.contains("secret"), "{printed}");
+        let mut bad = c.clone();
+        bad.name = "a{b}".into();
+        assert!(bad.validate().is_err());
+    }
+}
