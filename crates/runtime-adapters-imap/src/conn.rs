@@ -1,0 +1,330 @@
+//! Connecting: TCP, implicit TLS or STARTTLS (rustls with ring), greeting, login,
+//! capabilities. Shared by the source and the acknowledger.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_imap::imap_proto::{Response, Status};
+use runtime_contracts::{ConfigError, Secret};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
+
+use crate::config::{ImapConfig, TlsMode};
+
+/// Errors talking to the server. Messages never contain the password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImapError {
+    /// Network failure.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// The TLS handshake failed.
+    #[error("tls handshake with {host} failed: {source}")]
+    Tls {
+        /// Server name.
+        host: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The server refused or failed a command.
+    #[error("imap error: {0}")]
+    Imap(#[from] async_imap::error::Error),
+    /// Login was refused.
+    #[error("login as {user} refused: {message}")]
+    Login {
+        /// The login name.
+        user: String,
+        /// The server's answer.
+        message: String,
+    },
+    /// The server did not answer in time.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// The server broke the protocol or closed the connection.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Runs `fut` with a deadline.
+pub(crate) async fn within<T, E: Into<ImapError>>(
+    limit: Duration,
+    what: &'static str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, ImapError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(ImapError::Timeout(what)),
+    }
+}
+
+/// A plain or TLS byte stream.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+pub(crate) type Session = async_imap::Session<Stream>;
+
+/// What the server can do, as far as this adapter cares.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Caps {
+    pub idle: bool,
+    pub mv: bool,
+    pub uidplus: bool,
+}
+
+/// Everything needed to open a session, resolved once from the config.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    pub config: ImapConfig,
+    password: Secret,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("host", &self.config.host)
+            .field("port", &self.config.effective_port())
+            .field("tls", &self.config.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// Validates the config, reads the password and the CA file.
+    pub fn new(config: ImapConfig) -> Result<Connector, ConfigError> {
+        config.validate()?;
+        let password = config.resolve_password()?;
+        let tls = match config.tls {
+            TlsMode::None => None,
+            TlsMode::Tls | TlsMode::Starttls => Some(tls_connector(&config)?),
+        };
+        Ok(Connector {
+            config,
+            password,
+            tls,
+        })
+    }
+
+    /// Connects, secures, logs in and reads the capabilities, all within `connect_timeout`.
+    pub async fn connect(&self) -> Result<(Session, Caps), ImapError> {
+        within(
+            self.config.connect_timeout,
+            "connect and login",
+            self.open(),
+        )
+        .await
+    }
+
+    async fn open(&self) -> Result<(Session, Caps), ImapError> {
+        let cfg = &self.config;
+        let tcp = TcpStream::connect((cfg.host.as_str(), cfg.effective_port())).await?;
+        tcp.set_nodelay(true)?;
+        let client = match (cfg.tls, &self.tls) {
+            (TlsMode::Tls, Some(tls)) => {
+                let mut client = async_imap::Client::new(self.handshake(tls, tcp).await?);
+                read_greeting(&mut client).await?;
+                client
+            }
+            (TlsMode::Starttls, Some(tls)) => {
+                let mut client = async_imap::Client::new(Stream::Plain(tcp));
+                read_greeting(&mut client).await?;
+                client.run_command_and_check_ok("STARTTLS", None).await?;
+                let Stream::Plain(tcp) = client.into_inner() else {
+                    return Err(ImapError::Protocol("unexpected stream state".into()));
+                };
+                // No second greeting after STARTTLS (RFC 3501 6.2.1).
+                async_imap::Client::new(self.handshake(tls, tcp).await?)
+            }
+            _ => {
+                let mut client = async_imap::Client::new(Stream::Plain(tcp));
+                read_greeting(&mut client).await?;
+                client
+            }
+        };
+        let mut session = client
+            .login(&cfg.username, self.password.expose())
+            .await
+            .map_err(|(e, _)| match e {
+                async_imap::error::Error::No(message) | async_imap::error::Error::Bad(message) => {
+                    ImapError::Login {
+                        user: cfg.username.clone(),
+                        message,
+                    }
+                }
+                other => ImapError::Imap(other),
+            })?;
+        let caps = session.capabilities().await?;
+        let caps = Caps {
+            idle: caps.has_str("IDLE"),
+            mv: caps.has_str("MOVE"),
+            uidplus: caps.has_str("UIDPLUS"),
+        };
+        Ok((session, caps))
+    }
+
+    async fn handshake(&self, tls: &TlsConnector, tcp: TcpStream) -> Result<Stream, ImapError> {
+        let host = self.config.host.clone();
+        let name =
+            rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| ImapError::Tls {
+                host: host.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            })?;
+        let stream = tls
+            .connect(name, tcp)
+            .await
+            .map_err(|source| ImapError::Tls { host, source })?;
+        Ok(Stream::Tls(Box::new(stream)))
+    }
+}
+
+async fn read_greeting(client: &mut async_imap::Client<Stream>) -> Result<(), ImapError> {
+    let greeting = client
+        .read_response()
+        .await?
+        .ok_or_else(|| ImapError::Protocol("connection closed before the greeting".into()))?;
+    match greeting.parsed() {
+        Response::Data {
+            status: Status::Ok | Status::PreAuth,
+            ..
+        } => Ok(()),
+        other => Err(ImapError::Protocol(format!(
+            "unexpected greeting: {other:?}"
+        ))),
+    }
+}
+
+fn tls_connector(config: &ImapConfig) -> Result<TlsConnector, ConfigError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &config.ca_file {
+        let bad = |message: String| {
+            ConfigError::Invalid(vec![runtime_contracts::ConfigIssue {
+                key: "ca_file".into(),
+                origin: None,
+                value: Some(path.display().to_string()),
+                message,
+            }])
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(format!("cannot read PEM certificates: {e}")))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(format!("cannot read PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(bad("no certificate in file".into()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("unusable CA certificate: {e}")))?;
+        }
+    }
+    // ring, chosen explicitly: no process-wide default provider is assumed.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::invalid("tls", format!("tls set-up failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Exponential backoff with jitter: `min * 2^n`, capped at `max`, then scaled by a random
+/// factor in [0.5, 1.0) so reconnecting clients spread out.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max,
+            failures: 0,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let exp = self.min.saturating_mul(1u32 << self.failures.min(20));
+        self.failures = self.failures.saturating_add(1);
+        exp.min(self.max).mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let first = b.next_delay();
+        assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(100));
+        for _ in 0..10 {
+            b.next_delay();
+        }
+        let late = b.next_delay();
+        assert!(late >= Duration::from_millis(500) && late < Duration::from_secs(1));
+        b.reset();
+        assert!(b.next_delay() < Duration::from_millis(100));
+    }
+}
