@@ -1,0 +1,524 @@
+//! Reading one RFC 5322 message: who sent it, its identity, its body text and its CSV
+//! attachments.
+//!
+//! `mail-parser` does the MIME work (transfer encodings, charsets, encoded words). Two
+//! things are ours: the choice of body text (plain parts win; HTML is converted only when
+//! there is no plain part) and recovery of damaged parts, which `mail-parser` hands back
+//! undecoded: a broken base64 part is decoded up to the first bad character, a
+//! quoted-printable part leniently, so whatever was readable still counts.
+
+use std::borrow::Cow;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::{HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use sha2::{Digest, Sha256};
+
+use super::html::html_to_text;
+
+/// Message-IDs longer than this are replaced by their hash: a unique index on a huge
+/// text value fails in PostgreSQL, and no real Message-ID is this long.
+const MAX_MESSAGE_ID_LEN: usize = 255;
+
+/// What the order logic needs from a message.
+#[derive(Clone, PartialEq, Debug)]
+pub struct ParsedMessage {
+    /// The message identity: its `Message-ID` (without angle brackets), or
+    /// `sha256:<hex>` of sender, date, subject and body when it has none.
+    pub message_id: String,
+    /// The `From` address, lower-cased (empty when the message has none).
+    pub customer: String,
+    /// The purchase-order reference from the subject (`PO: <ref>` or `PO#<ref>`).
+    pub po_number: Option<String>,
+    /// The decoded subject.
+    pub subject: Option<String>,
+    /// The readable content; `None` when no text could be decoded at all (or only the
+    /// header was read).
+    pub content: Option<MailContent>,
+}
+
+/// The readable content of a message.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct MailContent {
+    /// The body text: the plain parts, or the text of the HTML parts when there is no
+    /// plain part, one part after the other.
+    pub text: String,
+    /// CSV attachments, decoded to text.
+    pub csv: Vec<CsvAttachment>,
+}
+
+/// One CSV attachment.
+#[derive(Clone, PartialEq, Debug)]
+pub struct CsvAttachment {
+    /// Its file name, if it has one.
+    pub name: Option<String>,
+    /// Its text.
+    pub text: String,
+}
+
+/// Parses a raw message. With `headers_only`, the body is neither read nor hashed (an
+/// oversized message keeps the same identity whether the source sent all of it or only
+/// its header).
+pub fn parse_message(raw: &[u8], headers_only: bool) -> ParsedMessage {
+    let parser = MessageParser::default();
+    // mail-parser is fuzzed, but a panic on one hostile message must not take a worker
+    // down with it: it becomes an unreadable message instead.
+    let parsed = catch_unwind(AssertUnwindSafe(|| {
+        let message = if headers_only {
+            parser.parse_headers(raw)?
+        } else {
+            parser.parse(raw)?
+        };
+        Some(read(raw, &message, headers_only))
+    }));
+    match parsed {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) | Err(_) => ParsedMessage {
+            message_id: content_hash("", "", "", if headers_only { b"" } else { raw }),
+            customer: String::new(),
+            po_number: None,
+            subject: None,
+            content: None,
+        },
+    }
+}
+
+fn read(raw: &[u8], message: &Message<'_>, headers_only: bool) -> ParsedMessage {
+    let customer = message
+        .from()
+        .or_else(|| message.sender())
+        .and_then(|a| a.first())
+        .and_then(|a| a.address.as_deref())
+        .map(|a| a.trim().to_lowercase())
+        .unwrap_or_default();
+    let subject = message.subject().map(str::to_owned);
+    let po_number = subject.as_deref().and_then(po_reference);
+
+    let message_id = message_id(message).unwrap_or_else(|| {
+        let date = message.header_raw(HeaderName::Date).unwrap_or_default();
+        let subject = message.header_raw(HeaderName::Subject).unwrap_or_default();
+        let body = if headers_only {
+            &b""[..]
+        } else {
+            body_bytes(raw)
+        };
+        content_hash(&customer, date, subject, body)
+    });
+
+    let content = if headers_only {
+        None
+    } else {
+        extract_content(raw, message)
+    };
+    ParsedMessage {
+        message_id,
+        customer,
+        po_number,
+        subject,
+        content,
+    }
+}
+
+fn message_id(message: &Message<'_>) -> Option<String> {
+    let id = message
+        .message_id()
+        .map(str::to_owned)
+        .or_else(|| {
+            // A malformed Message-ID (no angle brackets, stray spaces) is still an identity.
+            message
+                .header_raw(HeaderName::MessageId)
+                .map(|raw| collapse_ws(raw).trim_matches(['<', '>', ' ']).to_owned())
+        })
+        .filter(|id| !id.trim().is_empty())?;
+    if id.len() > MAX_MESSAGE_ID_LEN {
+        let mut hash = Sha256::new();
+        hash.update(id.as_bytes());
+        return Some(format!("sha256:{}", hex(&hash.finalize())));
+    }
+    Some(id)
+}
+
+/// `sha256:<hex>` over a versioned, normalised serialisation: header values with runs of
+/// whitespace collapsed (folding differs between servers) and the body with CRLF turned
+/// into LF and trailing whitespace cut (IMAP serves CRLF, Maildir stores LF). The same
+/// message hashes the same in every process and every version of this program.
+fn content_hash(sender: &str, date: &str, subject: &str, body: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"mail-order-bot/v1\n");
+    for field in [sender, date, subject] {
+        hash.update(collapse_ws(field).as_bytes());
+        hash.update(b"\n");
+    }
+    let mut body: Vec<u8> = normalise_newlines(body);
+    while body.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        body.pop();
+    }
+    hash.update(&body);
+    format!("sha256:{}", hex(&hash.finalize()))
+}
+
+fn normalise_newlines(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut iter = bytes.iter().peekable();
+    while let Some(&b) = iter.next() {
+        if b == b'\r' && iter.peek() == Some(&&b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    out
+}
+
+fn collapse_ws(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// The raw body: everything after the first empty line (all of it when there is no
+/// empty line, so that junk without a header still hashes by its content).
+fn body_bytes(raw: &[u8]) -> &[u8] {
+    let mut line_start = 0;
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b'\n' {
+            let line = &raw[line_start..i];
+            if line.is_empty() || line == b"\r" {
+                return &raw[i + 1..];
+            }
+            line_start = i + 1;
+        }
+    }
+    raw
+}
+
+/// The purchase-order reference in a subject: `PO: <ref>` or `PO#<ref>` (`PO` as a word,
+/// any case, spaces allowed around the `:` or `#`); the reference is the token of letters,
+/// digits and `-` after it.
+pub fn po_reference(subject: &str) -> Option<String> {
+    let chars: Vec<char> = subject.chars().collect();
+    let mut i = 0;
+    while i + 1 < chars.len() {
+        let is_po = chars[i].eq_ignore_ascii_case(&'p') && chars[i + 1].eq_ignore_ascii_case(&'o');
+        let word_start = i == 0 || !chars[i - 1].is_alphanumeric();
+        if is_po && word_start {
+            let mut j = i + 2;
+            while j < chars.len() && chars[j] == ' ' {
+                j += 1;
+            }
+            if j < chars.len() && (chars[j] == ':' || chars[j] == '#') {
+                j += 1;
+                while j < chars.len() && chars[j].is_whitespace() {
+                    j += 1;
+                }
+                let start = j;
+                while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '-') {
+                    j += 1;
+                }
+                let token: String = chars[start..j].iter().collect();
+                let token = token.trim_matches('-');
+                if !token.is_empty() {
+                    return Some(token.to_owned());
+                }
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The body text and CSV attachments, or `None` when nothing could be decoded.
+fn extract_content(raw: &[u8], message: &Message<'_>) -> Option<MailContent> {
+    let mut plain: Vec<String> = Vec::new();
+    let mut html: Vec<String> = Vec::new();
+    let mut csv: Vec<CsvAttachment> = Vec::new();
+    let mut readable = false;
+
+    // Body candidates in document order: what mail-parser chose as text and HTML bodies,
+    // plus damaged text parts it gave up on (it files those as attachments).
+    let mut candidates: Vec<usize> = message
+        .text_body
+        .iter()
+        .chain(message.html_body.iter())
+        .map(|&id| id as usize)
+        .collect();
+    for (id, part) in message.parts.iter().enumerate() {
+        if part.is_encoding_problem && is_damaged_body(part) {
+            candidates.push(id);
+        }
+    }
+    candidates.sort_unstable();
+    candidates.dedup();
+
+    for (id, part) in message.parts.iter().enumerate() {
+        if is_csv(part) {
+            if let Some(text) = csv_text(raw, part) {
+                readable = true;
+                csv.push(CsvAttachment {
+                    name: part.attachment_name().map(str::to_owned),
+                    text,
+                });
+            }
+            continue;
+        }
+        if candidates.binary_search(&id).is_err() {
+            continue;
+        }
+        if part.is_encoding_problem {
+            if let Some((text, is_html)) = recover_text(raw, part) {
+                readable = true;
+                if is_html {
+                    html.push(html_to_text(&text));
+                } else {
+                    plain.push(text);
+                }
+            }
+            continue;
+        }
+        match &part.body {
+            PartType::Text(text) => {
+                readable = true;
+                plain.push(text.to_string());
+            }
+            PartType::Html(text) => {
+                readable = true;
+                html.push(html_to_text(text));
+            }
+            _ => {}
+        }
+    }
+
+    if !readable {
+        return None;
+    }
+    let bodies = if plain.is_empty() { html } else { plain };
+    Some(MailContent {
+        text: bodies.join("\n"),
+        csv,
+    })
+}
+
+fn content_type_is(part: &MessagePart<'_>, ctype: &str, subtype: &str) -> bool {
+    part.content_type().is_some_and(|ct| {
+        ct.c_type.eq_ignore_ascii_case(ctype)
+            && ct
+                .c_subtype
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+    })
+}
+
+/// `text/csv` (and its aliases), or any type with a `*.csv` file name.
+fn is_csv(part: &MessagePart<'_>) -> bool {
+    if matches!(part.body, PartType::Multipart(_) | PartType::Message(_)) {
+        return false;
+    }
+    content_type_is(part, "text", "csv")
+        || content_type_is(part, "application", "csv")
+        || content_type_is(part, "text", "comma-separated-values")
+        || part
+            .attachment_name()
+            .is_some_and(|n| n.trim().to_ascii_lowercase().ends_with(".csv"))
+}
+
+/// A damaged part that was meant as body text: text/plain, text/html or no type, and not
+/// declared an attachment.
+fn is_damaged_body(part: &MessagePart<'_>) -> bool {
+    let declared_attachment = part
+        .content_disposition()
+        .is_some_and(|cd| cd.c_type.eq_ignore_ascii_case("attachment"));
+    let texty = part.content_type().is_none()
+        || content_type_is(part, "text", "plain")
+        || content_type_is(part, "text", "html");
+    texty && !declared_attachment && !matches!(part.body, PartType::Multipart(_))
+}
+
+/// Re-decodes a damaged part from its raw bytes: transfer encoding leniently, then the
+/// charset. Returns the text and whether it is HTML; `None` when nothing was readable.
+fn recover_text(raw: &[u8], part: &MessagePart<'_>) -> Option<(String, bool)> {
+    let start = part.offset_body as usize;
+    let end = (part.offset_end as usize).min(raw.len());
+    let bytes = raw.get(start..end.max(start))?;
+    let decoded: Cow<'_, [u8]> = match part.content_transfer_encoding() {
+        Some(cte) if cte.eq_ignore_ascii_case("base64") => Cow::Owned(lenient_base64(bytes)),
+        Some(cte) if cte.eq_ignore_ascii_case("quoted-printable") => {
+            Cow::Owned(lenient_quoted_printable(bytes))
+        }
+        _ => Cow::Borrowed(bytes),
+    };
+    let charset = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .map(str::to_owned);
+    let text = decode_charset(&decoded, charset.as_deref());
+    if text.trim().is_empty() {
+        return None;
+    }
+    Some((text, content_type_is(part, "text", "html")))
+}
+
+fn csv_text(raw: &[u8], part: &MessagePart<'_>) -> Option<String> {
+    if part.is_encoding_problem {
+        return recover_text(raw, part).map(|(text, _)| text);
+    }
+    match &part.body {
+        PartType::Text(text) | PartType::Html(text) => {
+            Some(text.trim_start_matches('\u{feff}').to_owned())
+        }
+        PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+            let charset = part
+                .content_type()
+                .and_then(|ct| ct.attribute("charset"))
+                .map(str::to_owned);
+            Some(decode_charset(bytes, charset.as_deref()))
+        }
+        _ => None,
+    }
+}
+
+/// Bytes to text: a BOM wins, then the declared charset, then UTF-8, then Windows-1252
+/// (what spreadsheet exports without a declared charset usually are).
+fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
+    let (bytes, bom_charset): (&[u8], Option<&str>) = match bytes {
+        [0xEF, 0xBB, 0xBF, rest @ ..] => (rest, Some("utf-8")),
+        [0xFF, 0xFE, ..] => (bytes, Some("utf-16le")),
+        [0xFE, 0xFF, ..] => (bytes, Some("utf-16be")),
+        _ => (bytes, None),
+    };
+    let charset = bom_charset.or(charset);
+    if let Some(decoder) = charset.and_then(|c| charset_decoder(c.as_bytes())) {
+        return decoder(bytes).trim_start_matches('\u{feff}').to_owned();
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => match charset_decoder(b"windows-1252") {
+            Some(decoder) => decoder(bytes),
+            None => String::from_utf8_lossy(bytes).into_owned(),
+        },
+    }
+}
+
+/// Base64 decoded up to the first character outside the alphabet (whitespace is
+/// skipped): "as far as it goes".
+fn lenient_base64(input: &[u8]) -> Vec<u8> {
+    fn value(b: u8) -> Option<u32> {
+        match b {
+            b'A'..=b'Z' => Some((b - b'A') as u32),
+            b'a'..=b'z' => Some((b - b'a' + 26) as u32),
+            b'0'..=b'9' => Some((b - b'0' + 52) as u32),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let mut out = Vec::with_capacity(input.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut n = 0;
+    for &b in input {
+        if b.is_ascii_whitespace() {
+            continue;
+        }
+        let Some(v) = value(b) else { break };
+        acc = (acc << 6) | v;
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            acc = 0;
+            n = 0;
+        }
+    }
+    match n {
+        2 => out.push((acc >> 4) as u8),
+        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+        _ => {}
+    }
+    out
+}
+
+/// Quoted-printable where a malformed escape stays literal.
+fn lenient_quoted_printable(input: &[u8]) -> Vec<u8> {
+    fn hex_value(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b != b'=' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match (input.get(i + 1), input.get(i + 2)) {
+            (Some(b'\n'), _) => i += 2,
+            (Some(b'\r'), Some(b'\n')) => i += 3,
+            (Some(&h), Some(&l)) => match (hex_value(h), hex_value(l)) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b);
+                    i += 1;
+                }
+            },
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn po_reference_forms() {
+        assert_eq!(
+            po_reference("Order PO: 4711-A please"),
+            Some("4711-A".into())
+        );
+        assert_eq!(po_reference("PO#88"), Some("88".into()));
+        assert_eq!(po_reference("po # ab-12, thanks"), Some("ab-12".into()));
+        assert_eq!(po_reference("Expo: 2024"), None);
+        assert_eq!(po_reference("PO: "), None);
+        assert_eq!(po_reference("Order"), None);
+    }
+
+    #[test]
+    fn lenient_decoders() {
+        assert_eq!(lenient_base64(b"SGVsbG8g\r\nV29y!!bGQ="), b"Hello Wor");
+        assert_eq!(lenient_base64(b"SGk="), b"Hi");
+        assert_eq!(lenient_quoted_printable(b"a=3Db=\r\nc=ZZ"), b"a=bc=ZZ");
+    }
+
+    #[test]
+    fn body_starts_after_the_first_empty_line() {
+        assert_eq!(body_bytes(b"A: b\r\n\r\nbody\r\n"), b"body\r\n");
+        assert_eq!(body_bytes(b"A: b\n\nbody"), b"body");
+        assert_eq!(body_bytes(b"junk"), b"junk");
+    }
+
+    #[test]
+    fn hash_ignores_line_endings_and_folding() {
+        let a = content_hash("a@b", "Mon, 1 Jan 2024", "Hi  there", b"x\r\ny\r\n\r\n");
+        let b = content_hash("a@b", "Mon,  1 Jan 2024", "Hi there", b"x\ny\n");
+        assert_eq!(a, b);
+        assert!(a.starts_with("sha256:") && a.len() == 7 + 64);
+        // Pinned: the identity must never change between versions (computed independently).
+        assert_eq!(
+            a,
+            "sha256:e77917bb0eabf8332ec1f1e25af9d886d8b6b59f39c39f89780ff6fb8429df5d"
+        );
+    }
+}

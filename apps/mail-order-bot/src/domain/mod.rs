@@ -1,0 +1,55 @@
+//! The order domain: pure, synchronous and fast. It turns the raw bytes of one email into
+//! an [`Order`] (accepted with priced lines, or rejected with a reason) and knows nothing
+//! about queues, mailboxes or databases.
+//!
+//! * [`mime`] reads the message with `mail-parser`: customer, purchase-order reference,
+//!   identity (Message-ID or a content hash), body text (plain, or derived from HTML) and
+//!   CSV attachments. Damaged MIME is read as far as it goes.
+//! * [`lines`] is the order-line grammar (`SKU x QTY`, `QTY x SKU`, `SKU: QTY`, ...) and the
+//!   CSV reader.
+//! * [`catalog`] says which SKUs exist and what they cost.
+//! * [`order`] decides the outcome exactly as the spec's table says.
+//!
+//! [`process_message`] runs all of it. It never panics on input: the MIME parser runs under
+//! `catch_unwind` as a last line of defence, and a message it cannot read at all becomes a
+//! rejected order (`unreadable_message`), not an error. Callers run it on a blocking thread.
+
+pub mod catalog;
+pub mod html;
+pub mod lines;
+pub mod mime;
+pub mod order;
+
+pub use catalog::{Catalog, CatalogError, CatalogItem};
+pub use lines::{LineItem, parse_csv_order, parse_order_lines};
+pub use mime::{MailContent, ParsedMessage, parse_message};
+pub use order::{Order, OrderLine, OrderStatus, RejectReason, evaluate};
+
+/// The task header an upstream source sets when it did not fetch a message because it is
+/// larger than its limit; the payload then holds only the message header.
+pub const OVERSIZE_HEADER: &str = "x-source-oversize";
+
+/// The default `max_message_bytes` (25 MiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
+
+/// Largest quantity an order line may have.
+pub const MAX_QUANTITY: u64 = 10_000;
+
+/// Turns one raw message into an order.
+///
+/// `reported_size` is the size the source saw when it sent only the header (the
+/// [`OVERSIZE_HEADER`] task header); such a message, or one whose raw bytes exceed
+/// `max_message_bytes`, is rejected as `too_large` from its header alone.
+pub fn process_message(
+    raw: &[u8],
+    catalog: &Catalog,
+    max_message_bytes: u64,
+    reported_size: Option<u64>,
+) -> Order {
+    let oversized = reported_size.is_some() || raw.len() as u64 > max_message_bytes;
+    let parsed = parse_message(raw, oversized);
+    if oversized {
+        return Order::rejected(&parsed, RejectReason::TooLarge);
+    }
+    evaluate(&parsed, catalog)
+}

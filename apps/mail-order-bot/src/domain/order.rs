@@ -1,0 +1,323 @@
+//! Orders and the outcome rules of the spec's table.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::MAX_QUANTITY;
+use super::catalog::Catalog;
+use super::lines::{LineItem, parse_csv_order, parse_order_lines};
+use super::mime::ParsedMessage;
+
+/// `accepted` or `rejected`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    /// Every line valid; the order stands.
+    Accepted,
+    /// Recorded with a reason; nothing to ship.
+    Rejected,
+}
+
+impl OrderStatus {
+    /// The value stored in `orders.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Accepted => "accepted",
+            OrderStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "accepted" => Ok(OrderStatus::Accepted),
+            "rejected" => Ok(OrderStatus::Rejected),
+            other => Err(format!("unknown order status {other:?}")),
+        }
+    }
+}
+
+/// Why an order was rejected; displayed (and stored) exactly as the spec spells it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum RejectReason {
+    /// `no_order_lines`
+    NoOrderLines,
+    /// `unknown_sku:<SKU>`
+    UnknownSku(String),
+    /// `invalid_quantity:<SKU>`
+    InvalidQuantity(String),
+    /// `unreadable_message`: no text could be decoded at all.
+    UnreadableMessage,
+    /// `too_large`
+    TooLarge,
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::NoOrderLines => f.write_str("no_order_lines"),
+            RejectReason::UnknownSku(sku) => write!(f, "unknown_sku:{sku}"),
+            RejectReason::InvalidQuantity(sku) => write!(f, "invalid_quantity:{sku}"),
+            RejectReason::UnreadableMessage => f.write_str("unreadable_message"),
+            RejectReason::TooLarge => f.write_str("too_large"),
+        }
+    }
+}
+
+impl FromStr for RejectReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "no_order_lines" => RejectReason::NoOrderLines,
+            "unreadable_message" => RejectReason::UnreadableMessage,
+            "too_large" => RejectReason::TooLarge,
+            _ => match s.split_once(':') {
+                Some(("unknown_sku", sku)) => RejectReason::UnknownSku(sku.to_owned()),
+                Some(("invalid_quantity", sku)) => RejectReason::InvalidQuantity(sku.to_owned()),
+                _ => return Err(format!("unknown reject reason {s:?}")),
+            },
+        })
+    }
+}
+
+impl Serialize for RejectReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RejectReason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One priced order line.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The SKU, upper-case.
+    pub sku: String,
+    /// 1 to 10,000.
+    pub quantity: u32,
+    /// The catalog price when the order was made.
+    pub unit_price_cents: i64,
+}
+
+/// The result of processing one message: what goes into the `orders` table. Rejected
+/// orders have no lines and a total of 0.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Order {
+    /// The message identity (unique in the store).
+    pub message_id: String,
+    /// The sender, lower-cased.
+    pub customer: String,
+    /// The customer's purchase-order reference.
+    pub po_number: Option<String>,
+    /// Accepted or rejected.
+    pub status: OrderStatus,
+    /// Why it was rejected.
+    pub reason: Option<RejectReason>,
+    /// The lines, one per SKU, in the order they first appeared.
+    pub lines: Vec<OrderLine>,
+    /// Sum of quantity × unit price.
+    pub total_cents: i64,
+}
+
+impl Order {
+    /// A rejected order for `message`.
+    pub fn rejected(message: &ParsedMessage, reason: RejectReason) -> Order {
+        Order {
+            message_id: message.message_id.clone(),
+            customer: message.customer.clone(),
+            po_number: message.po_number.clone(),
+            status: OrderStatus::Rejected,
+            reason: Some(reason),
+            lines: Vec::new(),
+            total_cents: 0,
+        }
+    }
+
+    /// True when accepted.
+    pub fn is_accepted(&self) -> bool {
+        self.status == OrderStatus::Accepted
+    }
+}
+
+/// Applies the spec's outcome table to a parsed message.
+///
+/// Precedence when several things are wrong: `unreadable_message`, then `no_order_lines`,
+/// then the first unknown SKU (in order of appearance), then the first SKU whose quantity
+/// is invalid. Lines for the same SKU are summed; each line must be a whole number of at
+/// least 1 and the sum at most 10,000.
+pub fn evaluate(message: &ParsedMessage, catalog: &Catalog) -> Order {
+    let Some(content) = &message.content else {
+        return Order::rejected(message, RejectReason::UnreadableMessage);
+    };
+    let mut items = parse_order_lines(&content.text);
+    for csv in &content.csv {
+        if let Some(rows) = parse_csv_order(&csv.text) {
+            items.extend(rows);
+        }
+    }
+    if items.is_empty() {
+        return Order::rejected(message, RejectReason::NoOrderLines);
+    }
+
+    // Sum per SKU, keeping first-appearance order; `None` marks an invalid quantity.
+    let mut summed: Vec<(String, Option<u64>)> = Vec::new();
+    for item in items {
+        let (sku, quantity) = choose_reading(item, catalog);
+        let quantity = quantity.filter(|q| *q >= 1);
+        match summed.iter_mut().find(|(s, _)| *s == sku) {
+            Some((_, total)) => {
+                *total = match (*total, quantity) {
+                    (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                    _ => None,
+                }
+            }
+            None => summed.push((sku, quantity)),
+        }
+    }
+
+    if let Some((sku, _)) = summed.iter().find(|(sku, _)| !catalog.contains(sku)) {
+        return Order::rejected(message, RejectReason::UnknownSku(sku.clone()));
+    }
+    let mut lines = Vec::with_capacity(summed.len());
+    let mut total_cents: i64 = 0;
+    for (sku, quantity) in summed {
+        let valid = quantity.filter(|q| (1..=MAX_QUANTITY).contains(q));
+        let (Some(quantity), Some(item)) = (valid, catalog.get(&sku)) else {
+            return Order::rejected(message, RejectReason::InvalidQuantity(sku));
+        };
+        let quantity = quantity as u32;
+        total_cents = total_cents.saturating_add(item.price_cents.saturating_mul(quantity as i64));
+        lines.push(OrderLine {
+            sku,
+            quantity,
+            unit_price_cents: item.price_cents,
+        });
+    }
+    Order {
+        message_id: message.message_id.clone(),
+        customer: message.customer.clone(),
+        po_number: message.po_number.clone(),
+        status: OrderStatus::Accepted,
+        reason: None,
+        lines,
+        total_cents,
+    }
+}
+
+/// An all-digit line (`10 x 20`) takes the reading whose SKU the catalog knows.
+fn choose_reading(item: LineItem, catalog: &Catalog) -> (String, Option<u64>) {
+    match item.alternative {
+        Some(alt) if !catalog.contains(&item.sku) && catalog.contains(&alt.0) => alt,
+        _ => (item.sku, item.quantity),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::catalog::CatalogItem;
+    use crate::domain::mime::MailContent;
+
+    fn catalog() -> Catalog {
+        let item = |sku: &str, price| CatalogItem {
+            sku: sku.into(),
+            name: sku.into(),
+            price_cents: price,
+        };
+        Catalog::from_items([item("A-1", 100), item("B-2", 250), item("1001", 5)])
+            .unwrap_or_default()
+    }
+
+    fn message(text: &str) -> ParsedMessage {
+        ParsedMessage {
+            message_id: "m@x".into(),
+            customer: "c@x".into(),
+            po_number: None,
+            subject: None,
+            content: Some(MailContent {
+                text: text.into(),
+                csv: Vec::new(),
+            }),
+        }
+    }
+
+    fn reason(text: &str) -> Option<String> {
+        evaluate(&message(text), &catalog())
+            .reason
+            .map(|r| r.to_string())
+    }
+
+    #[test]
+    fn outcomes() {
+        let order = evaluate(&message("A-1 x 2\nb-2: 1\n3 x a-1\n20 x 1001"), &catalog());
+        assert_eq!(order.status, OrderStatus::Accepted);
+        assert_eq!(
+            order.lines,
+            vec![
+                OrderLine {
+                    sku: "A-1".into(),
+                    quantity: 5,
+                    unit_price_cents: 100
+                },
+                OrderLine {
+                    sku: "B-2".into(),
+                    quantity: 1,
+                    unit_price_cents: 250
+                },
+                OrderLine {
+                    sku: "1001".into(),
+                    quantity: 20,
+                    unit_price_cents: 5
+                },
+            ]
+        );
+        assert_eq!(order.total_cents, 500 + 250 + 100);
+        assert_eq!(reason("hello"), Some("no_order_lines".into()));
+        assert_eq!(
+            reason("A-1 x 1\nZZ-9 x 1\nYY-1 x 0"),
+            Some("unknown_sku:ZZ-9".into())
+        );
+        assert_eq!(reason("A-1 x 0"), Some("invalid_quantity:A-1".into()));
+        assert_eq!(reason("A-1 x 10001"), Some("invalid_quantity:A-1".into()));
+        assert_eq!(reason("A-1 x 10000"), None);
+        assert_eq!(
+            reason("A-1 x 6000\nA-1 x 5000"),
+            Some("invalid_quantity:A-1".into())
+        );
+        assert_eq!(reason("A-1 x 1.5"), Some("invalid_quantity:A-1".into()));
+        let unreadable = ParsedMessage {
+            content: None,
+            ..message("")
+        };
+        assert_eq!(
+            evaluate(&unreadable, &catalog()).reason,
+            Some(RejectReason::UnreadableMessage)
+        );
+    }
+
+    #[test]
+    fn reasons_round_trip() {
+        for r in [
+            "no_order_lines",
+            "unknown_sku:X-1",
+            "invalid_quantity:Y-2",
+            "unreadable_message",
+            "too_large",
+        ] {
+            assert_eq!(
+                r.parse::<RejectReason>().map(|r| r.to_string()),
+                Ok(r.to_owned())
+            );
+        }
+        assert!("bogus".parse::<RejectReason>().is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! The order store on a real SQLite file and a real PostgreSQL database.
+
+use mail_order_bot::domain::{Order, OrderLine, OrderStatus, RejectReason};
+use mail_order_bot::store::{OrderStore, SaveResult, StoreHealth, StoreOptions};
+use runtime_contracts::{HealthContributor, HealthStatus};
+
+use crate::support::PgDatabase;
+
+fn accepted(message_id: &str) -> Order {
+    Order {
+        message_id: message_id.to_owned(),
+        customer: "buyer@acme.example".into(),
+        po_number: Some("4711".into()),
+        status: OrderStatus::Accepted,
+        reason: None,
+        lines: vec![
+            OrderLine {
+                sku: "WIDGET-1".into(),
+                quantity: 3,
+                unit_price_cents: 1250,
+            },
+            OrderLine {
+                sku: "BOLT-M5".into(),
+                quantity: 10,
+                unit_price_cents: 799,
+            },
+        ],
+        total_cents: 3 * 1250 + 10 * 799,
+    }
+}
+
+fn rejected(message_id: &str) -> Order {
+    Order {
+        message_id: message_id.to_owned(),
+        customer: "x@y.example".into(),
+        po_number: None,
+        status: OrderStatus::Rejected,
+        reason: Some(RejectReason::UnknownSku("NOPE-1".into())),
+        lines: Vec::new(),
+        total_cents: 0,
+    }
+}
+
+/// The behaviour every backend must show.
+async fn exercise(store: &OrderStore) {
+    assert_eq!(
+        store.save(&accepted("m1@x")).await.unwrap(),
+        SaveResult::Inserted
+    );
+    assert_eq!(
+        store.save(&accepted("m1@x")).await.unwrap(),
+        SaveResult::AlreadyExists
+    );
+    assert_eq!(
+        store.save(&rejected("m2@x")).await.unwrap(),
+        SaveResult::Inserted
+    );
+
+    // The same message, saved by many workers at once: exactly one order.
+    let saves = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.save(&accepted("race@x")).await.unwrap() })
+    });
+    let results = futures_join(saves).await;
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| **r == SaveResult::Inserted)
+            .count(),
+        1
+    );
+
+    let orders = store.list().await.unwrap();
+    assert_eq!(orders.len(), 3, "{orders:#?}");
+    let first = &orders[0];
+    assert_eq!(first.message_id, "m1@x");
+    assert_eq!(first.status, "accepted");
+    assert_eq!(first.po_number.as_deref(), Some("4711"));
+    assert_eq!(first.total_cents, 3 * 1250 + 10 * 799);
+    assert!(
+        first.created_at.ends_with('Z') && first.created_at.len() >= 20,
+        "{}",
+        first.created_at
+    );
+    let mut skus: Vec<_> = first
+        .lines
+        .iter()
+        .map(|l| (l.sku.as_str(), l.quantity))
+        .collect();
+    skus.sort();
+    assert_eq!(skus, vec![("BOLT-M5", 10), ("WIDGET-1", 3)]);
+    let second = &orders[1];
+    assert_eq!(second.status, "rejected");
+    assert_eq!(second.reason.as_deref(), Some("unknown_sku:NOPE-1"));
+    assert!(second.lines.is_empty());
+    assert_eq!(
+        orders[2].lines.len(),
+        2,
+        "race winner's lines were stored once"
+    );
+
+    let found = store.find("m2@x").await.unwrap().unwrap();
+    assert_eq!(found.id, second.id);
+    assert!(store.find("missing@x").await.unwrap().is_none());
+    store.ping().await.unwrap();
+    let health = StoreHealth::new(store.clone()).check().await;
+    assert_eq!(health.status, HealthStatus::Up);
+}
+
+async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles.collect::<Vec<_>>() {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/orders.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = OrderStore::connect(&url).await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    assert!(
+        path.exists(),
+        "the database file and its directory are created"
+    );
+    exercise(&store).await;
+    store.close().await;
+
+    // Migrations are idempotent and the data is durable across connections.
+    let again = OrderStore::connect(&url).await.unwrap();
+    assert_eq!(again.list().await.unwrap().len(), 3);
+    assert_eq!(
+        again.save(&accepted("m1@x")).await.unwrap(),
+        SaveResult::AlreadyExists
+    );
+    again.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store() {
+    let db = PgDatabase::create().await;
+    let store = OrderStore::connect(&db.url).await.unwrap();
+    assert_eq!(store.backend(), "postgres");
+    exercise(&store).await;
+    store.close().await;
+    let again = OrderStore::connect(&db.url).await.unwrap();
+    assert_eq!(again.list().await.unwrap().len(), 3);
+    again.close().await;
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable_not_a_failure() {
+    // Port 1 on loopback: connection refused at once.
+    let url = "postgres://postgres:hunter2@127.0.0.1:1/none";
+    let err = OrderStore::connect_with(url, fast_fail())
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"));
+
+    let lazy = OrderStore::connect_lazy_with(url, fast_fail()).unwrap();
+    let err = lazy.save(&accepted("m@x")).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    let health = StoreHealth::new(lazy).check().await;
+    assert_eq!(health.status, HealthStatus::Down);
+    assert!(health.readiness);
+}
+
+#[tokio::test]
+async fn a_bad_url_is_a_configuration_error() {
+    let err = OrderStore::connect("mysql://h/db").await.unwrap_err();
+    assert!(!err.is_unavailable());
+    assert!(err.to_string().contains("expected sqlite://"), "{err}");
+}
+
+/// Refused connections are retried until the acquire timeout: keep it short here.
+fn fast_fail() -> StoreOptions {
+    StoreOptions {
+        acquire_timeout: std::time::Duration::from_millis(300),
+        ..StoreOptions::default()
+    }
+}

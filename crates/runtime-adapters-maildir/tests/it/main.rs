@@ -1,0 +1,6 @@
+//! The Maildir source and acknowledger on real temporary directories.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod ack;
+mod source;
+mod support;
