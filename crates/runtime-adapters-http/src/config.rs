@@ -1,0 +1,57 @@
+//! `HttpConfig`: what the application maps its `[control]` section into.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use runtime_contracts::Secret;
+use serde::{Deserialize, Serialize};
+
+/// Settings of the HTTP control plane.
+///
+/// Unknown keys are ignored on purpose: the application may map a wider `[control]`
+/// section (with `enabled`, for example) straight into this.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Address to bind; loopback by default. A non-loopback address needs a token.
+    pub bind: SocketAddr,
+    /// Bearer token for `/admin/*`. Without one the admin routes answer 403.
+    pub token: Option<Secret>,
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// Longest time a request may take; slower ones get 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            body_limit_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_and_partial_sections() {
+        let c: HttpConfig = serde_json::from_value(serde_json::json!({
+            "bind": "127.0.0.1:9000", "token": "s3cret", "request_timeout": "5s", "enabled": true
+        }))
+        .unwrap();
+        assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.body_limit_bytes, HttpConfig::default().body_limit_bytes);
+        assert_eq!(c.token.as_ref().map(Secret::expose), Some("s3cret"));
+        // Secrets never print.
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(!serde_json::to_string(&c).unwrap().contains("s3cret"));
+    }
+}
