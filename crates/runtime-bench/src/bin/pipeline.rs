@@ -1,0 +1,270 @@
+//! The in-memory pipeline: source -> memory queue -> worker pool -> no-op handler,
+//! beside a raw tokio bounded mpsc channel with the same producer/consumer shape, in one
+//! run. Also the queue's memory cost per waiting task.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
+use runtime_bench::{peak_rss_bytes, print_table, rss_bytes};
+use runtime_contracts::{
+    ApplicationModule, ConfigError, ConfigLayer, ConfigOrigin, ConfigProvider, ModuleContext,
+    ModuleError, PoolSpec, SourceError, SourceStatus, StopSignal, Task, TaskContext, TaskError,
+    TaskHandler, TaskQueue, TaskSink, TaskSource,
+};
+use runtime_core::{ConfigurationManager, RuntimeManager};
+use tokio::sync::Notify;
+
+const CAPACITY: usize = 10_000;
+
+fn tasks_from_env() -> u64 {
+    std::env::var("BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+struct Counter {
+    done: AtomicU64,
+    target: u64,
+    finished: Notify,
+}
+
+#[async_trait]
+impl TaskHandler for Counter {
+    async fn handle(&self, _task: &Task, _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+        if self.done.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
+            self.finished.notify_one();
+        }
+        Ok(())
+    }
+}
+
+struct CountSource {
+    n: u64,
+}
+
+#[async_trait]
+impl TaskSource for CountSource {
+    fn name(&self) -> &str {
+        "bench"
+    }
+    fn kind(&self) -> &str {
+        "bench"
+    }
+    async fn run(
+        &self,
+        sink: Arc<dyn TaskSink>,
+        stop: Arc<dyn StopSignal>,
+    ) -> Result<(), SourceError> {
+        for i in 0..self.n {
+            sink.publish(Task::new("bench", i.to_le_bytes().to_vec()))
+                .await?;
+        }
+        stop.stopped().await;
+        Ok(())
+    }
+    fn status(&self) -> SourceStatus {
+        SourceStatus::new("bench", "bench")
+    }
+}
+
+struct BenchModule {
+    n: u64,
+    workers: usize,
+    handler: Arc<Counter>,
+}
+
+#[async_trait]
+impl ApplicationModule for BenchModule {
+    fn name(&self) -> &str {
+        "bench"
+    }
+    async fn register(&self, ctx: &mut ModuleContext) -> Result<(), ModuleError> {
+        ctx.add_source(Arc::new(CountSource { n: self.n }), "bench");
+        ctx.add_pool(PoolSpec {
+            name: "bench".into(),
+            queue: "bench".into(),
+            handler: self.handler.clone(),
+            concurrency: self.workers,
+            task_timeout: Duration::from_secs(30),
+        });
+        Ok(())
+    }
+}
+
+struct Defaults;
+
+#[async_trait]
+impl ConfigProvider for Defaults {
+    fn describe(&self) -> String {
+        "bench defaults".into()
+    }
+    async fn load(&self) -> Result<ConfigLayer, ConfigError> {
+        Ok(ConfigLayer::from_tree(
+            "bench",
+            &serde_json::json!({"tracing": {"level": "warn"}}),
+            &ConfigOrigin::Default,
+        ))
+    }
+}
+
+async fn runtime_pipeline(n: u64, workers: usize) -> Result<f64> {
+    let config = Arc::new(
+        ConfigurationManager::load(vec![Box::new(Defaults)], Vec::new())
+            .await
+            .context("bench config")?,
+    );
+    let queue = Arc::new(MemoryQueue::new(MemoryQueueConfig {
+        name: "bench".into(),
+        capacity: CAPACITY,
+        max_attempts: 5,
+        visibility_timeout: Duration::from_secs(60),
+    }));
+    let handler = Arc::new(Counter {
+        done: AtomicU64::new(0),
+        target: n,
+        finished: Notify::new(),
+    });
+    let rt = RuntimeManager::builder(config)
+        .queue(queue)
+        .module(Arc::new(BenchModule {
+            n,
+            workers,
+            handler: handler.clone(),
+        }))
+        .handle_signals(false)
+        .pool_settings(runtime_core::PoolSettings {
+            prefetch: std::env::var("BENCH_PREFETCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+            ..Default::default()
+        })
+        .build();
+    let finished = handler.finished.notified();
+    let started = Instant::now();
+    rt.start().await.context("start")?;
+    finished.await;
+    let elapsed = started.elapsed();
+    rt.stop().await;
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+async fn raw_channel(n: u64, workers: usize) -> Result<f64> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Task>(CAPACITY);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let done = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(Notify::new());
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let rx = rx.clone();
+        let done = done.clone();
+        let finished = finished.clone();
+        handles.push(tokio::spawn(async move {
+            loop {
+                let task = rx.lock().await.recv().await;
+                match task {
+                    Some(task) => {
+                        std::hint::black_box(&task);
+                        if done.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                            finished.notify_one();
+                        }
+                    }
+                    None => break,
+                }
+            }
+        }));
+    }
+    let fin = finished.notified();
+    tokio::spawn(async move {
+        for i in 0..n {
+            if tx
+                .send(Task::new("bench", i.to_le_bytes().to_vec()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    fin.await;
+    let elapsed = started.elapsed();
+    for h in handles {
+        h.abort();
+    }
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// Bytes of memory per waiting task beyond its payload: fill a queue, compare RSS.
+async fn queue_bytes_per_task(n: usize) -> Result<(f64, usize)> {
+    let queue = MemoryQueue::new(MemoryQueueConfig {
+        name: "mem".into(),
+        capacity: n + 1,
+        max_attempts: 5,
+        visibility_timeout: Duration::from_secs(60),
+    });
+    let payload = 64usize;
+    let before = rss_bytes().unwrap_or(0);
+    for i in 0..n {
+        let mut p = vec![0u8; payload];
+        p[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        queue
+            .publish(Task::new("bench", p))
+            .await
+            .context("publish")?;
+    }
+    let after = rss_bytes().unwrap_or(0);
+    let per_task = after.saturating_sub(before) as f64 / n as f64;
+    std::hint::black_box(&queue);
+    Ok((per_task - payload as f64, payload))
+}
+
+fn main() -> Result<()> {
+    let n = tasks_from_env();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async {
+        let mut rows = Vec::new();
+        for workers in [1usize, 8] {
+            // Alternate to spread machine noise over both.
+            let raw = raw_channel(n, workers).await?;
+            let ours = runtime_pipeline(n, workers).await?;
+            rows.push(vec![
+                workers.to_string(),
+                format!("{:.0}", raw),
+                format!("{:.0}", ours),
+                format!("{:.2}", ours / raw),
+            ]);
+        }
+        print_table(
+            &format!("in-memory pipeline, {n} tasks (tasks/s)"),
+            &["workers", "raw tokio mpsc", "plba runtime", "ratio"],
+            &rows,
+        );
+        let (overhead, payload) = queue_bytes_per_task(1_000_000).await?;
+        print_table(
+            "memory queue cost per waiting task (1,000,000 tasks)",
+            &[
+                "payload bytes",
+                "bytes per task beyond payload",
+                "peak RSS of this run (MiB)",
+            ],
+            &[vec![
+                payload.to_string(),
+                format!("{overhead:.0}"),
+                format!(
+                    "{:.0}",
+                    peak_rss_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0)
+                ),
+            ]],
+        );
+        Ok(())
+    })
+}

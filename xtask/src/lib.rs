@@ -1,0 +1,37 @@
+//! # xtask
+//!
+//! The project's task runner, invoked as `cargo xtask <command>` (the alias lives in
+//! `.cargo/config.toml`). Plain Rust instead of shell scripts or `make`, so it runs
+//! wherever cargo runs and can be unit tested.
+//!
+//! * [`ci`]: everything CI checks, in order, failing fast: fmt, clippy, check-layers, the
+//!   test suite (nextest when installed), doc tests. If it passes locally, CI passes.
+//! * [`layers`]: the architecture's dependency rules (which crate may depend on which),
+//!   enforced against `cargo metadata`. The rules are a pure function over parsed
+//!   metadata ([`layers::check`]) so tests can feed it synthetic workspaces.
+//! * [`bench`]: discovers and runs the benchmark binaries of `runtime-bench`.
+//! * [`deploy`]: placeholder for the deployment task.
+//!
+//! Key decision: crates are classified by where they live (`crates/runtime-adapters-*` is
+//! an adapter, `apps/*` is an app), not by a hand-kept list, so a new adapter or app is
+//! covered by the rules the moment it is added to the workspace.
+
+pub mod bench;
+pub mod ci;
+pub mod cli;
+pub mod deploy;
+pub mod layers;
+pub mod metadata;
+mod process;
+
+use cli::{Cli, Command};
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Ci => ci::run(),
+        Command::CheckLayers => layers::run(),
+        Command::Bench(args) => bench::run(&args),
+        Command::Deploy => deploy::run(),
+    }
+}
