@@ -492,6 +492,12 @@ impl State {
         max_attempts: u32,
     ) -> Result<(bool, bool), QueueError> {
         let mut task = self.settle(delivery)?;
+        // The worker may record per-attempt data (the first attempt's trace context).
+        if task.headers != delivery.task.headers {
+            self.heap_bytes -= task.heap_bytes();
+            task.headers = delivery.task.headers.clone();
+            self.heap_bytes += task.heap_bytes();
+        }
         self.counters.nacked += 1;
         task.attempts = task.attempts.saturating_add(1);
         if task.attempts >= max_attempts {

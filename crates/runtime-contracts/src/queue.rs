@@ -124,7 +124,8 @@ impl QueueError {
 /// Semantics every backend keeps (checked by the conformance suite in `runtime-testkit`):
 /// * at-least-once: only `ack` removes a task; a delivery that is not settled within the
 ///   visibility timeout is delivered again (without counting an attempt);
-/// * `nack` counts an attempt; with a delay the task is invisible until then, without one
+/// * `nack` counts an attempt and keeps the delivery's `task.headers` (a worker records
+///   per-attempt data there, such as the first attempt's trace context); with a delay the task is invisible until then, without one
 ///   it is ready at once; at `max_attempts` failed attempts it moves to the dead-letter set;
 /// * `release` hands a task back without counting an attempt (shutdown, outage);
 /// * a task with an origin is refused as [`PublishOutcome::Duplicate`] while another live

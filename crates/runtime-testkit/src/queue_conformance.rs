@@ -292,11 +292,18 @@ pub async fn ack_removes_task(f: &dyn QueueFactory) -> CaseResult {
 pub async fn nack_without_delay_redelivers_at_once(f: &dyn QueueFactory) -> CaseResult {
     with_queue(f, options("conf-nack", LONG_LEASE), |q| async move {
         q.publish(task("nack")).await?;
-        let d = consume_one(&q, ARRIVE, "first delivery").await?;
+        let mut d = consume_one(&q, ARRIVE, "first delivery").await?;
+        // A worker may record per-attempt data in the headers; nack keeps it.
+        d.task.headers.insert("x-attempt-note", "first");
         let outcome = q.nack(&d, None, "boom").await.context("nack")?;
         ensure!(outcome == NackOutcome::Requeued, "nack said {outcome:?}");
         let again = consume_one(&q, ARRIVE, "redelivery after nack").await?;
         ensure!(again.task.id == d.task.id, "redelivered another task");
+        ensure!(
+            again.task.headers.get("x-attempt-note") == Some("first"),
+            "nack dropped the delivery's headers: {:?}",
+            again.task.headers
+        );
         ensure!(
             again.task.attempts == 1,
             "attempts {} after one nack",
