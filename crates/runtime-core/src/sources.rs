@@ -58,12 +58,12 @@ impl TaskSink for RuntimeSink {
             Ok(PublishOutcome::Duplicate) => {}
             Err(error) => {
                 for s in &spans {
-                    s.set_error(&error.to_string());
+                    s.as_span().set_error(&error.to_string());
                 }
             }
         }
         for s in spans.iter().rev() {
-            s.end();
+            s.as_span().end();
         }
         result
     }
@@ -89,7 +89,7 @@ impl TaskSink for RuntimeSink {
             self.produced.fetch_add(n as u64, Ordering::Relaxed);
         }
         for s in spans.iter().rev() {
-            s.end();
+            s.as_span().end();
         }
         result
     }

@@ -22,7 +22,9 @@ pub struct PoolSettings {
     pub retry: Backoff,
     /// Renew a delivery's lease this often while its task runs (`None`: never).
     pub lease_renewal: Option<Duration>,
-    /// Tasks a worker takes per consume.
+    /// Most tasks a worker takes per consume. A worker only prefetches while its tasks
+    /// are quick (under 2 ms), so a prefetched task never waits long with its lease
+    /// running; after a slow task it takes one at a time.
     pub prefetch: usize,
     /// How long one consume call waits for work before checking for shutdown.
     pub consume_wait: Duration,
@@ -34,7 +36,7 @@ impl Default for PoolSettings {
             task_timeout: Duration::from_secs(30),
             retry: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             lease_renewal: Some(Duration::from_secs(20)),
-            prefetch: 1,
+            prefetch: 16,
             consume_wait: Duration::from_millis(500),
         }
     }
@@ -56,6 +58,9 @@ pub enum SupervisorError {
         queue: String,
     },
 }
+
+/// Tasks faster than this let a worker prefetch.
+const QUICK_TASK: Duration = Duration::from_millis(2);
 
 struct Slot {
     stop: StopToken,
@@ -91,12 +96,14 @@ impl Pool {
     async fn run_slot(self: Arc<Self>, stop: StopToken) {
         let mut consume_failures = 0u32;
         let mut panics_in_a_row = 0u32;
+        let mut quick = false;
         while !stop.is_stopped() {
-            let batch = match self
-                .queue
-                .consume(self.settings.prefetch, self.settings.consume_wait)
-                .await
-            {
+            let max = if quick {
+                self.settings.prefetch.max(1)
+            } else {
+                1
+            };
+            let batch = match self.queue.consume(max, self.settings.consume_wait).await {
                 Ok(batch) => {
                     consume_failures = 0;
                     batch
@@ -121,6 +128,7 @@ impl Pool {
                     break;
                 }
                 let processed = self.worker.process_one(delivery).await;
+                quick = processed.elapsed < QUICK_TASK;
                 if processed.panicked {
                     // The worker "restarts": back off so a poison task cannot spin.
                     panics_in_a_row = panics_in_a_row.saturating_add(1);

@@ -52,11 +52,16 @@ impl TraceFactory for IdTraceFactory {
 #[derive(Clone)]
 pub struct TraceService {
     factory: Arc<dyn TraceFactory>,
+    /// Cached `factory.is_recording()`: when false, contexts are made here, with no
+    /// allocation per span, which keeps the task hot path cheap.
+    recording: bool,
 }
 
 impl std::fmt::Debug for TraceService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TraceService")
+        f.debug_struct("TraceService")
+            .field("recording", &self.recording)
+            .finish()
     }
 }
 
@@ -64,10 +69,49 @@ impl std::fmt::Debug for TraceService {
 /// can link to it.
 pub const FIRST_ATTEMPT_HEADER: &str = "x-plba-first-attempt";
 
+/// A span the runtime started: either the factory's, or a bare context when nothing
+/// records spans.
+pub enum SpanHandle {
+    /// Ids only.
+    Ids(NoopSpan),
+    /// A recording span.
+    Span(Box<dyn TaskSpan>),
+}
+
+impl SpanHandle {
+    /// The span as a trait object.
+    pub fn as_span(&self) -> &dyn TaskSpan {
+        match self {
+            SpanHandle::Ids(s) => s,
+            SpanHandle::Span(s) => &**s,
+        }
+    }
+}
+
+fn child_context(parent: Option<&TraceContext>) -> TraceContext {
+    match parent {
+        Some(parent) => TraceContext {
+            trace_id: parent.trace_id,
+            span_id: nonzero_u64(),
+            sampled: parent.sampled,
+            trace_state: parent.trace_state.clone(),
+        },
+        None => TraceContext {
+            trace_id: ((nonzero_u64() as u128) << 64) | fastrand::u64(..) as u128,
+            span_id: nonzero_u64(),
+            sampled: true,
+            trace_state: None,
+        },
+    }
+}
+
 impl TraceService {
     /// A service over `factory`.
     pub fn new(factory: Arc<dyn TraceFactory>) -> Self {
-        TraceService { factory }
+        TraceService {
+            recording: factory.is_recording(),
+            factory,
+        }
     }
 
     /// The factory (handed to handlers).
@@ -84,42 +128,39 @@ impl TraceService {
         queue: &str,
         backend: &'static str,
         task: &mut Task,
-    ) -> [Box<dyn TaskSpan>; 2] {
+    ) -> [SpanHandle; 2] {
         let upstream = TraceContext::extract(&task.headers);
-        let recording = self.factory.is_recording();
-        let source_name = if recording {
-            format!("source {source}")
-        } else {
-            String::new()
-        };
-        let mut spec = SpanSpec::new(&source_name)
-            .kind(SpanKind::Internal)
-            .parent(upstream.as_ref());
-        if recording {
-            spec = spec
-                .attr("plba.source", source)
-                .attr("messaging.message.id", task.id.to_string());
+        if !self.recording {
+            let source_ctx = child_context(upstream.as_ref());
+            let publish_ctx = child_context(Some(&source_ctx));
+            publish_ctx.inject(&mut task.headers);
+            return [
+                SpanHandle::Ids(NoopSpan(source_ctx)),
+                SpanHandle::Ids(NoopSpan(publish_ctx)),
+            ];
         }
-        let source_span = self.factory.start_span(spec);
+        let id = task.id.to_string();
+        let source_name = format!("source {source}");
+        let source_span = self.factory.start_span(
+            SpanSpec::new(&source_name)
+                .kind(SpanKind::Internal)
+                .parent(upstream.as_ref())
+                .attr("plba.source", source)
+                .attr("messaging.message.id", id.clone()),
+        );
         let source_ctx = source_span.context();
-        let publish_name = if recording {
-            format!("publish {queue}")
-        } else {
-            String::new()
-        };
-        let mut spec = SpanSpec::new(&publish_name)
-            .kind(SpanKind::Producer)
-            .parent(Some(&source_ctx));
-        if recording {
-            spec = spec
+        let publish_name = format!("publish {queue}");
+        let publish = self.factory.start_span(
+            SpanSpec::new(&publish_name)
+                .kind(SpanKind::Producer)
+                .parent(Some(&source_ctx))
                 .attr("messaging.system", backend)
                 .attr("messaging.destination.name", queue)
                 .attr("messaging.operation.type", "send")
-                .attr("messaging.message.id", task.id.to_string());
-        }
-        let publish = self.factory.start_span(spec);
+                .attr("messaging.message.id", id),
+        );
         publish.context().inject(&mut task.headers);
-        [source_span, publish]
+        [SpanHandle::Span(source_span), SpanHandle::Span(publish)]
     }
 
     /// Starts the `process <queue>` span of one delivery: the parent is the context in
@@ -130,29 +171,38 @@ impl TraceService {
         queue: &str,
         backend: &'static str,
         task: &Task,
-    ) -> Box<dyn TaskSpan> {
+    ) -> SpanHandle {
         let parent = TraceContext::extract(&task.headers);
+        if !self.recording {
+            return SpanHandle::Ids(NoopSpan(child_context(parent.as_ref())));
+        }
         let first = task
             .headers
             .get(FIRST_ATTEMPT_HEADER)
             .and_then(TraceContext::parse_traceparent);
         let links: Vec<TraceContext> = first.into_iter().collect();
-        let mut spec = SpanSpec::new(span_name)
-            .kind(SpanKind::Consumer)
-            .parent(parent.as_ref())
-            .links(&links);
-        if self.factory.is_recording() {
-            spec = spec
-                .attr("messaging.system", backend)
-                .attr("messaging.destination.name", queue)
-                .attr("messaging.operation.type", "process")
-                .attr("messaging.message.id", task.id.to_string())
-                .attr(
-                    "messaging.message.delivery_attempt",
-                    AttributeValue::Int(task.attempts as i64 + 1),
-                );
-        }
-        self.factory.start_span(spec)
+        self.factory
+            .start_span(
+                SpanSpec::new(span_name)
+                    .kind(SpanKind::Consumer)
+                    .parent(parent.as_ref())
+                    .links(&links)
+                    .attr("messaging.system", backend)
+                    .attr("messaging.destination.name", queue)
+                    .attr("messaging.operation.type", "process")
+                    .attr("messaging.message.id", task.id.to_string())
+                    .attr(
+                        "messaging.message.delivery_attempt",
+                        AttributeValue::Int(task.attempts as i64 + 1),
+                    ),
+            )
+            .into()
+    }
+}
+
+impl From<Box<dyn TaskSpan>> for SpanHandle {
+    fn from(span: Box<dyn TaskSpan>) -> Self {
+        SpanHandle::Span(span)
     }
 }
 
@@ -166,10 +216,13 @@ mod tests {
         let mut task = Task::new("t", "x");
         let [source, publish] = svc.on_publish("src", "q", "memory", &mut task);
         let process = svc.on_process("process q", "q", "memory", &task);
-        assert_eq!(process.context().trace_id, source.context().trace_id);
+        assert_eq!(
+            process.as_span().context().trace_id,
+            source.as_span().context().trace_id
+        );
         assert_eq!(
             TraceContext::extract(&task.headers).map(|c| c.span_id),
-            Some(publish.context().span_id)
+            Some(publish.as_span().context().span_id)
         );
     }
 }

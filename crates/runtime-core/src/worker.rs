@@ -120,6 +120,8 @@ pub(crate) struct Processed {
     pub panicked: bool,
     /// Set when a dependency was down: the slot should pause this long.
     pub outage_pause: Option<Duration>,
+    /// How long the handler ran.
+    pub elapsed: Duration,
 }
 
 /// The runtime's worker: trace, handler (with timeout, panic capture and lease
@@ -185,6 +187,7 @@ impl TaskWorker {
             self.queue.backend(),
             &delivery.task,
         );
+        let span = span.as_span();
         let ctx = span.context();
         let log_span = tracing::info_span!(
             "task",
@@ -200,7 +203,7 @@ impl TaskWorker {
             let tag = Mutex::new(None);
             let run = {
                 let task_ctx = TaskContext {
-                    span: &*span,
+                    span,
                     tracer: &**self.trace.factory(),
                     pool: &self.pool,
                     queue: &self.queue_name,
@@ -208,13 +211,15 @@ impl TaskWorker {
                 };
                 let fut =
                     AssertUnwindSafe(self.handler.handle(&delivery.task, &task_ctx)).catch_unwind();
-                self.drive(fut, &delivery).await
+                self.drive(fut, &delivery, started).await
             };
             self.stats.busy.fetch_sub(1, Ordering::Relaxed);
-            self.stats.observe(started.elapsed());
+            let elapsed = started.elapsed();
+            self.stats.observe(elapsed);
             let tag = tag.into_inner().unwrap_or_else(|p| p.into_inner());
-            let processed = self.settle(delivery, run, tag, &*span).await;
+            let mut processed = self.settle(delivery, run, tag, span).await;
             span.end();
+            processed.elapsed = elapsed;
             processed
         }
         .instrument(log_span)
@@ -223,22 +228,21 @@ impl TaskWorker {
 
     /// Runs the handler future until it finishes, times out, or is cut off, renewing the
     /// lease meanwhile so a long task is not delivered twice.
-    async fn drive<F>(&self, fut: F, delivery: &Delivery) -> Run
+    async fn drive<F>(&self, fut: F, delivery: &Delivery, started: Instant) -> Run
     where
         F: std::future::Future<
                 Output = Result<Result<(), TaskError>, Box<dyn std::any::Any + Send>>,
             >,
     {
         let timeout = Duration::from_millis(self.settings.task_timeout_ms.load(Ordering::Relaxed));
-        let deadline = tokio::time::Instant::now() + timeout;
+        // One clock reading per task: the start time the caller already took.
+        let start = tokio::time::Instant::from_std(started);
+        let deadline = start + timeout;
         let renewal = self.settings.lease_renewal;
+        let mut wake = renewal.map_or(deadline, |every| deadline.min(start + every));
         let mut fut = pin!(fut);
         let mut hard = pin!(self.hard_stop.stopped());
         loop {
-            let wake = match renewal {
-                Some(every) => deadline.min(tokio::time::Instant::now() + every),
-                None => deadline,
-            };
             tokio::select! {
                 biased;
                 result = &mut fut => {
@@ -249,10 +253,12 @@ impl TaskWorker {
                 }
                 _ = &mut hard => return Run::Interrupted,
                 _ = tokio::time::sleep_until(wake) => {
-                    if tokio::time::Instant::now() >= deadline {
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
                         return Run::TimedOut;
                     }
                     if let Some(every) = renewal {
+                        wake = deadline.min(now + every);
                         // Renew for three periods: one missed renewal is not fatal.
                         if let Err(error) = self.queue.extend_lease(delivery, every * 3).await {
                             tracing::warn!(%error, "lease renewal failed");
@@ -300,6 +306,7 @@ impl TaskWorker {
                     disposition,
                     panicked: false,
                     outage_pause: Some(delay.min(MAX_OUTAGE_PAUSE)),
+                    elapsed: Duration::ZERO,
                 };
             }
             Run::Done(Err(TaskError::Reject { reason })) => {
@@ -354,6 +361,7 @@ impl TaskWorker {
             disposition,
             panicked,
             outage_pause: None,
+            elapsed: Duration::ZERO,
         }
     }
 
@@ -380,6 +388,7 @@ impl TaskWorker {
                             disposition,
                             panicked: false,
                             outage_pause: Some(delay.min(MAX_OUTAGE_PAUSE)),
+                            elapsed: Duration::ZERO,
                         };
                     }
                 }
@@ -441,6 +450,7 @@ fn processed(disposition: Disposition) -> Processed {
         disposition,
         panicked: false,
         outage_pause: None,
+        elapsed: Duration::ZERO,
     }
 }
 

@@ -137,13 +137,6 @@ async fn runtime_pipeline(n: u64, workers: usize) -> Result<f64> {
             handler: handler.clone(),
         }))
         .handle_signals(false)
-        .pool_settings(runtime_core::PoolSettings {
-            prefetch: std::env::var("BENCH_PREFETCH")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1),
-            ..Default::default()
-        })
         .build();
     let finished = handler.finished.notified();
     let started = Instant::now();
