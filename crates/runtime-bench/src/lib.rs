@@ -52,3 +52,154 @@ pub fn print_table(title: &str, header: &[&str], rows: &[Vec<String>]) {
         line(row.clone());
     }
 }
+
+/// The runtime pipeline used by several benches: a source publishing `n` tasks one by
+/// one -> memory queue -> a pool of `workers` -> a no-op handler.
+pub mod pipeline {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, Result};
+    use async_trait::async_trait;
+    use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
+    use runtime_contracts::{
+        ApplicationModule, ConfigError, ConfigLayer, ConfigOrigin, ConfigProvider, ModuleContext,
+        ModuleError, PoolSpec, SourceError, SourceStatus, StopSignal, Task, TaskContext, TaskError,
+        TaskHandler, TaskSink, TaskSource, TraceFactory,
+    };
+    use runtime_core::{ConfigurationManager, RuntimeManager};
+    use tokio::sync::Notify;
+
+    /// Bound of the memory queue.
+    pub const CAPACITY: usize = 10_000;
+
+    struct Counter {
+        done: AtomicU64,
+        target: u64,
+        finished: Notify,
+    }
+
+    #[async_trait]
+    impl TaskHandler for Counter {
+        async fn handle(&self, _task: &Task, _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+            if self.done.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
+                self.finished.notify_one();
+            }
+            Ok(())
+        }
+    }
+
+    struct CountSource {
+        n: u64,
+    }
+
+    #[async_trait]
+    impl TaskSource for CountSource {
+        fn name(&self) -> &str {
+            "bench"
+        }
+        fn kind(&self) -> &str {
+            "bench"
+        }
+        async fn run(
+            &self,
+            sink: Arc<dyn TaskSink>,
+            stop: Arc<dyn StopSignal>,
+        ) -> Result<(), SourceError> {
+            for i in 0..self.n {
+                sink.publish(Task::new("bench", i.to_le_bytes().to_vec()))
+                    .await?;
+            }
+            stop.stopped().await;
+            Ok(())
+        }
+        fn status(&self) -> SourceStatus {
+            SourceStatus::new("bench", "bench")
+        }
+    }
+
+    struct BenchModule {
+        n: u64,
+        workers: usize,
+        handler: Arc<Counter>,
+    }
+
+    #[async_trait]
+    impl ApplicationModule for BenchModule {
+        fn name(&self) -> &str {
+            "bench"
+        }
+        async fn register(&self, ctx: &mut ModuleContext) -> Result<(), ModuleError> {
+            ctx.add_source(Arc::new(CountSource { n: self.n }), "bench");
+            ctx.add_pool(PoolSpec {
+                name: "bench".into(),
+                queue: "bench".into(),
+                handler: self.handler.clone(),
+                concurrency: self.workers,
+                task_timeout: Duration::from_secs(30),
+            });
+            Ok(())
+        }
+    }
+
+    struct Defaults;
+
+    #[async_trait]
+    impl ConfigProvider for Defaults {
+        fn describe(&self) -> String {
+            "bench defaults".into()
+        }
+        async fn load(&self) -> Result<ConfigLayer, ConfigError> {
+            Ok(ConfigLayer::from_tree(
+                "bench",
+                &serde_json::json!({"tracing": {"level": "warn"}}),
+                &ConfigOrigin::Default,
+            ))
+        }
+    }
+
+    /// Tasks per second through the runtime, with `tracer` (ids only when `None`).
+    pub async fn runtime_pipeline(
+        n: u64,
+        workers: usize,
+        tracer: Option<Arc<dyn TraceFactory>>,
+    ) -> Result<f64> {
+        let config = Arc::new(
+            ConfigurationManager::load(vec![Box::new(Defaults)], Vec::new())
+                .await
+                .context("bench config")?,
+        );
+        let queue = Arc::new(MemoryQueue::new(MemoryQueueConfig {
+            name: "bench".into(),
+            capacity: CAPACITY,
+            max_attempts: 5,
+            visibility_timeout: Duration::from_secs(60),
+        }));
+        let handler = Arc::new(Counter {
+            done: AtomicU64::new(0),
+            target: n,
+            finished: Notify::new(),
+        });
+        let mut builder = RuntimeManager::builder(config);
+        if let Some(tracer) = tracer {
+            builder = builder.tracer(tracer);
+        }
+        let rt = builder
+            .queue(queue)
+            .module(Arc::new(BenchModule {
+                n,
+                workers,
+                handler: handler.clone(),
+            }))
+            .handle_signals(false)
+            .build();
+        let finished = handler.finished.notified();
+        let started = Instant::now();
+        rt.start().await.context("start")?;
+        finished.await;
+        let elapsed = started.elapsed();
+        rt.stop().await;
+        Ok(n as f64 / elapsed.as_secs_f64())
+    }
+}

@@ -7,144 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use async_trait::async_trait;
 use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
+use runtime_bench::pipeline::{CAPACITY, runtime_pipeline};
 use runtime_bench::{peak_rss_bytes, print_table, rss_bytes};
-use runtime_contracts::{
-    ApplicationModule, ConfigError, ConfigLayer, ConfigOrigin, ConfigProvider, ModuleContext,
-    ModuleError, PoolSpec, SourceError, SourceStatus, StopSignal, Task, TaskContext, TaskError,
-    TaskHandler, TaskQueue, TaskSink, TaskSource,
-};
-use runtime_core::{ConfigurationManager, RuntimeManager};
+use runtime_contracts::{Task, TaskQueue};
 use tokio::sync::Notify;
-
-const CAPACITY: usize = 10_000;
 
 fn tasks_from_env() -> u64 {
     std::env::var("BENCH_TASKS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000)
-}
-
-struct Counter {
-    done: AtomicU64,
-    target: u64,
-    finished: Notify,
-}
-
-#[async_trait]
-impl TaskHandler for Counter {
-    async fn handle(&self, _task: &Task, _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
-        if self.done.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
-            self.finished.notify_one();
-        }
-        Ok(())
-    }
-}
-
-struct CountSource {
-    n: u64,
-}
-
-#[async_trait]
-impl TaskSource for CountSource {
-    fn name(&self) -> &str {
-        "bench"
-    }
-    fn kind(&self) -> &str {
-        "bench"
-    }
-    async fn run(
-        &self,
-        sink: Arc<dyn TaskSink>,
-        stop: Arc<dyn StopSignal>,
-    ) -> Result<(), SourceError> {
-        for i in 0..self.n {
-            sink.publish(Task::new("bench", i.to_le_bytes().to_vec()))
-                .await?;
-        }
-        stop.stopped().await;
-        Ok(())
-    }
-    fn status(&self) -> SourceStatus {
-        SourceStatus::new("bench", "bench")
-    }
-}
-
-struct BenchModule {
-    n: u64,
-    workers: usize,
-    handler: Arc<Counter>,
-}
-
-#[async_trait]
-impl ApplicationModule for BenchModule {
-    fn name(&self) -> &str {
-        "bench"
-    }
-    async fn register(&self, ctx: &mut ModuleContext) -> Result<(), ModuleError> {
-        ctx.add_source(Arc::new(CountSource { n: self.n }), "bench");
-        ctx.add_pool(PoolSpec {
-            name: "bench".into(),
-            queue: "bench".into(),
-            handler: self.handler.clone(),
-            concurrency: self.workers,
-            task_timeout: Duration::from_secs(30),
-        });
-        Ok(())
-    }
-}
-
-struct Defaults;
-
-#[async_trait]
-impl ConfigProvider for Defaults {
-    fn describe(&self) -> String {
-        "bench defaults".into()
-    }
-    async fn load(&self) -> Result<ConfigLayer, ConfigError> {
-        Ok(ConfigLayer::from_tree(
-            "bench",
-            &serde_json::json!({"tracing": {"level": "warn"}}),
-            &ConfigOrigin::Default,
-        ))
-    }
-}
-
-async fn runtime_pipeline(n: u64, workers: usize) -> Result<f64> {
-    let config = Arc::new(
-        ConfigurationManager::load(vec![Box::new(Defaults)], Vec::new())
-            .await
-            .context("bench config")?,
-    );
-    let queue = Arc::new(MemoryQueue::new(MemoryQueueConfig {
-        name: "bench".into(),
-        capacity: CAPACITY,
-        max_attempts: 5,
-        visibility_timeout: Duration::from_secs(60),
-    }));
-    let handler = Arc::new(Counter {
-        done: AtomicU64::new(0),
-        target: n,
-        finished: Notify::new(),
-    });
-    let rt = RuntimeManager::builder(config)
-        .queue(queue)
-        .module(Arc::new(BenchModule {
-            n,
-            workers,
-            handler: handler.clone(),
-        }))
-        .handle_signals(false)
-        .build();
-    let finished = handler.finished.notified();
-    let started = Instant::now();
-    rt.start().await.context("start")?;
-    finished.await;
-    let elapsed = started.elapsed();
-    rt.stop().await;
-    Ok(n as f64 / elapsed.as_secs_f64())
 }
 
 async fn raw_channel(n: u64, workers: usize) -> Result<f64> {
@@ -228,7 +101,7 @@ fn main() -> Result<()> {
         for workers in [1usize, 8] {
             // Alternate to spread machine noise over both.
             let raw = raw_channel(n, workers).await?;
-            let ours = runtime_pipeline(n, workers).await?;
+            let ours = runtime_pipeline(n, workers, None).await?;
             rows.push(vec![
                 workers.to_string(),
                 format!("{:.0}", raw),
