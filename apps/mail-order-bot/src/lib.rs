@@ -1,8 +1,10 @@
 //! # mail-order-bot
 //!
-//! Turns order emails into orders. A source (IMAP or Maildir) publishes each message as a
-//! task; a worker runs [`handler::OrderHandler`], which parses the message off the async
-//! threads ([`domain`]), decides the outcome, and saves it idempotently ([`store`]).
+//! Turns order emails into orders. A source (IMAP polling, IMAP IDLE or a Maildir)
+//! publishes each message as a task; a worker runs [`handler::OrderHandler`], which parses
+//! the message off the async threads ([`domain`]), decides the outcome, and saves it
+//! idempotently ([`store`]); then the source's acknowledger marks the message `\Seen`
+//! (or flags it `$OrderBotFailed` once its task is dead-lettered).
 //!
 //! * [`domain`]: pure and synchronous. Raw RFC 5322 bytes in, an [`domain::Order`] out
 //!   (accepted with priced lines, or rejected with the spec's reason). No I/O.
@@ -12,11 +14,25 @@
 //! * [`handler`]: the runtime's `TaskHandler`. An outage of the store is
 //!   `TaskError::Unavailable` (no attempt used); a rejected order is a success tagged
 //!   `rejected` so the mailbox files it apart.
+//! * [`config`]: the `[mail]` and `[orders]` sections, their validators and the
+//!   [`config::config_spec`] (defaults < files < database < `MOB_*` environment).
+//! * [`module`]: [`module::MailOrderModule`], what the app registers with the runtime —
+//!   the source `mail.source` names, the worker pool, the store's health, the acknowledger.
+//! * [`app`]: composition from configuration (queue backend, tracer, control plane) and
+//!   `run`; [`report`] is `orders`; [`demo`] is `demo`.
 //!
-//! Key decision: the message identity (Message-ID, else a versioned content hash) is the
+//! Key decisions: the message identity (Message-ID, else a versioned content hash) is the
 //! idempotency key, so any redelivery — after a crash, a lost lease, a failed mailbox
-//! update — re-runs the handler safely and never orders twice.
+//! update — re-runs the handler safely and never orders twice; and every moving part
+//! (source, queue, tracer) is chosen by configuration in exactly one place
+//! ([`module::build_source`], [`app::build_queue`], [`app::build_tracer`]), so switching
+//! polling to IDLE to Maildir, or memory to Redis, changes no code path.
 
+pub mod app;
+pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod handler;
+pub mod module;
+pub mod report;
 pub mod store;

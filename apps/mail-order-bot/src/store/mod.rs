@@ -232,7 +232,7 @@ impl OrderStore {
     }
 
     /// Runs the migrations once per store (concurrent processes are serialised by sqlx's
-    /// migration lock).
+    /// migration lock on PostgreSQL, and by a retry on SQLite, which has none).
     pub async fn ensure_migrated(&self) -> Result<(), StoreError> {
         let kind = self.kind();
         self.migrated
@@ -254,14 +254,26 @@ impl OrderStore {
                     })
                     .collect();
                 let migrator = Migrator::with_migrations(migrations);
-                let result = match &self.pool {
-                    Pool::Sqlite(pool) => migrator.run(pool).await,
-                    Pool::Postgres(pool) => migrator.run(pool).await,
-                };
-                result.map_err(|e| match e {
-                    sqlx::migrate::MigrateError::Execute(inner) => classify(kind, inner),
-                    other => StoreError::Migrate(other),
-                })
+                // sqlx has no migration lock on SQLite: two processes (or two stores in
+                // one) opening a fresh file race on `_sqlx_migrations`, and the loser
+                // fails on its unique key. Running again then finds the work done.
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    let result = match &self.pool {
+                        Pool::Sqlite(pool) => migrator.run(pool).await,
+                        Pool::Postgres(pool) => migrator.run(pool).await,
+                    };
+                    let error = match result {
+                        Ok(()) => return Ok(()),
+                        Err(sqlx::migrate::MigrateError::Execute(inner)) => classify(kind, inner),
+                        Err(other) => StoreError::Migrate(other),
+                    };
+                    if kind == Kind::Postgres || error.is_unavailable() || tries >= 3 {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
             })
             .await
             .map(|_| ())

@@ -1,9 +1,14 @@
 //! Integration tests of mail-order-bot: the parser corpus, the order store on real SQLite
-//! and PostgreSQL, and the handler with the real store.
+//! and PostgreSQL, the handler with the real store, and the whole bot end to end against
+//! Dovecot, Maildir, Redis, SQLite and PostgreSQL (including the real binary).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
 mod corpus;
+mod e2e;
+mod failures;
 mod handler;
+mod harness;
 mod samples;
 mod store;
 mod support;

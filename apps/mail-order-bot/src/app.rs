@@ -1,0 +1,256 @@
+//! Composition: configuration in, a runtime with every piece chosen by configuration out.
+//!
+//! | key | picks |
+//! |---|---|
+//! | `queue.backend` | [`MemoryQueue`] (capacity, visibility, attempts) or [`RedisQueue`] (connected lazily, so the bot starts, not ready, while Redis is down) |
+//! | `tracing.exporter` | the core's id-only factory (`none`) or [`OtelTraceFactory`] (`stdout`, `otlp`) |
+//! | `control.enabled`, `control.bind`, `control.token` | the HTTP control plane |
+//! | `mail.source` | the source, inside [`MailOrderModule`] |
+//!
+//! [`run`] is `mail-order-bot run`: logs, config watchers (file changes, SIGHUP), the
+//! runtime until SIGINT/SIGTERM, graceful stop. Errors are an [`AppError`], whose
+//! [`AppError::exit_code`] is 2 for configuration problems and 1 for anything else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use runtime_adapters_http::{HttpConfig, HttpControlPlane};
+use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
+use runtime_adapters_otel::{OtelConfig, OtelTraceFactory};
+use runtime_adapters_redis::{RedisQueue, RedisQueueConfig};
+use runtime_contracts::{ConfigError, EndpointError, TaskQueue, TraceFactory};
+use runtime_core::cli::{ConfigArgs, load_config};
+use runtime_core::config::{PlatformConfig, QueueBackend, TraceExporter};
+use runtime_core::{ConfigurationManager, IdTraceFactory, RuntimeError, RuntimeManager, StopToken};
+use tracing::{info, warn};
+
+use crate::config::config_spec;
+use crate::module::MailOrderModule;
+
+/// Exit code for a configuration problem.
+pub const EXIT_CONFIG: u8 = runtime_core::cli::EXIT_CONFIG;
+
+/// Why the application could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The configuration cannot be loaded or is invalid (exit code 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The runtime failed to start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The order store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A component could not be set up.
+    #[error("{message}")]
+    Setup {
+        /// What failed.
+        message: String,
+    },
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AppError {
+    /// 2 for configuration problems, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) => EXIT_CONFIG,
+            _ => 1,
+        }
+    }
+
+    pub(crate) fn setup(message: impl Into<String>) -> AppError {
+        AppError::Setup {
+            message: message.into(),
+        }
+    }
+}
+
+/// Choices that are not configuration.
+#[derive(Clone, Debug)]
+pub struct ComposeOptions {
+    /// Whether the runtime listens for SIGINT/SIGTERM itself (tests turn it off).
+    pub handle_signals: bool,
+    /// When `control.bind` is taken, serve on a free loopback port instead of failing
+    /// (the demo, which must run on any machine).
+    pub control_port_fallback: bool,
+}
+
+impl Default for ComposeOptions {
+    fn default() -> Self {
+        ComposeOptions {
+            handle_signals: true,
+            control_port_fallback: false,
+        }
+    }
+}
+
+/// A composed, not yet started application.
+pub struct Composed {
+    /// The runtime (start it, or `run` it).
+    pub runtime: RuntimeManager,
+    /// The module (store, progress counter).
+    pub module: Arc<MailOrderModule>,
+    /// Where the control plane listens, if enabled.
+    pub control_addr: Option<SocketAddr>,
+    /// Set when the configured control address was taken and another was used.
+    pub control_fallback_from: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Composed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Composed")
+            .field("control_addr", &self.control_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads and validates the configuration from `--config` files, defaults and `MOB_*`.
+pub async fn load(args: &ConfigArgs) -> Result<Arc<ConfigurationManager>, AppError> {
+    Ok(Arc::new(load_config(&config_spec(), args).await?))
+}
+
+/// The queue `[queue]` asks for.
+pub fn build_queue(platform: &PlatformConfig) -> Result<Arc<dyn TaskQueue>, AppError> {
+    let q = &platform.queue;
+    Ok(match q.backend {
+        QueueBackend::Memory => Arc::new(MemoryQueue::new(MemoryQueueConfig {
+            name: q.name.clone(),
+            capacity: q.capacity,
+            visibility_timeout: q.visibility_timeout,
+            max_attempts: q.max_attempts,
+        })),
+        QueueBackend::Redis => {
+            let config = RedisQueueConfig {
+                visibility_timeout: q.visibility_timeout,
+                max_attempts: q.max_attempts,
+                ..RedisQueueConfig::new(q.redis_url.expose(), q.name.clone())
+            };
+            // Lazy: start-up works while Redis is down; readiness shows it.
+            Arc::new(
+                RedisQueue::connect_lazy(config)
+                    .map_err(|e| AppError::setup(format!("cannot set up the redis queue: {e}")))?,
+            )
+        }
+    })
+}
+
+/// The trace factory `[tracing]` asks for.
+pub fn build_tracer(platform: &PlatformConfig) -> Result<Arc<dyn TraceFactory>, AppError> {
+    let t = &platform.tracing;
+    let config = match t.exporter {
+        TraceExporter::None => return Ok(Arc::new(IdTraceFactory)),
+        TraceExporter::Stdout => OtelConfig::stdout(),
+        TraceExporter::Otlp => OtelConfig::otlp(t.otlp_endpoint.clone()),
+    };
+    let factory = OtelTraceFactory::new(OtelConfig {
+        service_name: "mail-order-bot".to_owned(),
+        ..config
+    })
+    .map_err(|e| AppError::setup(format!("cannot set up trace export: {e}")))?;
+    Ok(Arc::new(factory))
+}
+
+/// Binds the control plane of `[control]`; `None` when disabled.
+pub async fn bind_control(
+    platform: &PlatformConfig,
+    port_fallback: bool,
+) -> Result<Option<(Arc<HttpControlPlane>, Option<SocketAddr>)>, AppError> {
+    let c = &platform.control;
+    if !c.enabled {
+        return Ok(None);
+    }
+    let config = HttpConfig {
+        bind: c.bind,
+        token: c.token.clone(),
+        ..HttpConfig::default()
+    };
+    match HttpControlPlane::bind(config.clone()).await {
+        Ok(plane) => Ok(Some((Arc::new(plane), None))),
+        Err(EndpointError::Io { .. }) if port_fallback => {
+            let mut free = c.bind;
+            free.set_port(0);
+            let plane = HttpControlPlane::bind(HttpConfig {
+                bind: free,
+                ..config
+            })
+            .await
+            .map_err(|e| AppError::setup(e.to_string()))?;
+            Ok(Some((Arc::new(plane), Some(c.bind))))
+        }
+        // An unsafe setting (a public address without a token) is the operator's config.
+        Err(EndpointError::Config(message)) => {
+            Err(ConfigError::invalid("control.bind", message).into())
+        }
+        Err(e) => Err(AppError::setup(e.to_string())),
+    }
+}
+
+/// Builds the runtime from the configuration: queue, tracer, control plane, module.
+pub async fn compose(
+    config: Arc<ConfigurationManager>,
+    options: &ComposeOptions,
+) -> Result<Composed, AppError> {
+    let platform = config.platform();
+    let queue = build_queue(&platform)?;
+    let tracer = build_tracer(&platform)?;
+    let module = Arc::new(MailOrderModule::new());
+    let mut builder = RuntimeManager::builder(config)
+        .queue(queue)
+        .tracer(tracer)
+        .module(module.clone())
+        .handle_signals(options.handle_signals);
+    let mut control_addr = None;
+    let mut control_fallback_from = None;
+    if let Some((plane, fallback)) = bind_control(&platform, options.control_port_fallback).await? {
+        control_addr = Some(plane.local_addr());
+        control_fallback_from = fallback;
+        builder = builder.endpoint(plane);
+    }
+    Ok(Composed {
+        runtime: builder.build(),
+        module,
+        control_addr,
+        control_fallback_from,
+    })
+}
+
+/// Installs the log subscriber the configuration asks for.
+pub fn init_logging(platform: &PlatformConfig) -> Result<(), AppError> {
+    runtime_core::logging::init(&platform.tracing).map_err(|e| AppError::setup(e.to_string()))
+}
+
+/// Reloads on config file changes and SIGHUP until `stop` fires; a watcher that cannot
+/// start is logged, not fatal (the admin endpoint still reloads).
+pub fn spawn_config_watchers(config: &Arc<ConfigurationManager>, stop: &StopToken) {
+    if let Err(error) = config.spawn_watchers(stop.signal()) {
+        warn!(%error, "config watchers not started; reload with POST /admin/config/reload");
+    }
+}
+
+/// `mail-order-bot run`: runs until SIGINT/SIGTERM, then stops gracefully.
+pub async fn run(args: &ConfigArgs) -> Result<(), AppError> {
+    let config = load(args).await?;
+    init_logging(&config.platform())?;
+    let composed = compose(config.clone(), &ComposeOptions::default()).await?;
+    let watchers = StopToken::new();
+    spawn_config_watchers(&config, &watchers);
+    if let Some(addr) = composed.control_addr {
+        info!(url = %format!("http://{addr}"), "control plane");
+    }
+    let result = composed.runtime.run().await;
+    watchers.stop();
+    let report = result?;
+    info!(drained = report.drained, "mail-order-bot stopped");
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! The application's configuration sections, `[mail]` and `[orders]`, and how the whole
+//! configuration is put together ([`config_spec`]).
+//!
+//! `[mail]` holds the keys of the IMAP adapter ([`ImapConfig::KEYS`]) plus two of its own,
+//! `source` (which source runs: the only switch between polling, IDLE and Maildir) and
+//! `maildir` (the directory for `source = "maildir"`). The section is read twice, once as
+//! [`MailConfig`]'s own keys and once as [`ImapConfig`] (which ignores keys it does not
+//! know), so every error keeps its exact key and `file:line`; unknown keys are caught by
+//! [`validate_mail`] with a "did you mean".
+//!
+//! `[orders]` is [`OrdersConfig`]: the database URL and the catalog (a CSV file or inline
+//! `[[orders.catalog]]` entries). Its validator loads the catalog, so a bad price in the
+//! CSV fails `check-config` with the CSV's own `file:line`.
+
+use std::path::{Path, PathBuf};
+
+use runtime_adapters_config::{CONFIG_DB_SECTION, DatabaseProvider, FileProvider};
+use runtime_adapters_imap::ImapConfig;
+use runtime_adapters_maildir::MaildirConfig;
+use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot};
+use runtime_core::cli::AppConfigSpec;
+use runtime_core::config::{Validator, issue, section};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Catalog, CatalogItem};
+
+/// The embedded defaults (the lowest layer).
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
+/// Environment variables overriding any key: `MOB_MAIL__PASSWORD` sets `mail.password`.
+pub const ENV_PREFIX: &str = "MOB_";
+
+/// The application's own top-level sections (beside the platform's and `config_db`).
+pub const APP_SECTIONS: [&str; 2] = ["mail", "orders"];
+
+/// Which source feeds the queue. Changing it is a configuration change only.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// IMAP, searching every `poll_interval`.
+    ImapPoll,
+    /// IMAP IDLE (falls back to polling when the server lacks IDLE).
+    ImapIdle,
+    /// A local Maildir directory, watched for changes.
+    #[default]
+    Maildir,
+}
+
+impl SourceKind {
+    /// The name used in config (`imap-poll`, `imap-idle`, `maildir`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::ImapPoll => "imap-poll",
+            SourceKind::ImapIdle => "imap-idle",
+            SourceKind::Maildir => "maildir",
+        }
+    }
+
+    /// True for the IMAP sources.
+    pub fn is_imap(self) -> bool {
+        !matches!(self, SourceKind::Maildir)
+    }
+}
+
+/// The keys of `[mail]` that are the application's own (the rest are [`ImapConfig`]'s).
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct MailOwnKeys {
+    source: SourceKind,
+    maildir: PathBuf,
+}
+
+const MAIL_OWN_KEYS: [&str; 2] = ["source", "maildir"];
+
+/// `[mail]`: where order emails come from.
+#[derive(Clone, PartialEq, Debug)]
+pub struct MailConfig {
+    /// Which source runs.
+    pub source: SourceKind,
+    /// The Maildir for `source = "maildir"`.
+    pub maildir: PathBuf,
+    /// The IMAP keys; `poll_interval`, `max_message_bytes` and the folders also apply to
+    /// the Maildir source.
+    pub imap: ImapConfig,
+}
+
+impl MailConfig {
+    /// Reads `[mail]` (types only; [`validate_mail`] checks the values).
+    pub fn from_snapshot(snapshot: &ConfigSnapshot) -> Result<MailConfig, ConfigError> {
+        let own: MailOwnKeys = section(snapshot, "mail")?;
+        let imap: ImapConfig = section(snapshot, "mail")?;
+        Ok(MailConfig {
+            source: own.source,
+            maildir: own.maildir,
+            imap,
+        })
+    }
+
+    /// The Maildir source's configuration.
+    pub fn maildir_config(&self) -> MaildirConfig {
+        MaildirConfig {
+            path: self.maildir.clone(),
+            poll_interval: self.imap.poll_interval,
+            max_message_bytes: self.imap.max_message_bytes,
+            processed_folder: self.imap.processed_folder.clone(),
+            rejected_folder: self.imap.rejected_folder.clone(),
+            failed_folder: self.imap.failed_folder.clone(),
+            ..MaildirConfig::default()
+        }
+    }
+
+    /// Largest message read whole; larger ones are rejected as `too_large`.
+    pub fn max_message_bytes(&self) -> u64 {
+        self.imap.max_message_bytes
+    }
+}
+
+/// `[orders]`: where orders go and what can be ordered.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrdersConfig {
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB` (a password in it shows as `***`).
+    pub database_url: String,
+    /// A CSV file `sku,name,price_cents` (relative paths from the working directory).
+    pub catalog_file: Option<PathBuf>,
+    /// Inline catalog entries (`[[orders.catalog]]`), instead of a file.
+    pub catalog: Vec<CatalogItem>,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig {
+            database_url: "sqlite://./var/orders.db".to_owned(),
+            catalog_file: None,
+            catalog: Vec::new(),
+        }
+    }
+}
+
+/// Why the catalog cannot be built, with the key to blame.
+#[derive(Debug)]
+pub struct CatalogProblem {
+    /// `orders.catalog_file` or `orders.catalog`.
+    pub key: &'static str,
+    /// What is wrong (names the CSV's file:line or the entry's index).
+    pub message: String,
+}
+
+impl OrdersConfig {
+    /// Reads `[orders]`.
+    pub fn from_snapshot(snapshot: &ConfigSnapshot) -> Result<OrdersConfig, ConfigError> {
+        section(snapshot, "orders")
+    }
+
+    fn catalog_path(&self) -> Option<&Path> {
+        self.catalog_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+    }
+
+    /// Builds the catalog from the file or the inline entries (exactly one of them).
+    pub fn load_catalog(&self) -> Result<Catalog, CatalogProblem> {
+        match (self.catalog_path(), self.catalog.is_empty()) {
+            (Some(_), false) => Err(CatalogProblem {
+                key: "orders.catalog_file",
+                message: "set either orders.catalog_file or [[orders.catalog]] entries, not both"
+                    .to_owned(),
+            }),
+            (Some(path), true) => Catalog::from_csv_file(path).map_err(|e| CatalogProblem {
+                key: "orders.catalog_file",
+                message: e.to_string(),
+            }),
+            (None, false) => {
+                Catalog::from_items(self.catalog.iter().cloned()).map_err(|e| CatalogProblem {
+                    key: "orders.catalog",
+                    message: e.to_string(),
+                })
+            }
+            (None, true) => Err(CatalogProblem {
+                key: "orders.catalog_file",
+                message: "no catalog: set orders.catalog_file to a CSV file \
+                          (sku,name,price_cents) or add [[orders.catalog]] entries"
+                    .to_owned(),
+            }),
+        }
+    }
+}
+
+/// Checks `[mail]`: types, unknown keys, and the values the chosen source needs.
+pub fn validate_mail(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    let own = collect(section::<MailOwnKeys>(snapshot, "mail"), &mut issues);
+    let imap = collect(section::<ImapConfig>(snapshot, "mail"), &mut issues);
+
+    if let Some(serde_json::Value::Object(map)) = snapshot.get("mail") {
+        let known: Vec<&str> = MAIL_OWN_KEYS
+            .iter()
+            .chain(ImapConfig::KEYS.iter())
+            .copied()
+            .collect();
+        for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+            let mut message = "unknown key".to_owned();
+            match suggest(key, &known) {
+                Some(s) => message.push_str(&format!("; did you mean `{s}`?")),
+                None => message.push_str(&format!("; known keys here: {}", known.join(", "))),
+            }
+            issues.push(issue(snapshot, &format!("mail.{key}"), message));
+        }
+    }
+
+    let (Some(own), Some(imap)) = (own, imap) else {
+        return issues;
+    };
+    if own.source.is_imap() {
+        if let Err(ConfigError::Invalid(found)) = imap.validate() {
+            issues.extend(found.into_iter().map(|mut i| {
+                i.key = format!("mail.{}", i.key);
+                i
+            }));
+        }
+        if let Some(ca) = &imap.ca_file
+            && let Err(e) = std::fs::metadata(ca)
+        {
+            issues.push(issue(
+                snapshot,
+                "mail.ca_file",
+                format!("cannot read {}: {e}", ca.display()),
+            ));
+        }
+    } else {
+        if own.maildir.as_os_str().is_empty() {
+            issues.push(issue(
+                snapshot,
+                "mail.maildir",
+                "a Maildir directory is required with source = \"maildir\"",
+            ));
+        }
+        if imap.poll_interval.is_zero() {
+            issues.push(issue(snapshot, "mail.poll_interval", "must be above zero"));
+        }
+        if imap.max_message_bytes == 0 {
+            issues.push(issue(
+                snapshot,
+                "mail.max_message_bytes",
+                "must be above zero",
+            ));
+        }
+    }
+    issues
+}
+
+/// Checks `[orders]`: types, the database URL and the catalog.
+pub fn validate_orders(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    let Some(orders) = collect(OrdersConfig::from_snapshot(snapshot), &mut issues) else {
+        return issues;
+    };
+    let url = orders.database_url.trim();
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        issues.push(issue(
+            snapshot,
+            "orders.database_url",
+            "expected sqlite://PATH or postgres://USER@HOST/DB",
+        ));
+    }
+    if let Err(problem) = orders.load_catalog() {
+        issues.push(issue(snapshot, problem.key, problem.message));
+    }
+    issues
+}
+
+fn collect<T>(result: Result<T, ConfigError>, issues: &mut Vec<ConfigIssue>) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(ConfigError::Invalid(mut found)) => {
+            issues.append(&mut found);
+            None
+        }
+        Err(other) => {
+            issues.push(ConfigIssue {
+                key: String::new(),
+                origin: None,
+                value: None,
+                message: other.to_string(),
+            });
+            None
+        }
+    }
+}
+
+/// The closest known key within two edits.
+fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1; b.len() + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1);
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    known
+        .iter()
+        .map(|k| (distance(word, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// The validators of the application's sections.
+pub fn validators() -> Vec<Validator> {
+    vec![
+        std::sync::Arc::new(validate_mail),
+        std::sync::Arc::new(validate_orders),
+    ]
+}
+
+/// How mail-order-bot's configuration is put together: embedded defaults < `--config`
+/// files (with line numbers) < the optional database layer (`[config_db]`) < `MOB_*`
+/// environment variables.
+pub fn config_spec() -> AppConfigSpec {
+    let mut spec = AppConfigSpec::new("mail-order-bot", ENV_PREFIX, DEFAULTS_TOML)
+        .sections(&APP_SECTIONS)
+        .file_loader(FileProvider::boxed)
+        .layer(CONFIG_DB_SECTION, DatabaseProvider::from_bootstrap);
+    for v in validators() {
+        spec = spec.validator(v);
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use runtime_contracts::{ConfigLayer, ConfigOrigin};
+    use serde_json::json;
+
+    fn snapshot(tree: serde_json::Value) -> ConfigSnapshot {
+        ConfigSnapshot::from_layers(
+            1,
+            &[ConfigLayer::from_tree(
+                "t",
+                &tree,
+                &ConfigOrigin::File {
+                    path: "bot.toml".into(),
+                    line: Some(3),
+                },
+            )],
+        )
+    }
+
+    #[test]
+    fn mail_section_reads_both_halves() {
+        let snap = snapshot(json!({"mail": {
+            "source": "imap-idle", "host": "mx", "username": "u", "password": "p",
+            "poll_interval": "2s", "maildir": "/tmp/md", "processed_folder": "Done"
+        }}));
+        assert!(
+            validate_mail(&snap).is_empty(),
+            "{:?}",
+            validate_mail(&snap)
+        );
+        let mail = MailConfig::from_snapshot(&snap).unwrap();
+        assert_eq!(mail.source, SourceKind::ImapIdle);
+        assert_eq!(mail.imap.host, "mx");
+        assert_eq!(mail.maildir_config().processed_folder, "Done");
+        assert_eq!(
+            mail.maildir_config().poll_interval,
+            std::time::Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn mail_problems_are_all_listed() {
+        let snap = snapshot(json!({"mail": {
+            "source": "imap-poll", "pol_interval": "2s", "port": "many"
+        }}));
+        let issues = validate_mail(&snap);
+        let keys: Vec<_> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert!(keys.contains(&"mail.pol_interval"), "{keys:?}");
+        assert!(keys.contains(&"mail.port"), "{keys:?}");
+        let typo = issues
+            .iter()
+            .find(|i| i.key == "mail.pol_interval")
+            .unwrap();
+        assert!(typo.message.contains("poll_interval"), "{}", typo.message);
+
+        let snap = snapshot(json!({"mail": {"source": "imap-poll"}}));
+        let keys: Vec<_> = validate_mail(&snap).into_iter().map(|i| i.key).collect();
+        assert!(keys.contains(&"mail.host".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"mail.password".to_owned()), "{keys:?}");
+
+        let snap = snapshot(json!({"mail": {"source": "pop3"}}));
+        let keys: Vec<_> = validate_mail(&snap).into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, vec!["mail.source".to_owned()]);
+    }
+
+    #[test]
+    fn orders_catalog_rules() {
+        let snap = snapshot(json!({"orders": {"database_url": "mysql://x"}}));
+        let keys: Vec<_> = validate_orders(&snap).into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, vec!["orders.database_url", "orders.catalog_file"]);
+
+        let snap = snapshot(json!({"orders": {
+            "catalog": [{"sku": "A-1", "name": "a", "price_cents": 5}]
+        }}));
+        assert!(validate_orders(&snap).is_empty());
+        let orders = OrdersConfig::from_snapshot(&snap).unwrap();
+        assert_eq!(orders.load_catalog().unwrap().len(), 1);
+
+        let snap = snapshot(json!({"orders": {
+            "catalog": [{"sku": "A-1", "price_cents": 5}], "catalog_file": "x.csv"
+        }}));
+        assert_eq!(validate_orders(&snap).len(), 1);
+    }
+
+    #[test]
+    fn defaults_are_valid_but_for_the_catalog() {
+        let snap = ConfigSnapshot::from_layers(
+            1,
+            &[ConfigLayer::from_tree(
+                "d",
+                &serde_json::to_value(toml::from_str::<toml::Value>(DEFAULTS_TOML).unwrap())
+                    .unwrap(),
+                &ConfigOrigin::Default,
+            )],
+        );
+        assert!(
+            validate_mail(&snap).is_empty(),
+            "{:?}",
+            validate_mail(&snap)
+        );
+        let keys: Vec<_> = validate_orders(&snap).into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, vec!["orders.catalog_file"]);
+    }
+}

@@ -1,0 +1,220 @@
+//! [`MailOrderModule`]: what mail-order-bot registers with the runtime.
+//!
+//! One source (chosen only by `mail.source`), one worker pool running
+//! [`OrderHandler`](crate::handler::OrderHandler) on the platform queue, the order store's
+//! health contributor, the source's acknowledger (so a process that finishes a task files
+//! its message), and a config subscriber that swaps the catalog on reload. Nothing here
+//! knows which queue backend is in use: the module asks the runtime for the queue by name.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use runtime_adapters_imap::{ImapMode, ImapSource};
+use runtime_adapters_maildir::MaildirSource;
+use runtime_contracts::{
+    ApplicationModule, ConfigChange, ConfigIssue, ConfigSnapshot, ConfigSubscriber, ModuleContext,
+    ModuleError, PoolSpec, Task, TaskContext, TaskError, TaskHandler, TaskSource,
+};
+use runtime_core::PlatformConfig;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{MailConfig, OrdersConfig, SourceKind, validate_mail, validate_orders};
+use crate::handler::OrderHandler;
+use crate::store::{OrderStore, StoreHealth};
+
+/// The registered name of the mail source (and of its acknowledger).
+pub const SOURCE_NAME: &str = "mail";
+
+/// The name of the worker pool.
+pub const POOL_NAME: &str = "orders";
+
+/// The mail-order-bot application module.
+pub struct MailOrderModule {
+    store: Mutex<Option<OrderStore>>,
+    progress: Arc<Progress>,
+}
+
+/// Counts finished handler runs and wakes whoever watches.
+struct Progress {
+    tx: watch::Sender<u64>,
+    count: AtomicU64,
+}
+
+impl Progress {
+    fn bump(&self) {
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        self.tx.send_replace(n);
+    }
+}
+
+impl std::fmt::Debug for MailOrderModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailOrderModule")
+            .field("finished", &self.progress.count.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MailOrderModule {
+    fn default() -> Self {
+        MailOrderModule::new()
+    }
+}
+
+impl MailOrderModule {
+    /// A module that reads everything from the configuration at registration.
+    pub fn new() -> Self {
+        MailOrderModule {
+            store: Mutex::new(None),
+            progress: Arc::new(Progress {
+                tx: watch::channel(0).0,
+                count: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A counter of handler runs that finished (stored, rejected or failed), for waiting
+    /// on progress without polling (the demo's "wait until every sample is processed").
+    pub fn finished(&self) -> watch::Receiver<u64> {
+        self.progress.tx.subscribe()
+    }
+
+    /// The order store, once registered.
+    pub fn store(&self) -> Option<OrderStore> {
+        self.store.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+/// Builds the source `mail.source` names. This match is the only place where polling,
+/// IDLE and Maildir differ.
+pub fn build_source(mail: &MailConfig) -> Result<Arc<dyn TaskSource>, ModuleError> {
+    Ok(match mail.source {
+        SourceKind::Maildir => Arc::new(MaildirSource::new(mail.maildir_config(), SOURCE_NAME)),
+        SourceKind::ImapPoll => Arc::new(ImapSource::new(
+            SOURCE_NAME,
+            mail.imap.clone(),
+            ImapMode::Poll,
+        )?),
+        SourceKind::ImapIdle => Arc::new(ImapSource::new(
+            SOURCE_NAME,
+            mail.imap.clone(),
+            ImapMode::Idle,
+        )?),
+    })
+}
+
+/// Runs the order handler and tells the module each time a run finished.
+struct CountingHandler {
+    inner: Arc<OrderHandler>,
+    progress: Arc<Progress>,
+}
+
+#[async_trait]
+impl TaskHandler for CountingHandler {
+    async fn handle(&self, task: &Task, ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+        let result = self.inner.handle(task, ctx).await;
+        self.progress.bump();
+        result
+    }
+}
+
+/// Swaps the catalog when `[orders]` changes.
+struct CatalogReloader {
+    handler: Arc<OrderHandler>,
+}
+
+impl ConfigSubscriber for CatalogReloader {
+    fn on_change(&self, change: &ConfigChange) {
+        if !change.touches("orders.catalog") && !change.touches("orders.catalog_file") {
+            return;
+        }
+        let loaded = OrdersConfig::from_snapshot(&change.new)
+            .map_err(|e| e.to_string())
+            .and_then(|o| o.load_catalog().map_err(|p| p.message));
+        match loaded {
+            Ok(catalog) => {
+                info!(items = catalog.len(), "catalog reloaded");
+                self.handler.replace_catalog(catalog);
+            }
+            Err(error) => warn!(%error, "catalog reload failed; keeping the old catalog"),
+        }
+    }
+}
+
+#[async_trait]
+impl ApplicationModule for MailOrderModule {
+    fn name(&self) -> &str {
+        "mail-order-bot"
+    }
+
+    fn validate(&self, config: &ConfigSnapshot) -> Vec<ConfigIssue> {
+        let mut issues = validate_mail(config);
+        issues.extend(validate_orders(config));
+        issues
+    }
+
+    async fn register(&self, ctx: &mut ModuleContext) -> Result<(), ModuleError> {
+        let snapshot = ctx.config().clone();
+        let platform = PlatformConfig::from_snapshot(&snapshot)?;
+        let mail = MailConfig::from_snapshot(&snapshot)?;
+        let orders = OrdersConfig::from_snapshot(&snapshot)?;
+        let catalog = orders.load_catalog().map_err(|p| {
+            ModuleError::Config(runtime_contracts::ConfigError::invalid(p.key, p.message))
+        })?;
+
+        // Lazy: the process starts (not ready) while the database is down, and catches up.
+        let store = OrderStore::connect_lazy(&orders.database_url)
+            .map_err(|e| ModuleError::setup("cannot set up the order store", e))?;
+        let handler = Arc::new(OrderHandler::new(
+            store.clone(),
+            catalog,
+            mail.max_message_bytes(),
+        ));
+        let queue = platform.queue.name.clone();
+        if ctx.queue(&queue).is_none() {
+            return Err(ModuleError::Setup {
+                message: format!("queue {queue:?} is not configured"),
+                source: None,
+            });
+        }
+
+        let source = build_source(&mail)?;
+        if let Some(ack) = source.acknowledger() {
+            ctx.add_acknowledger(SOURCE_NAME, ack);
+        }
+        ctx.add_source(source, queue.clone());
+
+        let counting = Arc::new(CountingHandler {
+            inner: handler.clone(),
+            progress: self.progress.clone(),
+        });
+        ctx.add_pool(PoolSpec {
+            name: POOL_NAME.to_owned(),
+            queue,
+            handler: counting,
+            concurrency: platform.workers.concurrency,
+            task_timeout: platform.workers.task_timeout,
+        });
+        ctx.add_health(Arc::new(StoreHealth::new(store.clone())));
+        ctx.subscribe(Arc::new(CatalogReloader {
+            handler: handler.clone(),
+        }));
+        ctx.provide(Arc::new(store.clone()));
+        ctx.provide(handler);
+
+        if let Ok(mut s) = self.store.lock() {
+            *s = Some(store);
+        }
+        info!(source = mail.source.as_str(), "mail-order-bot registered");
+        Ok(())
+    }
+
+    async fn stop(&self) {
+        let store = self.store.lock().ok().and_then(|mut s| s.take());
+        if let Some(store) = store {
+            store.close().await;
+        }
+    }
+}
