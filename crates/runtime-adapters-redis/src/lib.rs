@@ -13,6 +13,9 @@
 //!   consumer's identity (host, pid, random; unique per process) in the `leases` hash.
 //!   Settling checks the token, so a consumer whose lease ran out and was reclaimed gets
 //!   [`QueueError::LeaseLost`](runtime_contracts::QueueError::LeaseLost).
+//! * [`LeaderSource`] runs a task source only while its process holds a [`RedisLease`]
+//!   (one key, `SET NX PX`, renewed and released by holder-checking scripts), so several
+//!   processes share one upstream and exactly one reads it; see `lease.rs`.
 //! * Every change is one Lua script over keys that share the hash tag `{name}`: atomic,
 //!   Redis Cluster ready, and O(batch · log n) — a backlog of a million costs per task
 //!   what a backlog of a thousand does. Counters live in Redis, so stats hold across
@@ -30,8 +33,10 @@
 mod config;
 mod conn;
 mod keys;
+pub mod lease;
 mod queue;
 mod scripts;
 
 pub use config::RedisQueueConfig;
+pub use lease::{LeaderSource, LeaseError, RedisLease};
 pub use queue::RedisQueue;

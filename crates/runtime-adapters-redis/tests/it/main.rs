@@ -5,6 +5,7 @@
 
 mod common;
 mod conformance;
+mod lease;
 mod processes;
 mod resilience;
 mod semantics;
