@@ -4,6 +4,8 @@
 //! prints a table; none asserts a timing. Shared helpers live here: table printing and
 //! peak-memory readings.
 
+pub mod mailbox;
+
 /// Peak resident memory of this process so far, in bytes (Linux `VmHWM`), if known.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
