@@ -1,9 +1,10 @@
 //! The application's configuration sections, `[mail]` and `[orders]`, and how the whole
 //! configuration is put together ([`config_spec`]).
 //!
-//! `[mail]` holds the keys of the IMAP adapter ([`ImapConfig::KEYS`]) plus two of its own,
-//! `source` (which source runs: the only switch between polling, IDLE and Maildir) and
-//! `maildir` (the directory for `source = "maildir"`). The section is read twice, once as
+//! `[mail]` holds the keys of the IMAP adapter ([`ImapConfig::KEYS`]) plus three of its
+//! own: `source` (which source runs: the only switch between polling, IDLE and Maildir),
+//! `maildir` (the directory for `source = "maildir"`) and `leader_lease` (how long the
+//! Redis lease that lets one of several instances read the mailbox lasts). The section is read twice, once as
 //! [`MailConfig`]'s own keys and once as [`ImapConfig`] (which ignores keys it does not
 //! know), so every error keeps its exact key and `file:line`; unknown keys are caught by
 //! [`validate_mail`] with a "did you mean".
@@ -13,6 +14,7 @@
 //! CSV fails `check-config` with the CSV's own `file:line`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use runtime_adapters_config::{CONFIG_DB_SECTION, DatabaseProvider, FileProvider};
 use runtime_adapters_imap::ImapConfig;
@@ -62,15 +64,34 @@ impl SourceKind {
     }
 }
 
+/// Default of `mail.leader_lease`.
+pub const DEFAULT_LEADER_LEASE: Duration = Duration::from_secs(15);
+
+/// Shortest `mail.leader_lease` accepted: the leader renews every third of it, and a
+/// renewal must answer within two thirds, which a slow Redis can miss below a second.
+pub const MIN_LEADER_LEASE: Duration = Duration::from_secs(1);
+
 /// The keys of `[mail]` that are the application's own (the rest are [`ImapConfig`]'s).
-#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[serde(default)]
 struct MailOwnKeys {
     source: SourceKind,
     maildir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    leader_lease: Duration,
 }
 
-const MAIL_OWN_KEYS: [&str; 2] = ["source", "maildir"];
+impl Default for MailOwnKeys {
+    fn default() -> Self {
+        MailOwnKeys {
+            source: SourceKind::default(),
+            maildir: PathBuf::new(),
+            leader_lease: DEFAULT_LEADER_LEASE,
+        }
+    }
+}
+
+const MAIL_OWN_KEYS: [&str; 3] = ["source", "maildir", "leader_lease"];
 
 /// `[mail]`: where order emails come from.
 #[derive(Clone, PartialEq, Debug)]
@@ -79,6 +100,9 @@ pub struct MailConfig {
     pub source: SourceKind,
     /// The Maildir for `source = "maildir"`.
     pub maildir: PathBuf,
+    /// With the Redis queue: how long the lease that makes one instance the mailbox
+    /// reader lasts without renewal (a dead leader is replaced within about 1.4 times it).
+    pub leader_lease: Duration,
     /// The IMAP keys; `poll_interval`, `max_message_bytes` and the folders also apply to
     /// the Maildir source.
     pub imap: ImapConfig,
@@ -92,6 +116,7 @@ impl MailConfig {
         Ok(MailConfig {
             source: own.source,
             maildir: own.maildir,
+            leader_lease: own.leader_lease,
             imap,
         })
     }
@@ -211,6 +236,15 @@ pub fn validate_mail(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
     let (Some(own), Some(imap)) = (own, imap) else {
         return issues;
     };
+    // Checked whatever the queue backend, so switching to Redis cannot surface it late.
+    if own.leader_lease < MIN_LEADER_LEASE {
+        issues.push(issue(
+            snapshot,
+            "mail.leader_lease",
+            "must be at least 1s (the leader renews it every third, and a renewal must \
+             answer within two thirds)",
+        ));
+    }
     if own.source.is_imap() {
         if let Err(ConfigError::Invalid(found)) = imap.validate() {
             issues.extend(found.into_iter().map(|mut i| {
@@ -402,6 +436,32 @@ mod tests {
         let snap = snapshot(json!({"mail": {"source": "pop3"}}));
         let keys: Vec<_> = validate_mail(&snap).into_iter().map(|i| i.key).collect();
         assert_eq!(keys, vec!["mail.source".to_owned()]);
+    }
+
+    #[test]
+    fn leader_lease_is_humantime_and_at_least_a_second() {
+        let snap = snapshot(json!({"mail": {"maildir": "/tmp/md"}}));
+        assert_eq!(
+            MailConfig::from_snapshot(&snap).unwrap().leader_lease,
+            DEFAULT_LEADER_LEASE
+        );
+        let snap = snapshot(json!({"mail": {"maildir": "/tmp/md", "leader_lease": "2500ms"}}));
+        assert!(validate_mail(&snap).is_empty());
+        assert_eq!(
+            MailConfig::from_snapshot(&snap).unwrap().leader_lease,
+            std::time::Duration::from_millis(2500)
+        );
+        for bad in ["500ms", "0s"] {
+            let snap = snapshot(json!({"mail": {"maildir": "/tmp/md", "leader_lease": bad}}));
+            let issues = validate_mail(&snap);
+            assert_eq!(issues.len(), 1, "{issues:?}");
+            assert_eq!(issues[0].key, "mail.leader_lease");
+            assert!(issues[0].message.contains("at least 1s"), "{issues:?}");
+            assert!(issues[0].origin.is_some(), "names bot.toml:3: {issues:?}");
+        }
+        let snap = snapshot(json!({"mail": {"maildir": "/tmp/md", "leader_lease": "soon"}}));
+        let keys: Vec<_> = validate_mail(&snap).into_iter().map(|i| i.key).collect();
+        assert!(keys.iter().any(|k| k.starts_with("mail")), "{keys:?}");
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //!   [`config::config_spec`] (defaults < files < database < `MOB_*` environment).
 //! * [`module`]: [`module::MailOrderModule`], what the app registers with the runtime —
 //!   the source `mail.source` names, the worker pool, the store's health, the acknowledger.
+//!   With the Redis queue the source runs behind a leader lease in that Redis, so several
+//!   instances share one mailbox: one reads it, all run workers and acknowledge.
 //! * [`app`]: composition from configuration (queue backend, tracer, control plane) and
 //!   `run`; [`report`] is `orders`; [`demo`] is `demo`.
 //!

@@ -3,8 +3,11 @@
 //! One source (chosen only by `mail.source`), one worker pool running
 //! [`OrderHandler`](crate::handler::OrderHandler) on the platform queue, the order store's
 //! health contributor, the source's acknowledger (so a process that finishes a task files
-//! its message), and a config subscriber that swaps the catalog on reload. Nothing here
-//! knows which queue backend is in use: the module asks the runtime for the queue by name.
+//! its message), and a config subscriber that swaps the catalog on reload. The module asks
+//! the runtime for the queue by name; the backend matters in one spot only,
+//! [`build_source`]: with the Redis queue several instances may share one mailbox, so the
+//! source runs behind a leader lease in that Redis ([`LeaderSource`]) and only the lease
+//! holder reads the mailbox, while every instance runs workers and acknowledges.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,11 +15,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use runtime_adapters_imap::{ImapMode, ImapSource};
 use runtime_adapters_maildir::MaildirSource;
+use runtime_adapters_redis::{LeaderSource, RedisLease, RedisQueueConfig};
 use runtime_contracts::{
     ApplicationModule, ConfigChange, ConfigIssue, ConfigSnapshot, ConfigSubscriber, ModuleContext,
     ModuleError, PoolSpec, Task, TaskContext, TaskError, TaskHandler, TaskSource,
 };
 use runtime_core::PlatformConfig;
+use runtime_core::config::{QueueBackend, QueueConfig};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -87,9 +92,42 @@ impl MailOrderModule {
     }
 }
 
+/// The Redis key of the leader lease for the mail source on queue `queue_name`:
+/// `plba:{<queue>}:lease:source:mail`. It sits under the queue's prefix and hash tag, so
+/// instances that share a queue share the lease, two bots on two queues in one Redis do
+/// not, and deleting the queue's keys (`plba:{<queue>}:*`) takes the lease along.
+pub fn leader_lease_key(queue_name: &str) -> String {
+    let prefix = RedisQueueConfig::new("", queue_name).key_prefix;
+    format!("{prefix}:{{{queue_name}}}:lease:source:{SOURCE_NAME}")
+}
+
 /// Builds the source `mail.source` names. This match is the only place where polling,
-/// IDLE and Maildir differ.
-pub fn build_source(mail: &MailConfig) -> Result<Arc<dyn TaskSource>, ModuleError> {
+/// IDLE and Maildir differ. With the Redis queue the source is wrapped in a
+/// [`LeaderSource`] on [`leader_lease_key`] (ttl `mail.leader_lease`): any number of
+/// instances may run, one reads the mailbox. The memory queue means one process, so no
+/// lease.
+pub fn build_source(
+    mail: &MailConfig,
+    queue: &QueueConfig,
+) -> Result<Arc<dyn TaskSource>, ModuleError> {
+    let inner = build_mailbox_source(mail)?;
+    match queue.backend {
+        QueueBackend::Memory => Ok(inner),
+        QueueBackend::Redis => {
+            // No Redis call here: an unreachable Redis only keeps this instance standby.
+            let lease = RedisLease::new(
+                queue.redis_url.clone(),
+                leader_lease_key(&queue.name),
+                mail.leader_lease,
+            )
+            .map_err(|e| ModuleError::setup("cannot set up the mailbox leader lease", e))?;
+            Ok(Arc::new(LeaderSource::new(inner, lease)))
+        }
+    }
+}
+
+/// The mailbox source itself, before any lease.
+fn build_mailbox_source(mail: &MailConfig) -> Result<Arc<dyn TaskSource>, ModuleError> {
     Ok(match mail.source {
         SourceKind::Maildir => Arc::new(MaildirSource::new(mail.maildir_config(), SOURCE_NAME)),
         SourceKind::ImapPoll => Arc::new(ImapSource::new(
@@ -180,7 +218,7 @@ impl ApplicationModule for MailOrderModule {
             });
         }
 
-        let source = build_source(&mail)?;
+        let source = build_source(&mail, &platform.queue)?;
         if let Some(ack) = source.acknowledger() {
             ctx.add_acknowledger(SOURCE_NAME, ack);
         }
@@ -207,7 +245,17 @@ impl ApplicationModule for MailOrderModule {
         if let Ok(mut s) = self.store.lock() {
             *s = Some(store);
         }
-        info!(source = mail.source.as_str(), "mail-order-bot registered");
+        match platform.queue.backend {
+            QueueBackend::Redis => info!(
+                source = mail.source.as_str(),
+                lease_key = %leader_lease_key(&platform.queue.name),
+                leader_lease = ?mail.leader_lease,
+                "mail-order-bot registered; the mailbox is read by the leader lease holder"
+            ),
+            QueueBackend::Memory => {
+                info!(source = mail.source.as_str(), "mail-order-bot registered")
+            }
+        }
         Ok(())
     }
 
@@ -216,5 +264,65 @@ impl ApplicationModule for MailOrderModule {
         if let Some(store) = store {
             store.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use runtime_contracts::{ConfigLayer, ConfigOrigin};
+    use serde_json::json;
+
+    fn mail() -> MailConfig {
+        let snap = ConfigSnapshot::from_layers(
+            1,
+            &[ConfigLayer::from_tree(
+                "t",
+                &json!({"mail": {"source": "maildir", "maildir": "/nonexistent/md", "leader_lease": "3s"}}),
+                &ConfigOrigin::Default,
+            )],
+        );
+        MailConfig::from_snapshot(&snap).unwrap()
+    }
+
+    #[test]
+    fn lease_key_shares_the_queue_prefix_and_hash_tag() {
+        assert_eq!(
+            leader_lease_key("mail-orders"),
+            "plba:{mail-orders}:lease:source:mail"
+        );
+    }
+
+    #[test]
+    fn only_the_redis_queue_puts_the_source_behind_a_lease() {
+        let memory = QueueConfig {
+            backend: QueueBackend::Memory,
+            ..QueueConfig::default()
+        };
+        let source = build_source(&mail(), &memory).unwrap();
+        assert_eq!(source.name(), SOURCE_NAME);
+        assert!(!source.status().details.contains_key("leader"));
+
+        // Builds without Redis: the lease connects lazily.
+        let redis = QueueConfig {
+            backend: QueueBackend::Redis,
+            redis_url: runtime_contracts::Secret::new("redis://127.0.0.1:1/0"),
+            name: "q1".to_owned(),
+            ..QueueConfig::default()
+        };
+        let source = build_source(&mail(), &redis).unwrap();
+        assert_eq!(source.name(), SOURCE_NAME);
+        assert!(
+            source.acknowledger().is_some(),
+            "every instance acknowledges"
+        );
+        let details = source.status().details;
+        assert_eq!(details.get("leader"), Some(&json!(false)));
+        assert_eq!(
+            details.get("lease_key"),
+            Some(&json!("plba:{q1}:lease:source:mail"))
+        );
+        assert_eq!(details.get("lease_ttl_ms"), Some(&json!(3000)));
     }
 }

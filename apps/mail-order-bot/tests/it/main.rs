@@ -1,6 +1,7 @@
 //! Integration tests of mail-order-bot: the parser corpus, the order store on real SQLite
 //! and PostgreSQL, the handler with the real store, and the whole bot end to end against
-//! Dovecot, Maildir, Redis, SQLite and PostgreSQL (including the real binary).
+//! Dovecot, Maildir, Redis, SQLite and PostgreSQL (including the real binary, and two
+//! instances of it sharing one mailbox).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
@@ -9,6 +10,7 @@ mod e2e;
 mod failures;
 mod handler;
 mod harness;
+mod instances;
 mod samples;
 mod store;
 mod support;
