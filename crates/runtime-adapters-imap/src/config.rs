@@ -81,6 +81,8 @@ pub struct ImapConfig {
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
     /// Connections the acknowledger keeps (acknowledgements run in parallel on them).
+    /// Default 4: acknowledgements are one round trip each, so they bound throughput;
+    /// raise it toward the worker concurrency if the server allows that many logins.
     pub ack_connections: usize,
 }
 
@@ -109,7 +111,7 @@ impl Default for ImapConfig {
             command_timeout: Duration::from_secs(60),
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(60),
-            ack_connections: 2,
+            ack_connections: 4,
         }
     }
 }

@@ -53,6 +53,7 @@ tls = "none"
 username = "{user}"
 password = "{password}"
 poll_interval = "{poll_interval}"
+ack_connections = {acks}
 [orders]
 database_url = "sqlite://{db}"
 catalog_file = "{catalog}"
@@ -62,6 +63,7 @@ catalog_file = "{catalog}"
         password = imap.password(),
         db = dir.join("orders.db").display(),
         catalog = catalog.display(),
+        acks = std::env::var("BENCH_ACK_CONNECTIONS").unwrap_or_else(|_| "8".into()),
     );
     let file = dir.join("bot.toml");
     std::fs::write(&file, config).context("write config")?;
