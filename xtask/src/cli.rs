@@ -56,8 +56,37 @@ Exits 1, naming each offending edge, file and line, when a rule is broken."
     /// Run the benchmark binaries of runtime-bench in release mode (all when no NAME is given)
     Bench(BenchArgs),
 
-    /// Build and roll out a deployment (not yet implemented)
-    Deploy,
+    /// Build the release binary and render the deployment bundle (systemd, container, Kubernetes)
+    #[command(
+        long_about = "Build the release binary and render the deployment bundle.
+
+Templates are hand-written under deploy/templates/ ({{version}}, {{shutdown_timeout}},
+{{stop_timeout_secs}}, {{config_toml}}, {{catalog_csv}} are filled in). The renderer writes
+the filled-in copies to deploy/rendered/ (committed: review them in diffs) and the bundle
+to --out: those files, catalog.csv and the release binary.
+
+  --check     re-render in memory and exit 1, naming each file, when deploy/rendered/ is
+              stale; builds nothing and writes nothing (CI)
+  --no-build  skip `cargo build --release -p mail-order-bot`; the bundle then has no binary
+  --out DIR   where the bundle goes (default <target dir>/deploy); an existing DIR must be
+              empty or an earlier bundle, which is replaced"
+    )]
+    Deploy(DeployArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Where to put the bundle (default: <target dir>/deploy)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+
+    /// Only check that the committed deploy/rendered/ matches the templates
+    #[arg(long)]
+    pub check: bool,
+
+    /// Do not build the release binary
+    #[arg(long)]
+    pub no_build: bool,
 }
 
 #[derive(Debug, Args)]

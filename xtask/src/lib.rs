@@ -10,7 +10,9 @@
 //!   enforced against `cargo metadata`. The rules are a pure function over parsed
 //!   metadata ([`layers::check`]) so tests can feed it synthetic workspaces.
 //! * [`bench`]: discovers and runs the benchmark binaries of `runtime-bench`.
-//! * [`deploy`]: placeholder for the deployment task.
+//! * [`deploy`]: renders the hand-written templates of `deploy/templates/` into the
+//!   committed `deploy/rendered/` and a bundle with the release binary; `--check` fails
+//!   when the committed copies are stale.
 //!
 //! Key decision: crates are classified by where they live (`crates/runtime-adapters-*` is
 //! an adapter, `apps/*` is an app), not by a hand-kept list, so a new adapter or app is
@@ -32,6 +34,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ci => ci::run(),
         Command::CheckLayers => layers::run(),
         Command::Bench(args) => bench::run(&args),
-        Command::Deploy => deploy::run(),
+        Command::Deploy(args) => deploy::run(&args),
     }
 }

@@ -4,6 +4,8 @@
 
 use std::process::{Command, Output};
 
+mod deploy;
+
 fn xtask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
@@ -37,13 +39,6 @@ fn an_unknown_benchmark_fails_naming_the_known_ones() {
         stderr.contains("unknown benchmark no-such-bench; known:"),
         "{stderr}"
     );
-}
-
-#[test]
-fn deploy_is_a_stub_that_fails() {
-    let out = xtask(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not yet implemented"));
 }
 
 #[test]

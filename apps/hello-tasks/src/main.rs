@@ -1,0 +1,68 @@
+//! `hello-tasks [--config FILE]... [--count N]`: composes the runtime and runs it until
+//! Ctrl-C (or SIGTERM), or until N tasks were handled.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use hello_tasks::{DEFAULTS, HelloModule};
+use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
+use runtime_core::RuntimeManager;
+use runtime_core::cli::{AppConfigSpec, ConfigArgs, config_error_exit, load_config};
+use tokio::sync::Notify;
+
+/// A ticker feeds a queue; a worker pool greets each task.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Stop after N tasks were handled (default: run until Ctrl-C)
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+
+    // 1. Configuration: defaults < --config files < HELLO_* environment variables.
+    let spec = AppConfigSpec::new("hello-tasks", "HELLO_", DEFAULTS)
+        .sections(&["ticker"])
+        .validator(Arc::new(hello_tasks::validate));
+    let config = match load_config(&spec, &cli.config).await {
+        Ok(config) => Arc::new(config),
+        Err(error) => return Ok(config_error_exit(&error)), // exit code 2
+    };
+    let platform = config.platform();
+    runtime_core::logging::init(&platform.tracing)?;
+
+    // 2. The queue, built from the platform's [queue] section.
+    let queue = MemoryQueue::new(MemoryQueueConfig {
+        name: platform.queue.name.clone(),
+        capacity: platform.queue.capacity,
+        visibility_timeout: platform.queue.visibility_timeout,
+        max_attempts: platform.queue.max_attempts,
+    });
+
+    // 3. The runtime: the queue and the app's module.
+    let done = Arc::new(Notify::new());
+    let runtime = RuntimeManager::builder(config)
+        .queue(Arc::new(queue))
+        .module(Arc::new(HelloModule {
+            limit: cli.count.unwrap_or(u64::MAX),
+            done: done.clone(),
+        }))
+        .build();
+
+    // 4. `--count`: a graceful stop once enough tasks were handled.
+    let handle = runtime.handle();
+    tokio::spawn(async move {
+        done.notified().await;
+        handle.shutdown();
+    });
+
+    // 5. Run until a stop request, then stop in order; unfinished tasks go back.
+    let report = runtime.run().await?;
+    tracing::info!(drained = report.drained, "hello-tasks stopped");
+    Ok(ExitCode::SUCCESS)
+}

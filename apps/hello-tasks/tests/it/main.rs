@@ -1,0 +1,7 @@
+//! hello-tasks end to end: the real binary, run to completion, stopped by SIGINT, given a
+//! bad configuration; and the tutorial's code is this crate's code.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod run;
+mod tutorial;
