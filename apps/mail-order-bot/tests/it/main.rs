@@ -11,6 +11,7 @@ mod failures;
 mod handler;
 mod harness;
 mod instances;
+mod readiness;
 mod samples;
 mod store;
 mod support;
