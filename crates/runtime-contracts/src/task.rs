@@ -93,10 +93,11 @@ impl<'de> Deserialize<'de> for TaskId {
 
 /// String headers of a task. A small vector, not a map: tasks carry a handful of
 /// headers (the trace context), and a vector costs one allocation instead of a B-tree
-/// node per task.
+/// node per task. Names are usually constants, so they are kept as `Cow<'static, str>`
+/// and cost nothing to set or clone.
 #[derive(Clone, Default, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Headers(pub Vec<(String, String)>);
+pub struct Headers(Vec<(Cow<'static, str>, String)>);
 
 impl Headers {
     /// The value of `name`, if set.
@@ -108,7 +109,7 @@ impl Headers {
     }
 
     /// Sets `name`, replacing an earlier value.
-    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
         let name = name.into();
         let value = value.into();
         match self.0.iter_mut().find(|(k, _)| *k == name) {
@@ -130,7 +131,7 @@ impl Headers {
 
     /// All headers, first set first.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
     }
 }
 
@@ -199,7 +200,11 @@ impl Task {
     }
 
     /// Sets a header.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Self {
         self.headers.insert(name, value);
         self
     }
@@ -217,12 +222,19 @@ impl Task {
             Cow::Borrowed(_) => 0,
             Cow::Owned(s) => s.capacity(),
         };
-        let headers = self.headers.0.capacity() * std::mem::size_of::<(String, String)>()
+        let headers = self.headers.0.capacity()
+            * std::mem::size_of::<(Cow<'static, str>, String)>()
             + self
                 .headers
                 .0
                 .iter()
-                .map(|(k, v)| k.capacity() + v.capacity())
+                .map(|(k, v)| {
+                    let key = match k {
+                        Cow::Borrowed(_) => 0,
+                        Cow::Owned(k) => k.capacity(),
+                    };
+                    key + v.capacity()
+                })
                 .sum::<usize>();
         let origin = self
             .origin

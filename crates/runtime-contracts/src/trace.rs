@@ -63,7 +63,10 @@ impl TraceContext {
         out[52] = b'-';
         out[53] = b'0';
         out[54] = if self.sampled { b'1' } else { b'0' };
-        out.iter().map(|b| *b as char).collect()
+        // Only ASCII was written, so this never fails.
+        std::str::from_utf8(&out)
+            .map(str::to_owned)
+            .unwrap_or_default()
     }
 
     /// Parses a `traceparent` value; `None` if it is not a valid version-00 header.
