@@ -32,26 +32,7 @@ pub fn toml_to_json(v: toml::Value) -> Value {
     }
 }
 
-/// Hides the password of a URL (`postgres://app:pw@db/x` -> `postgres://app:***@db/x`).
-pub fn redact_url(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_owned();
-    };
-    let rest = &text[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return text.to_owned();
-    };
-    let Some(colon) = rest[..at].find(':') else {
-        return text.to_owned();
-    };
-    format!(
-        "{}{}:***{}",
-        &text[..scheme_end + 3],
-        &rest[..colon],
-        &rest[at..]
-    )
-}
+pub use runtime_contracts::redact_url;
 
 #[cfg(test)]
 mod tests {

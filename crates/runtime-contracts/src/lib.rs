@@ -52,7 +52,7 @@ mod worker;
 
 pub use config::{
     ConfigChange, ConfigEntry, ConfigError, ConfigIssue, ConfigLayer, ConfigOrigin, ConfigProvider,
-    ConfigSnapshot, ConfigSubscriber, Secret, is_secret_key,
+    ConfigSnapshot, ConfigSubscriber, Secret, is_secret_key, redact_url,
 };
 pub use control::{
     AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, ModuleStatus, ReloadReport,

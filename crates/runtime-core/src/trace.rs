@@ -29,21 +29,7 @@ impl TraceFactory for IdTraceFactory {
     }
 
     fn start_span(&self, spec: SpanSpec<'_>) -> Box<dyn TaskSpan> {
-        let ctx = match spec.parent {
-            Some(parent) => TraceContext {
-                trace_id: parent.trace_id,
-                span_id: nonzero_u64(),
-                sampled: parent.sampled,
-                trace_state: parent.trace_state.clone(),
-            },
-            None => TraceContext {
-                trace_id: ((nonzero_u64() as u128) << 64) | fastrand::u64(..) as u128,
-                span_id: nonzero_u64(),
-                sampled: true,
-                trace_state: None,
-            },
-        };
-        Box::new(NoopSpan(ctx))
+        Box::new(NoopSpan(child_context(spec.parent)))
     }
 }
 

@@ -201,28 +201,7 @@ pub fn render_value(key: &str, v: &Value) -> Option<String> {
     }
 }
 
-/// Hides the password of a URL (`postgres://app:pw@db/x` -> `postgres://app:***@db/x`).
-pub fn redact_url(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_owned();
-    };
-    let rest = &text[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return text.to_owned();
-    };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else {
-        return text.to_owned();
-    };
-    format!(
-        "{}{}:***{}",
-        &text[..scheme_end + 3],
-        &userinfo[..colon],
-        &rest[at..]
-    )
-}
+pub use runtime_contracts::redact_url;
 
 /// A redacted copy of the tree: secret keys `***`, URL passwords hidden.
 pub fn redacted_tree(snapshot: &ConfigSnapshot) -> Value {
