@@ -15,3 +15,4 @@ mod readiness;
 mod samples;
 mod store;
 mod support;
+mod tracing;
