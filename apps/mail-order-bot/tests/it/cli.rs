@@ -234,3 +234,87 @@ fn the_example_config_passes_check_config() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// JSON logs by configuration, and every line written inside a task names its trace.
+#[test]
+fn json_logs_carry_the_trace_and_span_ids_of_the_task() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/01-accepted-plain.eml"),
+        maildir.join("new/1.sample.eml"),
+    )
+    .unwrap();
+    let config = dir.path().join("bot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nenabled = false\n[tracing]\nlog_format = \"json\"\n\
+             [mail]\nsource = \"maildir\"\nmaildir = {:?}\n\
+             [orders]\ndatabase_url = \"sqlite://{}\"\ncatalog_file = {:?}\n",
+            maildir.display().to_string(),
+            dir.path().join("orders.db").display(),
+            catalog(),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stored = None;
+    let mut seen = Vec::new();
+    while stored.is_none() && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if line.contains("order stored") {
+                stored = Some(line.clone());
+            }
+            seen.push(line);
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let line = stored.unwrap_or_else(|| panic!("no 'order stored' line in {seen:#?}"));
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    let span = &json["span"];
+    assert_eq!(span["name"], "task", "{line}");
+    let trace_id = span["trace_id"].as_str().unwrap_or_default();
+    let span_id = span["span_id"].as_str().unwrap_or_default();
+    assert!(
+        trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{line}"
+    );
+    assert!(span_id.len() == 16, "{line}");
+    assert!(
+        seen.iter().all(|l| l.starts_with('{')),
+        "every line is JSON"
+    );
+    assert!(
+        status.success(),
+        "SIGTERM must stop the bot with exit 0: {status:?}"
+    );
+}
