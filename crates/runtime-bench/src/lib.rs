@@ -6,6 +6,35 @@
 
 pub mod mailbox;
 
+/// Deletes every Redis key matching `pattern` (SCAN + UNLINK), for bench clean-up.
+pub async fn delete_redis_keys(url: &str, pattern: &str) -> anyhow::Result<()> {
+    use deadpool_redis::redis::{self, AsyncCommands};
+    // No response timeout: unlinking a million-field hash takes a while.
+    let mut c = redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+        )
+        .await?;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await?;
+        if !keys.is_empty() {
+            let _: () = c.unlink(keys).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
 /// Peak resident memory of this process so far, in bytes (Linux `VmHWM`), if known.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -27,6 +27,16 @@ impl ControlPlaneService {
         ControlPlaneService { inner }
     }
 
+    /// The runner of source `name`, while the runtime runs.
+    fn source(&self, name: &str) -> Result<Arc<crate::sources::SourceRunner>, AdminError> {
+        self.running()?;
+        self.inner
+            .source_list()
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| AdminError::NotFound(format!("source {name:?}")))
+    }
+
     fn running(&self) -> Result<(), AdminError> {
         match self.inner.state() {
             RuntimeState::Running => Ok(()),
@@ -67,25 +77,11 @@ impl ControlPlane for ControlPlaneService {
     }
 
     async fn pause_source(&self, name: &str) -> Result<SourceStatus, AdminError> {
-        self.running()?;
-        let runner = self
-            .inner
-            .source_list()
-            .into_iter()
-            .find(|s| s.name() == name)
-            .ok_or_else(|| AdminError::NotFound(format!("source {name:?}")))?;
-        runner.pause().await
+        self.source(name)?.pause().await
     }
 
     async fn resume_source(&self, name: &str) -> Result<SourceStatus, AdminError> {
-        self.running()?;
-        let runner = self
-            .inner
-            .source_list()
-            .into_iter()
-            .find(|s| s.name() == name)
-            .ok_or_else(|| AdminError::NotFound(format!("source {name:?}")))?;
-        runner.resume().await
+        self.source(name)?.resume().await
     }
 
     async fn reload_config(&self) -> Result<ReloadReport, AdminError> {

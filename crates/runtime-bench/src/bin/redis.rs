@@ -33,33 +33,6 @@ fn rate(n: usize, d: Duration) -> String {
     format!("{:.0}", n as f64 / d.as_secs_f64())
 }
 
-async fn delete_pattern(pattern: &str) -> Result<()> {
-    // No response timeout: deleting a million-field hash takes a while.
-    let mut c = redis::Client::open(url())?
-        .get_multiplexed_async_connection_with_config(
-            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
-        )
-        .await?;
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut c)
-            .await?;
-        if !keys.is_empty() {
-            let _: () = c.unlink(keys).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
 async fn queue(name: &str) -> Result<Arc<RedisQueue>> {
     let config = RedisQueueConfig::new(url(), name);
     Ok(Arc::new(RedisQueue::connect(config).await.with_context(
@@ -128,7 +101,7 @@ async fn ours(workers: usize, batch: usize) -> Result<Run> {
     let publish = publish_all(&q, TASKS).await?;
     let drain = drain(&q, TASKS, workers, batch).await?;
     q.close().await;
-    delete_pattern(&format!("plba:{{{name}}}*")).await?;
+    runtime_bench::delete_redis_keys(&url(), &format!("plba:{{{name}}}*")).await?;
     Ok(Run { publish, drain })
 }
 
@@ -257,7 +230,7 @@ async fn backlog_row(backlog: usize) -> Result<Vec<String>> {
     let sample = backlog.min(20_000);
     let d = drain(&q, sample, 16, 10).await?;
     q.close().await;
-    delete_pattern(&format!("plba:{{{name}}}*")).await?;
+    runtime_bench::delete_redis_keys(&url(), &format!("plba:{{{name}}}*")).await?;
     Ok(vec![
         backlog.to_string(),
         rate(backlog, publish),
@@ -333,7 +306,7 @@ async fn latency_ours(workers: usize) -> Result<Vec<Duration>> {
         h.abort();
     }
     q.close().await;
-    delete_pattern(&format!("plba:{{{name}}}*")).await?;
+    runtime_bench::delete_redis_keys(&url(), &format!("plba:{{{name}}}*")).await?;
     let out = seen
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use apalis::prelude::{BoxDynError, Data, TaskSink, WorkerBuilder, WorkerError};
 use apalis_redis::{Config, RedisStorage};
-use deadpool_redis::redis::{self, AsyncCommands};
+use deadpool_redis::redis;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -89,33 +89,6 @@ async fn promote(c: &mut redis::aio::MultiplexedConnection, config: &Config) -> 
         if moved == 0 {
             return Ok(());
         }
-    }
-}
-
-async fn delete_pattern(pattern: &str) -> Result<()> {
-    // No response timeout: unlinking 100,000 keys takes a while.
-    let mut c = redis::Client::open(url())?
-        .get_multiplexed_async_connection_with_config(
-            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
-        )
-        .await?;
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut c)
-            .await?;
-        if !keys.is_empty() {
-            let _: () = c.unlink(keys).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
 }
 
@@ -179,7 +152,7 @@ async fn run(tuning: Tuning, workers: usize, workaround: bool) -> Result<Run> {
     let config = tuning.config(&queue);
     let result = run_in(&queue, config, workers, workaround).await;
     // Clean up even after a failed run: every key of the run starts with the queue name.
-    delete_pattern(&format!("{queue}*")).await?;
+    runtime_bench::delete_redis_keys(&url(), &format!("{queue}*")).await?;
     result
 }
 
