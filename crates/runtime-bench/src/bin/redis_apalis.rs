@@ -153,6 +153,27 @@ async fn run(tuning: Tuning, workers: usize, workaround: bool) -> Result<Run> {
     let result = run_in(&queue, config, workers, workaround).await;
     // Clean up even after a failed run: every key of the run starts with the queue name.
     runtime_bench::delete_redis_keys(&url(), &format!("{queue}*")).await?;
+    // apalis also registers every queue in a shared sorted set; take ours out again.
+    let mut c = redis::Client::open(url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg("core:apalis:queues:list")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await?;
+    let ours: Vec<String> = members
+        .into_iter()
+        .filter(|m| m.starts_with(queue.as_str()))
+        .collect();
+    if !ours.is_empty() {
+        let _: () = redis::cmd("ZREM")
+            .arg("core:apalis:queues:list")
+            .arg(ours)
+            .query_async(&mut c)
+            .await?;
+    }
     result
 }
 
