@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
 
-use crate::harness::{Db, Env, Queue, Setup, Source, eventually, identity, sample};
+use crate::harness::{
+    Db, Env, Queue, Setup, Source, eventually, identity, sample, wait_all_ordered_and_filed,
+};
 
 fn email(i: usize, customer: &str) -> Vec<u8> {
     format!(
@@ -177,27 +179,12 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
     );
 
     let mut second = spawn_bot(&env, "second.log");
-    eventually(
+    wait_all_ordered_and_filed(
         "every message ordered and filed",
         Duration::from_secs(60),
-        || {
-            let (store, env) = (store.clone(), &env);
-            async move {
-                let n = store.list().await.map_err(|e| e.to_string())?.len();
-                let inbox = env.mailbox("INBOX").await;
-                let processed = env.mailbox("Processed").await;
-                let all_seen = processed.iter().all(|f| f.iter().any(|x| x == "\\Seen"));
-                if n == N && inbox.is_empty() && processed.len() == N && all_seen {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{n} orders, {} in inbox, {} processed",
-                        inbox.len(),
-                        processed.len()
-                    ))
-                }
-            }
-        },
+        &env,
+        &store,
+        N,
     )
     .await;
     let orders = store.list().await.unwrap();

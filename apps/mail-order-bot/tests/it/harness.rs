@@ -371,3 +371,45 @@ pub fn summary(orders: &[StoredOrder]) -> Vec<(String, String, Option<String>)> 
     s.sort();
     s
 }
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// True when every message of `flags` carries `\Seen`.
+pub fn all_seen(flags: &[Vec<String>]) -> bool {
+    flags.iter().all(|f| f.iter().any(|x| x == "\\Seen"))
+}
+
+/// Waits until the store holds `n` orders, the inbox is empty and all `n` messages are
+/// `\Seen` in the Processed folder.
+pub async fn wait_all_ordered_and_filed(
+    what: &str,
+    timeout: Duration,
+    env: &Env,
+    store: &mail_order_bot::store::OrderStore,
+    n: usize,
+) {
+    eventually(what, timeout, || {
+        let (store, env) = (store.clone(), env);
+        async move {
+            let orders = store.list().await.map_err(|e| e.to_string())?.len();
+            let inbox = env.mailbox("INBOX").await;
+            let processed = env.mailbox("Processed").await;
+            if orders == n && inbox.is_empty() && processed.len() == n && all_seen(&processed) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{orders} orders, inbox {inbox:?}, {} processed",
+                    processed.len()
+                ))
+            }
+        }
+    })
+    .await
+}

@@ -12,7 +12,9 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Db, Env, Queue, Setup, Source, eventually};
+use crate::harness::{
+    Db, Env, Queue, Setup, Source, eventually, free_port, wait_all_ordered_and_filed,
+};
 
 fn email(i: usize) -> Vec<u8> {
     format!(
@@ -88,15 +90,6 @@ impl Drop for Bot {
     }
 }
 
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `GET path` on the control plane at `port`, as JSON; an error while it is not up.
 async fn get_json(port: u16, path: &str) -> Result<Value, String> {
     let call = async {
@@ -147,10 +140,6 @@ async fn slow_inserts(url: &str) {
     .await
     .unwrap();
     conn.close().await.unwrap();
-}
-
-fn seen(flags: &[Vec<String>]) -> bool {
-    flags.iter().all(|f| f.iter().any(|x| x == "\\Seen"))
 }
 
 /// Two bot processes, `leader_lease = "1s"`: exactly one leads and only it reads the
@@ -271,25 +260,12 @@ async fn two_instances_share_a_mailbox_and_the_survivor_takes_over_after_kill_9(
         source["details"]["holder"].as_str().unwrap()
     );
 
-    eventually(
+    wait_all_ordered_and_filed(
         "every message ordered once, seen and filed",
         Duration::from_secs(30),
-        || {
-            let (store, env) = (store.clone(), &env);
-            async move {
-                let n = store.list().await.map_err(|e| e.to_string())?.len();
-                let inbox = env.mailbox("INBOX").await;
-                let processed = env.mailbox("Processed").await;
-                if n == N && inbox.is_empty() && processed.len() == N && seen(&processed) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{n} orders, inbox {inbox:?}, {} processed",
-                        processed.len()
-                    ))
-                }
-            }
-        },
+        &env,
+        &store,
+        N,
     )
     .await;
     let orders = store.list().await.unwrap();

@@ -6,15 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Db, Env, Queue, Setup, Source, eventually, sample};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::harness::{Db, Env, Queue, Setup, Source, eventually, free_port, sample};
 
 /// A private redis-server on `port`, keeping nothing on disk.
 fn redis(port: u16, dir: &std::path::Path) -> Child {
