@@ -120,7 +120,6 @@ impl RuntimeBuilder {
     pub fn build(self) -> RuntimeManager {
         let platform = self.config.platform();
         let pool_settings = self.pool_settings.unwrap_or_else(|| PoolSettings {
-            task_timeout: platform.workers.task_timeout,
             retry: Backoff::new(platform.workers.retry_base, platform.workers.retry_max),
             lease_renewal: Some(platform.queue.visibility_timeout / 3),
             ..PoolSettings::default()
@@ -472,9 +471,10 @@ impl RuntimeManager {
                 pool: spec.name.clone(),
                 queue: spec.queue.clone(),
             })?;
-            let mut settings = inner.pool_settings.clone();
-            settings.task_timeout = spec.task_timeout;
-            inner.supervisor.add_pool(spec, q, settings)?;
+            // The pool's own spec carries its task timeout.
+            inner
+                .supervisor
+                .add_pool(spec, q, inner.pool_settings.clone())?;
         }
         inner.supervisor.start();
 

@@ -16,8 +16,6 @@ use crate::worker::{Acknowledgers, PoolStats, TaskWorker, WorkerSettings};
 /// How pools run; the runtime derives it from the platform config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoolSettings {
-    /// Per-task timeout.
-    pub task_timeout: Duration,
     /// Retry backoff for failed attempts and outages.
     pub retry: Backoff,
     /// Renew a delivery's lease this often while its task runs (`None`: never).
@@ -33,7 +31,6 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {
-            task_timeout: Duration::from_secs(30),
             retry: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             lease_renewal: Some(Duration::from_secs(20)),
             prefetch: 16,
