@@ -123,22 +123,6 @@ impl MemoryQueue {
         }
     }
 
-    /// One publish attempt without waiting: the task comes back when there is no room.
-    fn try_publish(&self, task: Task) -> Result<Result<PublishOutcome, Task>, QueueError> {
-        let mut state = self.lock();
-        if state.closed {
-            return Err(QueueError::Closed);
-        }
-        match state.offer(task, self.capacity) {
-            Offer::Done { outcome, wake } => {
-                drop(state);
-                self.wake_consumer(wake);
-                Ok(Ok(outcome))
-            }
-            Offer::Full(task) => Ok(Err(task)),
-        }
-    }
-
     /// Publishes one task into a queue that was just found full, waiting for room.
     ///
     /// Callers box this future: the fast paths stay small futures, cheap to create and
@@ -229,6 +213,22 @@ impl TaskQueue for MemoryQueue {
 
     fn backend(&self) -> &'static str {
         "memory"
+    }
+
+    /// One publish attempt without waiting: the task comes back when there is no room.
+    fn try_publish(&self, task: Task) -> Result<Result<PublishOutcome, Task>, QueueError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        match state.offer(task, self.capacity) {
+            Offer::Done { outcome, wake } => {
+                drop(state);
+                self.wake_consumer(wake);
+                Ok(Ok(outcome))
+            }
+            Offer::Full(task) => Ok(Err(task)),
+        }
     }
 
     async fn publish(&self, task: Task) -> Result<PublishOutcome, QueueError> {

@@ -13,9 +13,9 @@
 //!     +------------- SourceAcknowledger <------------+  (final outcome: done / dead-lettered)
 //! ```
 //!
-//! * [`Task`] is the envelope: id, route, payload, string headers (the W3C trace context
-//!   travels there), attempts, timestamps and the [`TaskOrigin`] that names the source and
-//!   the item at the source that produced it.
+//! * [`Task`] is the envelope: id, route, payload, string headers, the W3C trace parent
+//!   (typed in memory, the `traceparent` header on the wire), attempts, timestamps and the
+//!   [`TaskOrigin`] that names the source and the item at the source that produced it.
 //! * [`TaskQueue`] delivers at least once: a task leaves the queue only by `ack`. A
 //!   [`Delivery`] carries a lease; `nack` counts an attempt and dead-letters past the
 //!   limit, `release` hands a task back without counting one (shutdown, outages).
@@ -70,6 +70,6 @@ pub use source::{
 pub use task::{Delivery, Headers, Lease, ParseTaskIdError, Task, TaskId, TaskOrigin, now_millis};
 pub use trace::{
     AttributeValue, NoopSpan, SpanKind, SpanSpec, TRACEPARENT, TRACESTATE, TaskSpan, TraceContext,
-    TraceFactory,
+    TraceFactory, TraceParent,
 };
 pub use worker::{Disposition, Histogram, PoolStatus, Worker};

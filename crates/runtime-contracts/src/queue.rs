@@ -142,6 +142,14 @@ pub trait TaskQueue: Send + Sync + 'static {
     /// Adds a task. A bounded queue waits for room (backpressure).
     async fn publish(&self, task: Task) -> Result<PublishOutcome, QueueError>;
 
+    /// Adds a task if that can be done at once, without waiting (an in-process queue
+    /// with room): `Ok(Ok(outcome))`, or `Ok(Err(task))` handing the task back when the
+    /// caller must use [`TaskQueue::publish`]. The default always hands it back. It lets
+    /// a busy publisher skip one async call (and its allocation) per task.
+    fn try_publish(&self, task: Task) -> Result<Result<PublishOutcome, Task>, QueueError> {
+        Ok(Err(task))
+    }
+
     /// Adds many tasks; backends that can, do it in one round trip.
     async fn publish_batch(&self, tasks: Vec<Task>) -> Result<Vec<PublishOutcome>, QueueError> {
         let mut out = Vec::with_capacity(tasks.len());

@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::trace::{TRACEPARENT, TRACESTATE, TraceContext, TraceParent};
+
 /// Milliseconds since the Unix epoch, the clock every queue backend agrees on.
 pub fn now_millis() -> u64 {
     SystemTime::now()
@@ -121,7 +123,8 @@ impl Headers {
     /// Removes `name` and returns its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let at = self.0.iter().position(|(k, _)| k == name)?;
-        Some(self.0.swap_remove(at).1)
+        // Keeps the sequence: a task written and read back compares equal.
+        Some(self.0.remove(at).1)
     }
 
     /// True when there is no header.
@@ -148,7 +151,14 @@ pub struct TaskOrigin {
 }
 
 /// A unit of work.
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+///
+/// On the wire (JSON in the Redis queue, dead-letter listings) a task is an object with
+/// `id`, `route`, `payload`, `headers`, `attempts`, `enqueued_at_ms`, `not_before_ms` and
+/// `origin`; the trace context travels as the W3C `traceparent` / `tracestate` headers.
+/// In memory the `traceparent` is kept typed in [`Task::trace`], so moving a task
+/// through a queue formats and parses no strings; use [`Task::trace_context`] and
+/// [`Task::set_trace_context`] rather than the raw headers.
+#[derive(Clone, PartialEq, Debug)]
 pub struct Task {
     /// Unique id.
     pub id: TaskId,
@@ -156,23 +166,21 @@ pub struct Task {
     /// one handler tell kinds apart.
     pub route: Cow<'static, str>,
     /// The body, opaque to the runtime.
-    #[serde(with = "payload_serde")]
     pub payload: Vec<u8>,
-    /// String headers; the trace context travels as `traceparent` / `tracestate`.
-    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    /// String headers (a `tracestate` among them, when the trace has one).
     pub headers: Headers,
+    /// The trace context this task continues (the `traceparent` header on the wire).
+    pub trace: Option<TraceParent>,
     /// Failed attempts so far (handler errors, panics, timeouts). Interruptions
     /// (shutdown, lost lease) and outages do not count.
-    #[serde(default)]
     pub attempts: u32,
     /// When the task was first published, ms since the epoch.
     pub enqueued_at_ms: u64,
     /// Do not deliver before this time, ms since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before_ms: Option<u64>,
-    /// The source item this task stands for, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<TaskOrigin>,
+    /// The source item this task stands for, if any. Boxed: most tasks of a busy
+    /// in-process queue have none, and a smaller task is cheaper to move and to store.
+    pub origin: Option<Box<TaskOrigin>>,
 }
 
 impl Task {
@@ -183,6 +191,7 @@ impl Task {
             route: route.into(),
             payload: payload.into(),
             headers: Headers::default(),
+            trace: None,
             attempts: 0,
             enqueued_at_ms: now_millis(),
             not_before_ms: None,
@@ -192,10 +201,10 @@ impl Task {
 
     /// Marks the source item this task stands for.
     pub fn with_origin(mut self, source: impl Into<String>, key: impl Into<String>) -> Self {
-        self.origin = Some(TaskOrigin {
+        self.origin = Some(Box::new(TaskOrigin {
             source: source.into(),
             key: key.into(),
-        });
+        }));
         self
     }
 
@@ -207,6 +216,38 @@ impl Task {
     ) -> Self {
         self.headers.insert(name, value);
         self
+    }
+
+    /// The trace context this task continues: [`Task::trace`] with the `tracestate`
+    /// header, or else a `traceparent` header someone set by hand. `None` when there is
+    /// none (or it is malformed).
+    pub fn trace_context(&self) -> Option<TraceContext> {
+        let parent = match self.trace {
+            Some(parent) => parent,
+            None => TraceParent::parse(self.headers.get(TRACEPARENT)?)?,
+        };
+        let state = if self.headers.is_empty() {
+            None
+        } else {
+            self.headers.get(TRACESTATE).map(str::to_owned)
+        };
+        Some(parent.with_state(state))
+    }
+
+    /// Makes `ctx` the trace context this task continues (replacing any earlier one,
+    /// also one set as headers).
+    pub fn set_trace_context(&mut self, ctx: &TraceContext) {
+        self.trace = Some(ctx.parent());
+        match &ctx.trace_state {
+            Some(state) if !state.is_empty() => self.headers.insert(TRACESTATE, state.clone()),
+            _ if self.headers.is_empty() => {}
+            _ => {
+                self.headers.remove(TRACESTATE);
+            }
+        }
+        if !self.headers.is_empty() {
+            self.headers.remove(TRACEPARENT);
+        }
     }
 
     /// Delays the first delivery by `delay`.
@@ -236,11 +277,118 @@ impl Task {
                     key + v.capacity()
                 })
                 .sum::<usize>();
-        let origin = self
-            .origin
-            .as_ref()
-            .map_or(0, |o| o.source.capacity() + o.key.capacity());
+        let origin = self.origin.as_ref().map_or(0, |o| {
+            std::mem::size_of::<TaskOrigin>() + o.source.capacity() + o.key.capacity()
+        });
         route + self.payload.capacity() + headers + origin
+    }
+}
+
+/// The wire form of a task, borrowed for writing.
+#[derive(Serialize)]
+struct TaskOut<'a> {
+    id: TaskId,
+    route: &'a str,
+    #[serde(with = "payload_serde")]
+    payload: &'a [u8],
+    #[serde(skip_serializing_if = "HeadersOut::is_empty")]
+    headers: HeadersOut<'a>,
+    attempts: u32,
+    enqueued_at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<&'a TaskOrigin>,
+}
+
+/// The headers as written: the typed trace parent first, as `traceparent`, then the rest
+/// (the same shape as [`Headers`]: a list of name/value pairs).
+struct HeadersOut<'a> {
+    trace: Option<String>,
+    headers: &'a Headers,
+}
+
+impl HeadersOut<'_> {
+    fn is_empty(&self) -> bool {
+        self.trace.is_none() && self.headers.is_empty()
+    }
+}
+
+impl Serialize for HeadersOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(None)?;
+        if let Some(trace) = &self.trace {
+            seq.serialize_element(&(TRACEPARENT, trace))?;
+        }
+        for (name, value) in self.headers.iter() {
+            if self.trace.is_some() && name == TRACEPARENT {
+                continue;
+            }
+            seq.serialize_element(&(name, value))?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Task {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        TaskOut {
+            id: self.id,
+            route: &self.route,
+            payload: &self.payload,
+            headers: HeadersOut {
+                trace: self.trace.map(|t| t.to_header()),
+                headers: &self.headers,
+            },
+            attempts: self.attempts,
+            enqueued_at_ms: self.enqueued_at_ms,
+            not_before_ms: self.not_before_ms,
+            origin: self.origin.as_deref(),
+        }
+        .serialize(s)
+    }
+}
+
+/// The wire form of a task, for reading.
+#[derive(Deserialize)]
+struct TaskIn {
+    id: TaskId,
+    route: String,
+    #[serde(with = "payload_serde")]
+    payload: Vec<u8>,
+    #[serde(default)]
+    headers: Headers,
+    #[serde(default)]
+    attempts: u32,
+    enqueued_at_ms: u64,
+    #[serde(default)]
+    not_before_ms: Option<u64>,
+    #[serde(default)]
+    origin: Option<Box<TaskOrigin>>,
+}
+
+impl<'de> Deserialize<'de> for Task {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let wire = TaskIn::deserialize(d)?;
+        let mut headers = wire.headers;
+        // A valid `traceparent` becomes the typed field; a malformed one stays a header
+        // (and is ignored as a trace context, as W3C asks).
+        let trace = headers.get(TRACEPARENT).and_then(TraceParent::parse);
+        if trace.is_some() {
+            headers.remove(TRACEPARENT);
+        }
+        Ok(Task {
+            id: wire.id,
+            route: Cow::Owned(wire.route),
+            payload: wire.payload,
+            headers,
+            trace,
+            attempts: wire.attempts,
+            enqueued_at_ms: wire.enqueued_at_ms,
+            not_before_ms: wire.not_before_ms,
+            origin: wire.origin,
+        })
     }
 }
 
@@ -249,7 +397,9 @@ impl Task {
 mod payload_serde {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    // `&&[u8]` because the writing side borrows the payload.
+    #[allow(clippy::ptr_arg)]
+    pub fn serialize<S: Serializer>(v: &&[u8], s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(v) {
             Ok(text) if s.is_human_readable() => s.serialize_str(text),
             _ => s.serialize_bytes(v),
@@ -290,6 +440,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_task_stays_small() {
+        // Tasks are moved through queues and futures many times; keep them compact.
+        assert!(
+            std::mem::size_of::<Task>() <= 160,
+            "{}",
+            std::mem::size_of::<Task>()
+        );
+    }
+
+    #[test]
     fn task_ids_are_unique_and_round_trip() {
         let a = TaskId::new();
         let b = TaskId::new();
@@ -306,6 +466,54 @@ mod tests {
         assert_eq!(h.get("a"), Some("2"));
         assert_eq!(h.remove("a"), Some("2".to_owned()));
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn trace_parent_travels_as_a_header_on_the_wire() {
+        let ctx = TraceContext {
+            trace_id: 0x4bf92f3577b34da6a3ce929d0e0e4736,
+            span_id: 0x00f067aa0ba902b7,
+            sampled: true,
+            trace_state: Some("congo=t61rcWkgMzE".into()),
+        };
+        let mut t = Task::new("r", "x").with_header("a", "1");
+        t.set_trace_context(&ctx);
+        assert_eq!(t.headers.get(TRACEPARENT), None, "typed in memory");
+        let json = serde_json::to_value(&t).unwrap_or_default();
+        assert_eq!(
+            json["headers"],
+            serde_json::json!([
+                [
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                ],
+                ["a", "1"],
+                ["tracestate", "congo=t61rcWkgMzE"]
+            ])
+        );
+        let back: Task = serde_json::from_value(json).unwrap_or_else(|_| Task::new("x", ""));
+        assert_eq!(back, t);
+        assert_eq!(back.trace_context(), Some(ctx));
+    }
+
+    #[test]
+    fn a_traceparent_header_set_by_hand_is_the_context() {
+        let t = Task::new("r", "x").with_header(
+            TRACEPARENT,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        );
+        let ctx = t.trace_context();
+        assert_eq!(ctx.as_ref().map(|c| c.span_id), Some(0x00f067aa0ba902b7));
+        assert_eq!(ctx.map(|c| c.sampled), Some(false));
+        let mut t = t;
+        t.set_trace_context(&TraceContext {
+            trace_id: 1,
+            span_id: 2,
+            sampled: true,
+            trace_state: None,
+        });
+        assert_eq!(t.headers.get(TRACEPARENT), None, "one truth");
+        assert_eq!(t.trace_context().map(|c| c.span_id), Some(2));
     }
 
     #[test]

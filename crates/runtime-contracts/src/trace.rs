@@ -29,27 +29,30 @@ pub struct TraceContext {
     pub trace_state: Option<String>,
 }
 
-impl fmt::Debug for TraceContext {
+/// The ids a task carries typed: what the W3C `traceparent` header holds. `Copy` and
+/// 32 bytes, so carrying it through a queue costs no allocation and no string; it becomes
+/// the `traceparent` header only where a task is written to the wire (see
+/// [`Task`](crate::Task)'s serialization).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    /// 128-bit trace id (never zero).
+    pub trace_id: u128,
+    /// 64-bit span id of the parent span (never zero).
+    pub span_id: u64,
+    /// Whether the trace is sampled.
+    pub sampled: bool,
+}
+
+impl fmt::Debug for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TraceContext({})", self.traceparent())
+        write!(f, "TraceParent({})", self.to_header())
     }
 }
 
-impl TraceContext {
-    /// The trace id as 32 lowercase hex digits.
-    pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
-    }
-
-    /// The span id as 16 lowercase hex digits.
-    pub fn span_id_hex(&self) -> String {
-        format!("{:016x}", self.span_id)
-    }
-
+impl TraceParent {
     /// `00-<trace id>-<span id>-<flags>`.
-    pub fn traceparent(&self) -> String {
-        // Written by hand: this runs for every task published, and `format!` with hex
-        // padding costs several times more.
+    pub fn to_header(&self) -> String {
+        // Written by hand: `format!` with hex padding costs several times more.
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 55];
         out[..3].copy_from_slice(b"00-");
@@ -70,7 +73,7 @@ impl TraceContext {
     }
 
     /// Parses a `traceparent` value; `None` if it is not a valid version-00 header.
-    pub fn parse_traceparent(value: &str) -> Option<TraceContext> {
+    pub fn parse(value: &str) -> Option<TraceParent> {
         let mut parts = value.trim().split('-');
         let version = parts.next()?;
         let trace = parts.next()?;
@@ -95,12 +98,58 @@ impl TraceContext {
         if trace_id == 0 || span_id == 0 {
             return None;
         }
-        Some(TraceContext {
+        Some(TraceParent {
             trace_id,
             span_id,
             sampled: flags & 1 == 1,
-            trace_state: None,
         })
+    }
+
+    /// The full context with `trace_state`.
+    pub fn with_state(self, trace_state: Option<String>) -> TraceContext {
+        TraceContext {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            sampled: self.sampled,
+            trace_state,
+        }
+    }
+}
+
+impl fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceContext({})", self.traceparent())
+    }
+}
+
+impl TraceContext {
+    /// The trace id as 32 lowercase hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The span id as 16 lowercase hex digits.
+    pub fn span_id_hex(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
+
+    /// The typed ids (everything but `trace_state`).
+    pub fn parent(&self) -> TraceParent {
+        TraceParent {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            sampled: self.sampled,
+        }
+    }
+
+    /// `00-<trace id>-<span id>-<flags>`.
+    pub fn traceparent(&self) -> String {
+        self.parent().to_header()
+    }
+
+    /// Parses a `traceparent` value; `None` if it is not a valid version-00 header.
+    pub fn parse_traceparent(value: &str) -> Option<TraceContext> {
+        TraceParent::parse(value).map(|p| p.with_state(None))
     }
 
     /// Writes this context into task headers.

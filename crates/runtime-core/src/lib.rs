@@ -10,7 +10,7 @@
 //! * [`ConfigurationManager`] — layered configuration, typed platform sections, reload.
 //! * [`WorkerSupervisor`] — named worker pools: concurrency, per-task timeout, lease
 //!   renewal, restart after a panic with backoff, live resizing, drain at shutdown.
-//! * [`TraceService`] — a span per task; the context travels in task headers.
+//! * [`TraceService`] — a span per task; the context travels with the task (`traceparent`).
 //! * [`HealthRegistry`] — liveness (the runtime's own heartbeat), readiness
 //!   (running and every readiness contributor up) and the aggregated view.
 //! * [`ControlPlaneService`] — status and admin actions as plain calls.

@@ -50,7 +50,13 @@ impl TaskSink for RuntimeSink {
             self.queue.backend(),
             &mut task,
         );
-        let result = self.queue.publish(task).await;
+        // The synchronous path first: an in-process queue with room takes the task
+        // without an async call.
+        let result = match self.queue.try_publish(task) {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(task)) => self.queue.publish(task).await,
+            Err(error) => Err(error),
+        };
         match &result {
             Ok(PublishOutcome::Enqueued) => {
                 self.produced.fetch_add(1, Ordering::Relaxed);

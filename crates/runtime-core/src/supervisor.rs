@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use runtime_contracts::{AdminError, PoolSpec, PoolStatus, TaskQueue};
 use tokio::task::JoinHandle;
@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::backoff::Backoff;
 use crate::signal::StopToken;
 use crate::trace::TraceService;
-use crate::worker::{Acknowledgers, PoolStats, TaskWorker, WorkerSettings};
+use crate::worker::{Acknowledgers, Pending, PoolStats, TaskWorker, WorkerSettings};
 
 /// How pools run; the runtime derives it from the platform config.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +94,7 @@ impl Pool {
         let mut consume_failures = 0u32;
         let mut panics_in_a_row = 0u32;
         let mut quick = false;
+        let mut pending = Pending::default();
         while !stop.is_stopped() {
             let max = if quick {
                 self.settings.prefetch.max(1)
@@ -113,6 +114,12 @@ impl Pool {
                     continue;
                 }
             };
+            if batch.is_empty() {
+                continue;
+            }
+            let stats = self.stats();
+            stats.busy.fetch_add(1, Ordering::Relaxed);
+            let mut clock = Instant::now();
             let mut batch = batch.into_iter();
             while let Some(delivery) = batch.next() {
                 if stop.is_stopped() {
@@ -124,21 +131,33 @@ impl Pool {
                     }
                     break;
                 }
-                let processed = self.worker.process_one(delivery).await;
+                let (processed, next) = self
+                    .worker
+                    .process_one(delivery, clock, Some(&mut pending))
+                    .await;
+                clock = next;
                 quick = processed.elapsed < QUICK_TASK;
+                if processed.panicked || processed.outage_pause.is_some() {
+                    // Report finished work before pausing.
+                    self.worker.flush(&mut pending).await;
+                }
                 if processed.panicked {
                     // The worker "restarts": back off so a poison task cannot spin.
                     panics_in_a_row = panics_in_a_row.saturating_add(1);
                     let delay = Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
                         .delay(panics_in_a_row - 1);
                     sleep_or_stop(delay, &self.worker.hard_stop).await;
+                    clock = Instant::now();
                 } else {
                     panics_in_a_row = 0;
                 }
                 if let Some(pause) = processed.outage_pause {
                     sleep_or_stop(pause, &stop).await;
+                    clock = Instant::now();
                 }
             }
+            self.worker.flush(&mut pending).await;
+            stats.busy.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

@@ -1,4 +1,4 @@
-//! The TraceService: a span per task, context carried in task headers.
+//! The TraceService: a span per task, context carried with the task.
 //!
 //! Spans come from a [`TraceFactory`]: the OTel adapter's when exporting, otherwise
 //! [`IdTraceFactory`], which only makes W3C ids so contexts still propagate (and logs
@@ -115,11 +115,11 @@ impl TraceService {
         backend: &'static str,
         task: &mut Task,
     ) -> [SpanHandle; 2] {
-        let upstream = TraceContext::extract(&task.headers);
+        let upstream = task.trace_context();
         if !self.recording {
             let source_ctx = child_context(upstream.as_ref());
             let publish_ctx = child_context(Some(&source_ctx));
-            publish_ctx.inject(&mut task.headers);
+            task.set_trace_context(&publish_ctx);
             return [
                 SpanHandle::Ids(NoopSpan(source_ctx)),
                 SpanHandle::Ids(NoopSpan(publish_ctx)),
@@ -145,7 +145,7 @@ impl TraceService {
                 .attr("messaging.operation.type", "send")
                 .attr("messaging.message.id", id),
         );
-        publish.context().inject(&mut task.headers);
+        task.set_trace_context(&publish.context());
         [SpanHandle::Span(source_span), SpanHandle::Span(publish)]
     }
 
@@ -158,7 +158,7 @@ impl TraceService {
         backend: &'static str,
         task: &Task,
     ) -> SpanHandle {
-        let parent = TraceContext::extract(&task.headers);
+        let parent = task.trace_context();
         if !self.recording {
             return SpanHandle::Ids(NoopSpan(child_context(parent.as_ref())));
         }
@@ -207,7 +207,7 @@ mod tests {
             source.as_span().context().trace_id
         );
         assert_eq!(
-            TraceContext::extract(&task.headers).map(|c| c.span_id),
+            task.trace_context().map(|c| c.span_id),
             Some(publish.as_span().context().span_id)
         );
     }

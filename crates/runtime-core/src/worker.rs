@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -68,12 +69,7 @@ pub(crate) struct PoolStats {
 
 impl PoolStats {
     fn observe(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        let i = DURATION_BOUNDS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(DURATION_BOUNDS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.buckets[bucket_of(elapsed)].fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
@@ -122,6 +118,39 @@ pub(crate) struct Processed {
     pub outage_pause: Option<Duration>,
     /// How long the handler ran.
     pub elapsed: Duration,
+    /// The handler succeeded and the source knows: the delivery is to be acked.
+    to_ack: bool,
+    /// Settling awaited something (a source acknowledgement, a queue call): the clock
+    /// must be read again before the next task.
+    waited: bool,
+}
+
+/// What a worker slot finished but has not reported yet, flushed once per consumed
+/// batch: one `ack_batch` for the successful deliveries (one queue call — one Redis
+/// round trip — instead of one per task) and one update of the shared counters (no
+/// cache line bouncing between threads per task). A crash before the flush only means
+/// those tasks run again, which at-least-once delivery allows; the source was already
+/// told of each success, so nothing is lost.
+#[derive(Default)]
+pub(crate) struct Pending {
+    acks: Vec<Delivery>,
+    buckets: [u64; DURATION_BOUNDS.len() + 1],
+    sum_micros: u64,
+}
+
+impl Pending {
+    fn observe(&mut self, elapsed: Duration) {
+        self.buckets[bucket_of(elapsed)] += 1;
+        self.sum_micros += elapsed.as_micros() as u64;
+    }
+}
+
+fn bucket_of(elapsed: Duration) -> usize {
+    let secs = elapsed.as_secs_f64();
+    DURATION_BOUNDS
+        .iter()
+        .position(|b| secs <= *b)
+        .unwrap_or(DURATION_BOUNDS.len())
 }
 
 /// The runtime's worker: trace, handler (with timeout, panic capture and lease
@@ -180,7 +209,16 @@ impl TaskWorker {
         }
     }
 
-    pub(crate) async fn process_one(&self, delivery: Delivery) -> Processed {
+    /// Runs one delivery that started at `started` (the caller's clock reading). With
+    /// `pending`, a success is acked and counted at the caller's next flush; without, at
+    /// once. Returns when the delivery is settled (or queued for the flush) and the time
+    /// the next task may take as its start.
+    pub(crate) async fn process_one(
+        &self,
+        delivery: Delivery,
+        started: Instant,
+        pending: Option<&mut Pending>,
+    ) -> (Processed, Instant) {
         let span = self.trace.on_process(
             &self.span_name,
             &self.queue_name,
@@ -197,33 +235,119 @@ impl TaskWorker {
             trace_id = %format_args!("{:032x}", ctx.trace_id),
             span_id = %format_args!("{:016x}", ctx.span_id),
         );
-        async move {
-            let started = Instant::now();
-            self.stats.busy.fetch_add(1, Ordering::Relaxed);
-            let tag = Mutex::new(None);
-            let run = {
-                let task_ctx = TaskContext {
-                    span,
-                    tracer: &**self.trace.factory(),
-                    pool: &self.pool,
-                    queue: &self.queue_name,
-                    tag: &tag,
-                };
-                let fut =
-                    AssertUnwindSafe(self.handler.handle(&delivery.task, &task_ctx)).catch_unwind();
-                self.drive(fut, &delivery, started).await
-            };
-            self.stats.busy.fetch_sub(1, Ordering::Relaxed);
-            let elapsed = started.elapsed();
-            self.stats.observe(elapsed);
-            let tag = tag.into_inner().unwrap_or_else(|p| p.into_inner());
-            let mut processed = self.settle(delivery, run, tag, span).await;
-            span.end();
-            processed.elapsed = elapsed;
-            processed
+        let (mut processed, ended) = if log_span.is_disabled() {
+            // No subscriber wants task spans: skip the wrapper (one less move of a
+            // large future per task).
+            self.run_and_settle(&delivery, span, started).await
+        } else {
+            self.run_and_settle(&delivery, span, started)
+                .instrument(log_span)
+                .await
+        };
+        match pending {
+            Some(pending) => {
+                pending.observe(processed.elapsed);
+                if processed.to_ack {
+                    pending.acks.push(delivery);
+                }
+            }
+            None => {
+                self.stats.observe(processed.elapsed);
+                if processed.to_ack {
+                    processed.disposition = self.ack_now(&delivery).await;
+                    processed.waited = true;
+                }
+            }
         }
-        .instrument(log_span)
-        .await
+        // A settle that awaited nothing took next to no time: the handler's end is the
+        // next task's start, which saves a clock reading per task.
+        let next = if processed.waited {
+            Instant::now()
+        } else {
+            ended
+        };
+        (processed, next)
+    }
+
+    /// Acks what `pending` holds and adds its counts to the pool's.
+    pub(crate) async fn flush(&self, pending: &mut Pending) {
+        if !pending.acks.is_empty() {
+            let n = pending.acks.len() as u64;
+            match self.queue.ack_batch(&pending.acks).await {
+                Ok(()) => {
+                    self.stats.processed.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(QueueError::LeaseLost(_)) => {
+                    // Another consumer holds one now; it runs again (idempotently).
+                    self.stats.processed.fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!(
+                        "a lease was lost before ack; that task will be delivered again"
+                    );
+                }
+                Err(error) => {
+                    unsettled("ack", error);
+                }
+            }
+            pending.acks.clear();
+        }
+        for (i, count) in pending.buckets.iter_mut().enumerate() {
+            if *count > 0 {
+                self.stats.buckets[i].fetch_add(*count, Ordering::Relaxed);
+                *count = 0;
+            }
+        }
+        if pending.sum_micros > 0 {
+            self.stats
+                .sum_micros
+                .fetch_add(pending.sum_micros, Ordering::Relaxed);
+            pending.sum_micros = 0;
+        }
+    }
+
+    async fn ack_now(&self, delivery: &Delivery) -> Disposition {
+        match self.queue.ack(delivery).await {
+            Ok(()) => {
+                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                Disposition::Acked
+            }
+            Err(QueueError::LeaseLost(_)) => {
+                // Another consumer holds it now; it will run again (idempotently).
+                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("lease lost before ack; the task will be delivered again");
+                Disposition::Unsettled {
+                    reason: "lease lost".into(),
+                }
+            }
+            Err(error) => unsettled("ack", error),
+        }
+    }
+
+    async fn run_and_settle(
+        &self,
+        delivery: &Delivery,
+        span: &dyn TaskSpan,
+        started: Instant,
+    ) -> (Processed, Instant) {
+        let tag = Mutex::new(None);
+        let run = {
+            let task_ctx = TaskContext {
+                span,
+                tracer: &**self.trace.factory(),
+                pool: &self.pool,
+                queue: &self.queue_name,
+                tag: &tag,
+            };
+            let fut =
+                AssertUnwindSafe(self.handler.handle(&delivery.task, &task_ctx)).catch_unwind();
+            self.drive(fut, delivery, started).await
+        };
+        let ended = Instant::now();
+        let elapsed = ended.saturating_duration_since(started);
+        let tag = tag.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut processed = self.settle(delivery, run, tag, span).await;
+        span.end();
+        processed.elapsed = elapsed;
+        (processed, ended)
     }
 
     /// Runs the handler future until it finishes, times out, or is cut off, renewing the
@@ -234,13 +358,23 @@ impl TaskWorker {
                 Output = Result<Result<(), TaskError>, Box<dyn std::any::Any + Send>>,
             >,
     {
+        let mut fut = pin!(fut);
+        // Most handlers of a busy queue finish on their first poll: take that result
+        // before paying for a timer and a cut-off listener. (The select below polled the
+        // handler first too, so this changes no outcome.)
+        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        if let Poll::Ready(result) = first {
+            return match result {
+                Ok(r) => Run::Done(r),
+                Err(panic) => Run::Panicked(panic_message(&*panic)),
+            };
+        }
         let timeout = Duration::from_millis(self.settings.task_timeout_ms.load(Ordering::Relaxed));
         // One clock reading per task: the start time the caller already took.
         let start = tokio::time::Instant::from_std(started);
         let deadline = start + timeout;
         let renewal = self.settings.lease_renewal;
         let mut wake = renewal.map_or(deadline, |every| deadline.min(start + every));
-        let mut fut = pin!(fut);
         let mut hard = pin!(self.hard_stop.stopped());
         loop {
             tokio::select! {
@@ -271,7 +405,7 @@ impl TaskWorker {
 
     async fn settle(
         &self,
-        mut delivery: Delivery,
+        delivery: &Delivery,
         run: Run,
         tag: Option<String>,
         span: &dyn TaskSpan,
@@ -280,11 +414,15 @@ impl TaskWorker {
         let mut panicked = false;
         let failure = match run {
             Run::Done(Ok(())) => {
-                self.stats.outage_streak.store(0, Ordering::Relaxed);
+                // Read first: a store on every success would bounce the cache line
+                // between the threads of a busy pool.
+                if self.stats.outage_streak.load(Ordering::Relaxed) != 0 {
+                    self.stats.outage_streak.store(0, Ordering::Relaxed);
+                }
                 return self.succeed(delivery, tag).await;
             }
             Run::Interrupted => {
-                let disposition = match self.queue.release(&delivery, None).await {
+                let disposition = match self.queue.release(delivery, None).await {
                     Ok(()) => Disposition::Released {
                         reason: "interrupted by shutdown".into(),
                     },
@@ -298,15 +436,13 @@ impl TaskWorker {
                 tracing::warn!(%reason, retry_in = ?delay, "dependency unavailable, task goes back without counting an attempt");
                 self.stats.error(&reason);
                 span.set_error(&reason);
-                let disposition = match self.queue.release(&delivery, Some(delay)).await {
+                let disposition = match self.queue.release(delivery, Some(delay)).await {
                     Ok(()) => Disposition::Released { reason },
                     Err(error) => unsettled("release", error),
                 };
                 return Processed {
-                    disposition,
-                    panicked: false,
                     outage_pause: Some(delay.min(MAX_OUTAGE_PAUSE)),
-                    elapsed: Duration::ZERO,
+                    ..processed(disposition)
                 };
             }
             Run::Done(Err(TaskError::Reject { reason })) => {
@@ -314,8 +450,8 @@ impl TaskWorker {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 self.stats.error(&reason);
                 tracing::warn!(%reason, "task rejected for good, dead-lettering");
-                return match self.queue.dead_letter(&delivery, &reason).await {
-                    Ok(()) => self.dead_lettered(&delivery, reason).await,
+                return match self.queue.dead_letter(delivery, &reason).await {
+                    Ok(()) => self.dead_lettered(delivery, reason).await,
                     Err(error) => processed(unsettled("dead-letter", error)),
                 };
             }
@@ -337,13 +473,20 @@ impl TaskWorker {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         self.stats.error(&reason);
         span.set_error(&reason);
-        if delivery.task.headers.get(FIRST_ATTEMPT_HEADER).is_none() {
-            // Lets the retry's span link to this first attempt.
+        // Lets the retry's span link to this first attempt. A copy: failures are rare,
+        // and the success path then never copies a delivery.
+        let recorded;
+        let delivery = if delivery.task.headers.get(FIRST_ATTEMPT_HEADER).is_none() {
+            let mut copy = delivery.clone();
             let first = span.context().traceparent();
-            delivery.task.headers.insert(FIRST_ATTEMPT_HEADER, first);
-        }
+            copy.task.headers.insert(FIRST_ATTEMPT_HEADER, first);
+            recorded = copy;
+            &recorded
+        } else {
+            delivery
+        };
         let delay = after.unwrap_or_else(|| retry.delay(delivery.task.attempts));
-        let disposition = match self.queue.nack(&delivery, Some(delay), &reason).await {
+        let disposition = match self.queue.nack(delivery, Some(delay), &reason).await {
             Ok(NackOutcome::Requeued) => {
                 tracing::warn!(%reason, retry_in = ?delay, "task failed, will retry");
                 Disposition::Retried { reason }
@@ -352,20 +495,18 @@ impl TaskWorker {
                 tracing::error!(%reason, "task failed for the last time, dead-lettered");
                 return Processed {
                     panicked,
-                    ..self.dead_lettered(&delivery, reason).await
+                    ..self.dead_lettered(delivery, reason).await
                 };
             }
             Err(error) => unsettled("nack", error),
         };
         Processed {
-            disposition,
             panicked,
-            outage_pause: None,
-            elapsed: Duration::ZERO,
+            ..processed(disposition)
         }
     }
 
-    async fn succeed(&self, delivery: Delivery, tag: Option<String>) -> Processed {
+    async fn succeed(&self, delivery: &Delivery, tag: Option<String>) -> Processed {
         if let Some(origin) = &delivery.task.origin {
             match self.acks.get(&origin.source) {
                 Some(ack) => {
@@ -378,17 +519,15 @@ impl TaskWorker {
                         let delay = self.settings.retry.delay(streak);
                         tracing::warn!(%error, source = %origin.source, retry_in = ?delay, "source acknowledgement failed, task goes back");
                         self.stats.error(&error.to_string());
-                        let disposition = match self.queue.release(&delivery, Some(delay)).await {
+                        let disposition = match self.queue.release(delivery, Some(delay)).await {
                             Ok(()) => Disposition::Released {
                                 reason: error.to_string(),
                             },
                             Err(error) => unsettled("release", error),
                         };
                         return Processed {
-                            disposition,
-                            panicked: false,
                             outage_pause: Some(delay.min(MAX_OUTAGE_PAUSE)),
-                            elapsed: Duration::ZERO,
+                            ..processed(disposition)
                         };
                     }
                 }
@@ -399,20 +538,11 @@ impl TaskWorker {
                 }
             }
         }
-        match self.queue.ack(&delivery).await {
-            Ok(()) => {
-                self.stats.processed.fetch_add(1, Ordering::Relaxed);
-                processed(Disposition::Acked)
-            }
-            Err(QueueError::LeaseLost(_)) => {
-                // Another consumer holds it now; it will run again (idempotently).
-                self.stats.processed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("lease lost before ack; the task will be delivered again");
-                processed(Disposition::Unsettled {
-                    reason: "lease lost".into(),
-                })
-            }
-            Err(error) => processed(unsettled("ack", error)),
+        Processed {
+            to_ack: true,
+            // Only a source acknowledgement was awaited.
+            waited: delivery.task.origin.is_some(),
+            ..processed(Disposition::Acked)
         }
     }
 
@@ -441,16 +571,22 @@ impl TaskWorker {
 #[async_trait]
 impl Worker for TaskWorker {
     async fn process(&self, delivery: Delivery) -> Disposition {
-        self.process_one(delivery).await.disposition
+        self.stats.busy.fetch_add(1, Ordering::Relaxed);
+        let (processed, _) = self.process_one(delivery, Instant::now(), None).await;
+        self.stats.busy.fetch_sub(1, Ordering::Relaxed);
+        processed.disposition
     }
 }
 
+/// A settled delivery that awaited a queue call (or a source).
 fn processed(disposition: Disposition) -> Processed {
     Processed {
         disposition,
         panicked: false,
         outage_pause: None,
         elapsed: Duration::ZERO,
+        to_ack: false,
+        waited: true,
     }
 }
 

@@ -46,7 +46,7 @@ impl TaskSink for RecordingSink {
     async fn publish(&self, task: Task) -> Result<PublishOutcome, QueueError> {
         let mut s = self.inner.lock().unwrap();
         if let Some(origin) = &task.origin
-            && !s.live.insert(origin.clone())
+            && !s.live.insert((**origin).clone())
         {
             s.duplicates += 1;
             return Ok(PublishOutcome::Duplicate);

@@ -97,6 +97,12 @@ fn main() -> Result<()> {
         .build()
         .context("tokio runtime")?;
     rt.block_on(async {
+        if std::env::var_os("BENCH_RUNTIME_ONLY").is_some() {
+            // For profilers: only the runtime pipeline with 8 workers.
+            let ours = runtime_pipeline(n, 8, None).await?;
+            println!("plba runtime, 8 workers: {ours:.0} tasks/s");
+            return Ok(());
+        }
         let mut rows = Vec::new();
         for workers in [1usize, 8] {
             // Alternate to spread machine noise over both.
