@@ -4,6 +4,7 @@
 
 mod lifecycle;
 mod outcomes;
+mod signals;
 mod tracing_ctx;
 
 use std::sync::Arc;
