@@ -16,7 +16,7 @@ use crate::backoff::Backoff;
 use crate::config::ConfigurationManager;
 use crate::control::ControlPlaneService;
 use crate::health::{HealthRegistry, QueueHealth};
-use crate::signal::{StopToken, termination};
+use crate::signal::{StopToken, Termination};
 use crate::sources::SourceRunner;
 use crate::supervisor::{DrainReport, PoolSettings, SupervisorError, WorkerSupervisor};
 use crate::trace::{IdTraceFactory, TraceService};
@@ -156,6 +156,7 @@ impl RuntimeBuilder {
                 sources_stop: StopToken::new(),
                 endpoints_stop: StopToken::new(),
                 background: Mutex::new(Vec::new()),
+                signal_task: Mutex::new(None),
                 source_tasks: Mutex::new(Vec::new()),
                 handle_signals: self.handle_signals,
                 pool_settings,
@@ -182,6 +183,8 @@ pub(crate) struct Inner {
     sources_stop: StopToken,
     endpoints_stop: StopToken,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Turns SIGINT/SIGTERM into a stop request (and a second one into exit 130).
+    signal_task: Mutex<Option<JoinHandle<()>>>,
     source_tasks: Mutex<Vec<JoinHandle<()>>>,
     handle_signals: bool,
     pool_settings: PoolSettings,
@@ -388,6 +391,27 @@ impl RuntimeManager {
             config_version = inner.config.current().version,
             "runtime starting"
         );
+        if inner.handle_signals {
+            // Listening starts now, before anything runs, so no signal is lost to the
+            // default action (which would kill the process without draining).
+            let mut signals = Termination::listen();
+            let requested = inner.shutdown_requested.clone();
+            let task = tokio::spawn(async move {
+                loop {
+                    let signal = signals.next().await;
+                    if requested.is_stopped() {
+                        // An operator who asks twice means it.
+                        tracing::warn!(signal, "second stop signal; exiting at once");
+                        std::process::exit(130);
+                    }
+                    tracing::info!(signal, "stop requested");
+                    requested.stop();
+                }
+            });
+            if let Ok(mut slot) = inner.signal_task.lock() {
+                *slot = Some(task);
+            }
+        }
 
         // Modules register, in order, each seeing the services of those before it.
         let mut pools: Vec<PoolSpec> = Vec::new();
@@ -534,15 +558,8 @@ impl RuntimeManager {
     /// Waits for a stop request: SIGINT/SIGTERM (when signals are handled) or
     /// [`RuntimeHandle::shutdown`] / the admin endpoint.
     pub async fn wait_for_shutdown_request(&self) {
-        let requested = self.inner.shutdown_requested.clone();
-        if self.inner.handle_signals {
-            tokio::select! {
-                signal = termination() => tracing::info!(signal, "stop requested"),
-                _ = requested.stopped() => tracing::info!("stop requested by the control plane"),
-            }
-        } else {
-            requested.stopped().await;
-        }
+        // With signals handled, `start` listens for them and fires this same token.
+        self.inner.shutdown_requested.stopped().await;
     }
 
     /// Graceful stop, in order; unfinished tasks go back to their queue.
@@ -555,15 +572,8 @@ impl RuntimeManager {
             };
         }
         inner.state.send_replace(RuntimeState::Stopping);
+        // From here on a stop signal forces exit (see `start`).
         inner.shutdown_requested.stop();
-        if inner.handle_signals {
-            // A second signal forces exit: an operator who asks twice means it.
-            tokio::spawn(async {
-                let signal = termination().await;
-                tracing::warn!(signal, "second stop signal; exiting at once");
-                std::process::exit(130);
-            });
-        }
         tracing::info!("runtime stopping: sources");
         inner.sources_stop.stop();
         let source_tasks: Vec<_> = inner
@@ -604,6 +614,9 @@ impl RuntimeManager {
         .is_err()
         {
             tracing::warn!("a control endpoint did not stop within 5s");
+        }
+        if let Some(task) = inner.signal_task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
         }
         inner.state.send_replace(RuntimeState::Stopped);
         tracing::info!(

@@ -53,28 +53,59 @@ impl StopSignal for StopToken {
     }
 }
 
-/// Completes on the first SIGINT or SIGTERM (Ctrl-C elsewhere), returning its name.
-pub async fn termination() -> &'static str {
+/// SIGINT and SIGTERM (Ctrl-C elsewhere), listened for from the moment this is made: the
+/// handlers are installed here, not on a first poll, so a signal that arrives right after
+/// start-up is caught rather than killing the process by its default action.
+pub struct Termination {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Termination {
+    /// Starts listening. Needs a Tokio runtime.
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                _ => None,
+            };
+            Termination { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            Termination {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "ctrl-c"
+
+    /// The next signal's name.
+    pub async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            match &mut self.streams {
+                Some((int, term)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    "SIGINT"
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "ctrl-c"
+        }
     }
+}
+
+/// Completes on the first SIGINT or SIGTERM (Ctrl-C elsewhere), returning its name.
+pub async fn termination() -> &'static str {
+    Termination::listen().next().await
 }
