@@ -1,13 +1,26 @@
 //! The acknowledger: applies a task's final outcome to its message, over its own
 //! connections (never the source's IDLE connection), from the origin key alone.
+//!
+//! Concurrent acknowledgements are batched: each call queues its message and waits for
+//! its answer, and whoever gets a connection takes every queued message with the same
+//! mailbox, UIDVALIDITY and action and applies them together — one presence check, one
+//! `UID STORE` for the whole set (and one move).
+//!
+//! At most one batch per mailbox runs at a time: the server serialises changes to a
+//! mailbox anyway (Dovecot locks its index and, on Maildir, rescans the directory), so
+//! parallel writers only wait on each other's locks. Measured on a 10,000-message Maildir
+//! with 8 workers: 8 connections storing one message each took 13 ms per `UID STORE`;
+//! one connection storing what queued meanwhile took 1.5 ms per batch of ~2.4 messages.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use runtime_contracts::{ConfigError, FinalOutcome, SourceAcknowledger, SourceError};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify, oneshot};
 use tracing::{debug, warn};
 
 use crate::config::ImapConfig;
@@ -16,6 +29,9 @@ use crate::key::{MessageKey, quote, uid_set};
 
 /// The outcome tag that files a successful message in `rejected_folder`.
 pub const TAG_REJECTED: &str = "rejected";
+
+/// Most messages applied by one batch (bounds command length and one batch's time).
+const MAX_BATCH: usize = 500;
 
 struct AckConn {
     session: Session,
@@ -26,6 +42,64 @@ struct AckConn {
     folders: HashSet<String>,
 }
 
+/// What an outcome does to its message: a flag to add, then a folder to move it to
+/// (empty: it stays).
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct Action {
+    flag: String,
+    folder: String,
+}
+
+type Answer = oneshot::Sender<Result<(), Arc<ImapError>>>;
+
+/// Acknowledgements waiting for a connection, and the mailboxes a batch runs on now.
+#[derive(Default)]
+struct Queue {
+    /// Oldest first.
+    pending: VecDeque<Request>,
+    busy: HashSet<String>,
+}
+
+/// What [`ImapAcknowledger::take_batch`] found.
+enum Take<'a> {
+    /// A batch to apply; the mailbox is busy until the guard drops.
+    Batch(Vec<Request>, BusyGuard<'a>),
+    /// Nothing queued: every request is in some caller's hands.
+    Idle,
+    /// Requests wait, but only for mailboxes a batch runs on now.
+    Busy,
+}
+
+/// Marks a mailbox free again when its batch ends, however it ends (also when the caller
+/// running it is cancelled).
+struct BusyGuard<'a> {
+    ack: &'a ImapAcknowledger,
+    mailbox: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.ack.queue().busy.remove(&self.mailbox);
+        self.ack.freed.notify_waiters();
+    }
+}
+
+/// One queued acknowledgement.
+struct Request {
+    key: MessageKey,
+    action: Action,
+    answer: Answer,
+}
+
+impl Request {
+    /// Whether `other` can go in the same batch as `self`.
+    fn batches_with(&self, other: &Request) -> bool {
+        self.key.mailbox == other.key.mailbox
+            && self.key.uidvalidity == other.key.uidvalidity
+            && self.action == other.action
+    }
+}
+
 /// Completes the mailbox side of a task:
 ///
 /// * success: `\Seen`, then MOVE to `rejected_folder` when the handler tagged the outcome
@@ -34,20 +108,27 @@ struct AckConn {
 ///   `failed_folder` if set.
 ///
 /// Folders are created when missing; without the MOVE extension it copies, flags
-/// `\Deleted` and expunges that UID (`UID EXPUNGE` with UIDPLUS). Idempotent: a message no
-/// longer in its mailbox counts as done. When the mailbox's UIDVALIDITY changed since the
-/// key was made, the message is found again by its Message-ID (part of the key); without
-/// one, nothing can be identified safely and the outcome is logged and dropped.
+/// `\Deleted` and expunges those UIDs (`UID EXPUNGE` with UIDPLUS). Idempotent: a message
+/// no longer in its mailbox counts as done. When the mailbox's UIDVALIDITY changed since
+/// the key was made, the message is found again by its Message-ID (part of the key);
+/// without one, nothing can be identified safely and the outcome is logged and dropped.
 ///
-/// Keeps `ack_connections` connections (each behind a mutex), reconnecting as needed; a
-/// failure on a reused connection is retried once on a fresh one, so a connection the
-/// server closed while unused does not cost a redelivery. Errors are
-/// [`SourceError::Unavailable`] (the task is retried later).
+/// Concurrent calls are batched, one batch per mailbox at a time (see the module docs);
+/// each call still returns only after the server confirmed the commands that covered its
+/// message. Keeps up to `ack_connections` connections (each behind a mutex; batches for
+/// different mailboxes run on them in parallel), opened when first needed and
+/// reconnecting as needed; a failure on a reused
+/// connection is retried once on a fresh one, so a connection the server closed while
+/// unused does not cost a redelivery. Errors are [`SourceError::Unavailable`] (the task is
+/// retried later).
 pub struct ImapAcknowledger {
     source_name: String,
     connector: Connector,
     slots: Vec<Mutex<Option<AckConn>>>,
     next: AtomicUsize,
+    queue: std::sync::Mutex<Queue>,
+    /// Signalled when a batch ends and its mailbox is free again.
+    freed: Notify,
 }
 
 impl std::fmt::Debug for ImapAcknowledger {
@@ -78,12 +159,86 @@ impl ImapAcknowledger {
             connector,
             slots,
             next: AtomicUsize::new(0),
+            queue: std::sync::Mutex::default(),
+            freed: Notify::new(),
         }
     }
 
     /// The name of the source whose tasks this acknowledges.
     pub fn source_name(&self) -> &str {
         &self.source_name
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // Only short, panic-free updates happen under it: it is never left half-changed.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn enqueue(
+        &self,
+        key: &MessageKey,
+        action: &Action,
+    ) -> oneshot::Receiver<Result<(), Arc<ImapError>>> {
+        let (answer, rx) = oneshot::channel();
+        self.queue().pending.push_back(Request {
+            key: key.clone(),
+            action: action.clone(),
+            answer,
+        });
+        rx
+    }
+
+    /// The oldest queued request whose mailbox is not busy and every other one that
+    /// batches with it.
+    fn take_batch(&self) -> Take<'_> {
+        let mut guard = self.queue();
+        let queue = &mut *guard;
+        if queue.pending.is_empty() {
+            return Take::Idle;
+        }
+        let Some(first) = queue
+            .pending
+            .iter()
+            .position(|r| !queue.busy.contains(&r.key.mailbox))
+            .and_then(|i| queue.pending.remove(i))
+        else {
+            return Take::Busy;
+        };
+        let mut batch = vec![first];
+        let mut rest = VecDeque::with_capacity(queue.pending.len());
+        for r in queue.pending.drain(..) {
+            if batch.len() < MAX_BATCH && batch[0].batches_with(&r) {
+                batch.push(r);
+            } else {
+                rest.push_back(r);
+            }
+        }
+        queue.pending = rest;
+        let mailbox = batch[0].key.mailbox.clone();
+        queue.busy.insert(mailbox.clone());
+        Take::Batch(batch, BusyGuard { ack: self, mailbox })
+    }
+
+    fn action(&self, outcome: &FinalOutcome) -> Action {
+        let cfg = &self.connector.config;
+        let (flag, folder) = match outcome {
+            FinalOutcome::Succeeded { tag } => {
+                let folder =
+                    if tag.as_deref() == Some(TAG_REJECTED) && !cfg.rejected_folder.is_empty() {
+                        &cfg.rejected_folder
+                    } else {
+                        &cfg.processed_folder
+                    };
+                ("\\Seen", folder)
+            }
+            FinalOutcome::DeadLettered { .. } => (cfg.failed_keyword.as_str(), &cfg.failed_folder),
+        };
+        Action {
+            flag: flag.to_owned(),
+            folder: folder.clone(),
+        }
     }
 
     async fn slot(&self) -> tokio::sync::MutexGuard<'_, Option<AckConn>> {
@@ -106,77 +261,120 @@ impl ImapAcknowledger {
         })
     }
 
+    /// Applies `batch` on the connection in `slot` (retrying once on a fresh connection
+    /// when a reused one fails) and answers every request in it.
+    async fn run_batch(&self, slot: &mut Option<AckConn>, batch: Vec<Request>) {
+        let keys: Vec<&MessageKey> = batch.iter().map(|r| &r.key).collect();
+        let action = &batch[0].action;
+        let mut last_error = None;
+        for _ in 0..2 {
+            let fresh = slot.is_none();
+            let conn = match slot.as_mut() {
+                Some(conn) => conn,
+                None => match self.connect().await {
+                    Ok(conn) => slot.insert(conn),
+                    Err(e) => {
+                        last_error = Some(e);
+                        break;
+                    }
+                },
+            };
+            match self.apply(conn, &keys, action).await {
+                Ok(()) => {
+                    for r in batch {
+                        let _ = r.answer.send(Ok(()));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    *slot = None;
+                    let retry = !fresh;
+                    debug!(source = %self.source_name, error = %e, retry, messages = keys.len(), "acknowledgement failed");
+                    last_error = Some(e);
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        let error = Arc::new(last_error.unwrap_or(ImapError::Protocol("no attempt made".into())));
+        for r in batch {
+            let _ = r.answer.send(Err(error.clone()));
+        }
+    }
+
+    /// Applies `action` to the messages of `keys`, which share mailbox and UIDVALIDITY.
     async fn apply(
         &self,
         conn: &mut AckConn,
-        key: &MessageKey,
-        outcome: &FinalOutcome,
+        keys: &[&MessageKey],
+        action: &Action,
     ) -> Result<(), ImapError> {
-        let cfg = &self.connector.config;
-        let t = cfg.command_timeout;
+        let Some(first) = keys.first() else {
+            return Ok(());
+        };
+        let mailbox = &first.mailbox;
+        let t = self.connector.config.command_timeout;
         let uidvalidity = match &conn.selected {
-            Some((mailbox, v)) if *mailbox == key.mailbox => *v,
+            Some((selected, v)) if selected == mailbox => *v,
             _ => {
                 conn.selected = None;
-                let mbox = within(t, "select", conn.session.select(&key.mailbox)).await?;
+                let mbox = within(t, "select", conn.session.select(mailbox)).await?;
                 let v = mbox.uid_validity.ok_or_else(|| {
-                    ImapError::Protocol(format!("mailbox {} has no UIDVALIDITY", key.mailbox))
+                    ImapError::Protocol(format!("mailbox {mailbox} has no UIDVALIDITY"))
                 })?;
-                conn.selected = Some((key.mailbox.clone(), v));
+                conn.selected = Some((mailbox.clone(), v));
                 v
             }
         };
-        let candidates: Vec<u32> = if uidvalidity == key.uidvalidity {
-            vec![key.uid]
-        } else if let Some(mid) = &key.message_id {
-            let query = format!("HEADER Message-ID {}", quote(mid));
-            let mut found: Vec<u32> = within(t, "uid search", conn.session.uid_search(&query))
-                .await?
-                .into_iter()
-                .collect();
-            found.sort_unstable();
-            debug!(source = %self.source_name, message_id = %mid, found = found.len(), "uidvalidity changed; found by message-id");
-            found
+        let mut candidates: Vec<u32> = Vec::with_capacity(keys.len());
+        if uidvalidity == first.uidvalidity {
+            candidates.extend(keys.iter().map(|k| k.uid));
         } else {
-            warn!(source = %self.source_name, key = %key, "uidvalidity changed and message has no message-id; outcome not applied");
-            return Ok(());
-        };
+            for key in keys {
+                let Some(mid) = &key.message_id else {
+                    warn!(source = %self.source_name, key = %key, "uidvalidity changed and message has no message-id; outcome not applied");
+                    continue;
+                };
+                let query = format!("HEADER Message-ID {}", quote(mid));
+                let found = within(t, "uid search", conn.session.uid_search(&query)).await?;
+                debug!(source = %self.source_name, message_id = %mid, found = found.len(), "uidvalidity changed; found by message-id");
+                candidates.extend(found);
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
         if candidates.is_empty() {
-            debug!(source = %self.source_name, key = %key, "message no longer in mailbox; nothing to do");
+            debug!(source = %self.source_name, key = %first, messages = keys.len(), "messages no longer in mailbox; nothing to do");
             return Ok(());
         }
         let mut present = self.present(conn, &candidates).await?;
-        if present.is_empty() {
+        if present.len() < candidates.len() {
             // The session may not know mail newer than its last sync yet.
             within(t, "noop", conn.session.noop()).await?;
-            present = self.present(conn, &candidates).await?;
+            let missing: Vec<u32> = candidates
+                .iter()
+                .copied()
+                .filter(|u| present.binary_search(u).is_err())
+                .collect();
+            present.extend(self.present(conn, &missing).await?);
+            present.sort_unstable();
+            present.dedup();
         }
         if present.is_empty() {
-            debug!(source = %self.source_name, key = %key, "message no longer in mailbox; nothing to do");
+            debug!(source = %self.source_name, key = %first, messages = keys.len(), "messages no longer in mailbox; nothing to do");
             return Ok(());
         }
         let set = uid_set(&present);
-        let (flag, folder) = match outcome {
-            FinalOutcome::Succeeded { tag } => {
-                let folder =
-                    if tag.as_deref() == Some(TAG_REJECTED) && !cfg.rejected_folder.is_empty() {
-                        &cfg.rejected_folder
-                    } else {
-                        &cfg.processed_folder
-                    };
-                ("\\Seen", folder)
-            }
-            FinalOutcome::DeadLettered { .. } => (cfg.failed_keyword.as_str(), &cfg.failed_folder),
-        };
-        self.store(conn, &set, &format!("+FLAGS.SILENT ({flag})"))
+        self.store(conn, &set, &format!("+FLAGS.SILENT ({})", action.flag))
             .await?;
-        if !folder.is_empty() && *folder != key.mailbox {
-            self.move_to(conn, &set, folder).await?;
+        if !action.folder.is_empty() && action.folder != *mailbox {
+            self.move_to(conn, &set, &action.folder).await?;
         }
         Ok(())
     }
 
-    /// The UIDs among `uids` still in the selected mailbox.
+    /// The UIDs among `uids` (sorted) still in the selected mailbox, sorted.
     async fn present(&self, conn: &mut AckConn, uids: &[u32]) -> Result<Vec<u32>, ImapError> {
         let t = self.connector.config.command_timeout;
         within(t, "fetch uid", async {
@@ -184,7 +382,7 @@ impl ImapAcknowledger {
             let mut stream = conn.session.uid_fetch(uid_set(uids), "(UID)").await?;
             while let Some(f) = stream.next().await {
                 if let Some(uid) = f?.uid
-                    && uids.contains(&uid)
+                    && uids.binary_search(&uid).is_ok()
                 {
                     out.push(uid);
                 }
@@ -255,38 +453,60 @@ impl SourceAcknowledger for ImapAcknowledger {
         let key: MessageKey = key
             .parse()
             .map_err(|e: crate::key::ParseKeyError| SourceError::Config(e.to_string()))?;
-        let mut slot = self.slot().await;
-        let mut last_error = None;
-        for _ in 0..2 {
-            let fresh = slot.is_none();
-            let conn = match slot.as_mut() {
-                Some(conn) => conn,
-                None => match self.connect().await {
-                    Ok(conn) => slot.insert(conn),
-                    Err(e) => {
-                        last_error = Some(e);
-                        break;
-                    }
-                },
+        let action = self.action(outcome);
+        let mut answer = self.enqueue(&key, &action);
+        // Set once another caller holds our request: then only its answer is awaited.
+        let mut taken = false;
+        loop {
+            let result = if taken {
+                (&mut answer).await
+            } else {
+                // Armed before looking at the queue, so a batch ending in between wakes it.
+                let mut freed = pin!(self.freed.notified());
+                freed.as_mut().enable();
+                let busy = tokio::select! {
+                    biased;
+                    result = &mut answer => Err(result),
+                    mut slot = self.slot() => match self.take_batch() {
+                        Take::Batch(batch, _busy) => {
+                            // Not necessarily ours: the oldest first, then come back.
+                            self.run_batch(&mut slot, batch).await;
+                            Ok(false)
+                        }
+                        Take::Idle => {
+                            taken = true;
+                            Ok(false)
+                        }
+                        Take::Busy => Ok(true),
+                    },
+                };
+                match busy {
+                    Err(result) => result,
+                    Ok(false) => continue,
+                    // Wait (without holding a connection) for our answer or a free mailbox.
+                    Ok(true) => tokio::select! {
+                        biased;
+                        result = &mut answer => result,
+                        () = freed => continue,
+                    },
+                }
             };
-            match self.apply(conn, &key, outcome).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    *slot = None;
-                    let retry = !fresh;
-                    debug!(source = %self.source_name, error = %e, retry, "acknowledgement failed");
-                    last_error = Some(e);
-                    if !retry {
-                        break;
-                    }
+            match result {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(error)) => {
+                    warn!(source = %self.source_name, key = %key, error = %error, "imap acknowledgement failed");
+                    return Err(SourceError::unavailable(
+                        format!("imap acknowledgement of {key} failed: {error}"),
+                        error,
+                    ));
+                }
+                // The caller that held it was cancelled before answering: queue it again
+                // (acknowledging is idempotent).
+                Err(_) => {
+                    answer = self.enqueue(&key, &action);
+                    taken = false;
                 }
             }
         }
-        let error = last_error.unwrap_or(ImapError::Protocol("no attempt made".into()));
-        warn!(source = %self.source_name, key = %key, error = %error, "imap acknowledgement failed");
-        Err(SourceError::unavailable(
-            format!("imap acknowledgement of {key} failed: {error}"),
-            error,
-        ))
     }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ack;
+mod batch;
 mod idle;
 mod poll;
 mod support;
