@@ -9,10 +9,14 @@
 //!   `INSERT .. ON CONFLICT (message_id) DO NOTHING RETURNING id`, then the lines. A
 //!   second save of the same message (a redelivery, a concurrent worker in another
 //!   process) inserts nothing and reports [`SaveResult::AlreadyExists`].
+//! * On SQLite, concurrent saves are group-committed (module `group`): one transaction and one
+//!   fsync for all the orders waiting, each caller still answered only once its order is
+//!   durable. `synchronous` stays at sqlx's `FULL`.
 //! * [`StoreError::is_unavailable`] tells an outage (connection refused, timeouts, a
 //!   locked SQLite file, a PostgreSQL shutdown) from a failure of the statement itself, so
 //!   the handler can wait out an outage without using up the task's attempts.
 
+mod group;
 mod health;
 
 use std::borrow::Cow;
@@ -152,6 +156,8 @@ enum Pool {
 pub struct OrderStore {
     pool: Pool,
     migrated: Arc<OnceCell<()>>,
+    /// SQLite's writer queue, shared by the clones of this store.
+    group: Arc<group::GroupCommit>,
 }
 
 impl std::fmt::Debug for OrderStore {
@@ -213,6 +219,7 @@ impl OrderStore {
         Ok(OrderStore {
             pool,
             migrated: Arc::new(OnceCell::new()),
+            group: Arc::default(),
         })
     }
 
@@ -290,15 +297,16 @@ impl OrderStore {
     }
 
     /// Stores `order` and its lines in one transaction, unless an order with the same
-    /// message identity exists already.
+    /// message identity exists already. Returns once the order is committed.
     pub async fn save(&self, order: &Order) -> Result<SaveResult, StoreError> {
         self.ensure_migrated().await?;
-        let kind = self.kind();
-        let result = match &self.pool {
-            Pool::Sqlite(pool) => save_sqlite(pool, order).await,
-            Pool::Postgres(pool) => save_postgres(pool, order).await,
-        };
-        result.map_err(|e| classify(kind, e))
+        match &self.pool {
+            // PostgreSQL commits concurrent transactions in parallel already.
+            Pool::Sqlite(pool) => self.group.save(pool, order).await,
+            Pool::Postgres(pool) => save_postgres(pool, order)
+                .await
+                .map_err(|e| classify(Kind::Postgres, e)),
+        }
     }
 
     /// All orders, oldest first, with their lines.
@@ -379,6 +387,16 @@ async fn save_sqlite(pool: &SqlitePool, order: &Order) -> Result<SaveResult, sql
     // IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrade when two
     // writers race, and busy_timeout makes the second one wait.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let result = insert_sqlite(&mut tx, order).await?;
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// Inserts `order` and its lines in the open transaction `tx`, unless it exists already.
+async fn insert_sqlite(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    order: &Order,
+) -> Result<SaveResult, sqlx::Error> {
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO orders (message_id, customer, po_number, status, reason, total_cents) \
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING RETURNING id",
@@ -389,10 +407,10 @@ async fn save_sqlite(pool: &SqlitePool, order: &Order) -> Result<SaveResult, sql
     .bind(order.status.as_str())
     .bind(order.reason.as_ref().map(|r| r.to_string()))
     .bind(order.total_cents)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
+    // Nothing was written for a duplicate: committing it is as good as rolling back.
     let Some(id) = id else {
-        tx.rollback().await?;
         return Ok(SaveResult::AlreadyExists);
     };
     for line in &order.lines {
@@ -403,10 +421,9 @@ async fn save_sqlite(pool: &SqlitePool, order: &Order) -> Result<SaveResult, sql
         .bind(&line.sku)
         .bind(line.quantity as i64)
         .bind(line.unit_price_cents)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(SaveResult::Inserted)
 }
 

@@ -107,6 +107,80 @@ async fn exercise(store: &OrderStore) {
     assert_eq!(health.status, HealthStatus::Up);
 }
 
+/// Many saves at once, as from many workers: new orders, duplicates among them, one
+/// stored before and one the schema refuses. Each caller gets its own order's result,
+/// whether or not the store commits them together.
+async fn concurrent_saves(store: &OrderStore) {
+    assert_eq!(
+        store.save(&accepted("before@x")).await.unwrap(),
+        SaveResult::Inserted
+    );
+    let mut bad = accepted("bad@x");
+    bad.lines[0].quantity = 0; // violates the quantity check
+    let mut jobs: Vec<(Order, Option<SaveResult>)> = Vec::new();
+    for i in 0..40 {
+        jobs.push((accepted(&format!("g{i}@x")), None));
+    }
+    for _ in 0..3 {
+        jobs.push((accepted("before@x"), Some(SaveResult::AlreadyExists)));
+    }
+    jobs.push((bad, None));
+    // Three saves each of ten messages: exactly one of each three inserts.
+    for i in 0..10 {
+        for _ in 0..2 {
+            jobs.push((accepted(&format!("g{i}@x")), None));
+        }
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(jobs.len()));
+    let handles = jobs.iter().map(|(order, _)| {
+        let (store, order, start) = (store.clone(), order.clone(), start.clone());
+        tokio::spawn(async move {
+            start.wait().await;
+            store.save(&order).await
+        })
+    });
+    let results = futures_join(handles).await;
+    let mut inserted = std::collections::HashMap::<String, usize>::new();
+    for ((order, want), result) in jobs.iter().zip(&results) {
+        if order.message_id == "bad@x" {
+            let err = result.as_ref().unwrap_err();
+            assert!(!err.is_unavailable(), "{err:?}");
+            continue;
+        }
+        let got = *result.as_ref().unwrap();
+        if let Some(want) = want {
+            assert_eq!(got, *want, "{}", order.message_id);
+        }
+        if got == SaveResult::Inserted {
+            *inserted.entry(order.message_id.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(inserted.len(), 40, "{inserted:?}");
+    assert!(inserted.values().all(|n| *n == 1), "{inserted:?}");
+    let orders = store.list().await.unwrap();
+    assert_eq!(orders.len(), 41);
+    assert!(store.find("bad@x").await.unwrap().is_none());
+    assert!(orders.iter().all(|o| o.lines.len() == 2), "{orders:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_saves_each_get_their_own_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("orders.db").display());
+    let store = OrderStore::connect(&url).await.unwrap();
+    concurrent_saves(&store).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_saves_each_get_their_own_result() {
+    let db = PgDatabase::create().await;
+    let store = OrderStore::connect(&db.url).await.unwrap();
+    concurrent_saves(&store).await;
+    store.close().await;
+    db.drop_now().await;
+}
+
 async fn futures_join<T: Send + 'static>(
     handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
 ) -> Vec<T> {
