@@ -80,9 +80,10 @@ pub struct ImapConfig {
     /// Longest reconnect delay.
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
-    /// Connections the acknowledger keeps (acknowledgements run in parallel on them).
-    /// Default 4: acknowledgements are one round trip each, so they bound throughput;
-    /// raise it toward the worker concurrency if the server allows that many logins.
+    /// Connections the acknowledger may keep (opened when first needed). Concurrent
+    /// acknowledgements are batched, one batch per mailbox at a time (parallel writers
+    /// to one mailbox only wait on the server's locks), so this bounds how many mailboxes
+    /// are worked on at once. Default 4.
     pub ack_connections: usize,
 }
 
