@@ -7,7 +7,9 @@
 //! certificate), and a capability list without `IDLE` or `MOVE` to exercise fallbacks.
 //!
 //! Dovecot `setsid()`s, so its master pid is its process group: dropping the fixture sends
-//! SIGTERM to the whole group (about 15 ms; the master alone takes a second).
+//! SIGTERM to the whole group (about 15 ms; the master alone takes a second). A test
+//! process killed before it drops its fixture leaves the server running; the next
+//! fixture started on the machine stops such orphans and removes their dirs.
 //!
 //! Running as root, Dovecot refuses to touch mail as UID 0, so mail and home dirs belong to
 //! `nobody`. Test assertions read mailbox state with `doveadm` (no IMAP client needed).
@@ -20,6 +22,10 @@ use tokio::process::Command;
 
 const DOVECOT: &str = "/usr/sbin/dovecot";
 const DOVEADM: &str = "doveadm";
+/// Temp dirs of fixtures start with this.
+const DIR_PREFIX: &str = "plba-dovecot-";
+/// The pid of the process that owns a fixture, in its dir.
+const OWNER_FILE: &str = "owner.pid";
 /// Dovecot's exit code when a listener's port is taken.
 const EXIT_PORT_TAKEN: i32 = 89;
 
@@ -161,10 +167,14 @@ impl DovecotServer {
         if !Path::new(DOVECOT).exists() {
             bail!("dovecot not found: install it with `apt-get install -y dovecot-imapd`");
         }
+        reap_orphans();
         let dir = tempfile::Builder::new()
-            .prefix("plba-dovecot-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .context("cannot create a temp dir for dovecot")?;
+        // Lets a later fixture tell an orphan (its test process was killed) from a live one.
+        std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())
+            .context("cannot write the owner file")?;
         let mut server = DovecotServer {
             conf: dir.path().join("dovecot.conf"),
             dir,
@@ -702,6 +712,46 @@ fn parse_fetch(out: &str) -> Vec<StoredMessage> {
     messages
 }
 
+/// Stops the servers, and removes the dirs, of fixtures whose test process died without
+/// dropping them (killed by a test runner's timeout, say), so they do not pile up on a CI
+/// machine. A fixture counts as orphaned only when its owner process is gone; its master
+/// is signalled only when that process still runs this fixture's own config.
+fn reap_orphans() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let is_fixture = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+        let pid_in = |file: &Path| -> Option<u32> {
+            std::fs::read_to_string(file).ok()?.trim().parse().ok()
+        };
+        // No owner file yet: being created right now, or not ours; leave it.
+        let Some(owner) = pid_in(&dir.join(OWNER_FILE)).filter(|_| is_fixture) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
+        }
+        if let Some(master) = pid_in(&dir.join("run/master.pid")) {
+            let conf = dir.join("dovecot.conf");
+            let runs_this_conf = std::fs::read(format!("/proc/{master}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&*conf.to_string_lossy()))
+                .unwrap_or(false);
+            if runs_this_conf {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{master}")])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// A loopback port that was free a moment ago.
 fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -780,7 +830,32 @@ async fn openssl(args: &[&str]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// A fixture whose owner died is stopped and removed when the next one starts; a
+    /// live one is left alone.
+    #[tokio::test]
+    async fn the_next_fixture_reaps_an_orphaned_server() {
+        let mut orphan = DovecotServer::start().await.unwrap();
+        let live = DovecotServer::start().await.unwrap();
+        let master = orphan.master_pid.unwrap();
+        // Make its owner a process that has ended.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        std::fs::write(orphan.dir().join(OWNER_FILE), gone.id().to_string()).unwrap();
+
+        let _next = DovecotServer::start().await.unwrap();
+
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_alive(master) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!group_alive(master), "the orphan's dovecot still runs");
+        assert!(!orphan.dir().exists(), "the orphan's dir is still there");
+        assert!(live.dir().exists() && group_alive(live.master_pid.unwrap()));
+        orphan.master_pid = None; // Already stopped; nothing for drop to do.
+    }
 
     #[test]
     fn doveadm_fetch_output_is_parsed() {
