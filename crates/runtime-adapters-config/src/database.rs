@@ -24,7 +24,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
-use crate::value::{parse_value, redact_url};
+use crate::value::redact_url;
 
 /// The section that turns the database layer on.
 pub const CONFIG_DB_SECTION: &str = "config_db";
@@ -318,15 +318,7 @@ impl ConfigProvider for DatabaseProvider {
                 });
                 continue;
             }
-            match parse_value(&raw) {
-                Value::Object(map) => {
-                    let sub = ConfigLayer::from_tree("", &Value::Object(map), &origin);
-                    for (k, e) in sub.entries {
-                        layer.entries.insert(format!("{key}.{k}"), e);
-                    }
-                }
-                v => layer.set(key, v, origin),
-            }
+            layer.set_raw(&key, &raw, origin);
         }
         if issues.is_empty() {
             Ok(layer)

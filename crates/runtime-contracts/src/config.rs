@@ -95,6 +95,21 @@ impl ConfigLayer {
             .insert(key.into(), ConfigEntry { value, origin });
     }
 
+    /// Sets `key` from text as an operator typed it (an environment variable, a database
+    /// row): read by [`parse_value`]; a table (`{ a = 1 }`) becomes one leaf per field
+    /// below `key`, as a file would give.
+    pub fn set_raw(&mut self, key: &str, raw: &str, origin: ConfigOrigin) {
+        match parse_value(raw) {
+            serde_json::Value::Object(map) => {
+                let sub = ConfigLayer::from_tree("", &serde_json::Value::Object(map), &origin);
+                for (k, e) in sub.entries {
+                    self.entries.insert(format!("{key}.{k}"), e);
+                }
+            }
+            v => self.set(key, v, origin),
+        }
+    }
+
     /// Splits a JSON tree into dotted leaves (arrays stay whole), all with `origin`.
     pub fn from_tree(
         name: impl Into<String>,
@@ -410,6 +425,38 @@ impl fmt::Display for Secret {
 impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str("***")
+    }
+}
+
+/// Reads text as a TOML value (`8`, `true`, `"x"`, `[1, 2]`, `{ a = 1 }`); text that is
+/// not one is returned as a string, so `memory` and `30s` need no quotes.
+pub fn parse_value(raw: &str) -> serde_json::Value {
+    use serde_json::Value;
+    if raw.contains(['\n', '\r']) {
+        return Value::String(raw.to_owned());
+    }
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) if t.len() == 1 => t
+            .remove("v")
+            .map(toml_to_json)
+            .unwrap_or_else(|| Value::String(raw.to_owned())),
+        _ => Value::String(raw.to_owned()),
+    }
+}
+
+/// A TOML value as JSON (datetimes become their text).
+pub fn toml_to_json(v: toml::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
     }
 }
 

@@ -52,7 +52,7 @@ mod worker;
 
 pub use config::{
     ConfigChange, ConfigEntry, ConfigError, ConfigIssue, ConfigLayer, ConfigOrigin, ConfigProvider,
-    ConfigSnapshot, ConfigSubscriber, Secret, is_secret_key, redact_url,
+    ConfigSnapshot, ConfigSubscriber, Secret, is_secret_key, parse_value, redact_url, toml_to_json,
 };
 pub use control::{
     AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, ModuleStatus, ReloadReport,

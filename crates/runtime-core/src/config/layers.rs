@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use figment::Figment;
 use figment::providers::{Format, Toml, Yaml};
+pub use runtime_contracts::parse_value;
 use runtime_contracts::{ConfigError, ConfigLayer, ConfigOrigin, ConfigProvider};
 use serde_json::Value;
 
@@ -147,33 +148,9 @@ impl ConfigProvider for EnvProvider {
             let Some(key) = self.key_for(&name) else {
                 continue;
             };
-            let origin = ConfigOrigin::Env { var: name.clone() };
-            match parse_value(&raw) {
-                Value::Object(map) => {
-                    let sub = ConfigLayer::from_tree("", &Value::Object(map), &origin);
-                    for (k, e) in sub.entries {
-                        layer.entries.insert(format!("{key}.{k}"), e);
-                    }
-                }
-                v => layer.set(key, v, origin),
-            }
+            layer.set_raw(&key, &raw, ConfigOrigin::Env { var: name.clone() });
         }
         Ok(layer)
-    }
-}
-
-/// Reads text as a TOML value (`8`, `true`, `"x"`, `[1, 2]`, `{ a = 1 }`); text that is
-/// not one is returned as a string.
-pub fn parse_value(raw: &str) -> Value {
-    if raw.contains(['\n', '\r']) {
-        return Value::String(raw.to_owned());
-    }
-    let doc = format!("v = {raw}");
-    match Figment::from(Toml::string(&doc)).extract::<serde_json::Map<String, Value>>() {
-        Ok(mut map) if map.len() == 1 => map
-            .remove("v")
-            .unwrap_or_else(|| Value::String(raw.to_owned())),
-        _ => Value::String(raw.to_owned()),
     }
 }
 
