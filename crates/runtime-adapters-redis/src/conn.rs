@@ -105,6 +105,20 @@ impl Connections {
         Ok((i, conn))
     }
 
+    /// Runs `call` on a shared connection; an error that may have broken the connection
+    /// drops it, so the next call reconnects.
+    pub(crate) async fn with_shared<T>(
+        &self,
+        call: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, RedisError>,
+    ) -> Result<T, RedisError> {
+        let (slot, mut conn) = self.shared().await?;
+        let result = call(&mut conn).await;
+        if let Err(error) = &result {
+            self.forget(slot, error);
+        }
+        result
+    }
+
     /// Drops shared connection `i` after an error that may have broken it; the next
     /// call reconnects.
     pub(crate) fn forget(&self, i: usize, error: &RedisError) {

@@ -23,6 +23,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, FromRedisValue, RedisError, Script};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -212,11 +213,10 @@ impl RedisLease {
         op: &'static str,
         cmd: &redis::Cmd,
     ) -> Result<T, LeaseError> {
-        let (slot, mut conn) = self.conns.shared().await.map_err(|e| self.error(op, e))?;
-        cmd.query_async::<T>(&mut conn).await.map_err(|e| {
-            self.conns.forget(slot, &e);
-            self.error(op, e)
-        })
+        self.conns
+            .with_shared(async |c: &mut MultiplexedConnection| cmd.query_async::<T>(c).await)
+            .await
+            .map_err(|e| self.error(op, e))
     }
 
     async fn eval<T: FromRedisValue>(
@@ -224,11 +224,10 @@ impl RedisLease {
         op: &'static str,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T, LeaseError> {
-        let (slot, mut conn) = self.conns.shared().await.map_err(|e| self.error(op, e))?;
-        inv.invoke_async::<T>(&mut conn).await.map_err(|e| {
-            self.conns.forget(slot, &e);
-            self.error(op, e)
-        })
+        self.conns
+            .with_shared(async |c: &mut MultiplexedConnection| inv.invoke_async::<T>(c).await)
+            .await
+            .map_err(|e| self.error(op, e))
     }
 
     fn error(&self, op: &'static str, source: RedisError) -> LeaseError {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_redis::Connection;
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, FromRedisValue, Script, ScriptInvocation, Value};
 use futures_util::future::try_join_all;
 use tokio::time::Instant;
@@ -119,18 +120,10 @@ impl RedisQueue {
         inv: &ScriptInvocation<'static>,
     ) -> Result<T, QueueError> {
         self.check_open()?;
-        let (slot, mut conn) = self
-            .conns
-            .shared()
+        self.conns
+            .with_shared(async |c: &mut MultiplexedConnection| inv.invoke_async::<T>(c).await)
             .await
-            .map_err(|e| self.outage(what, e))?;
-        match inv.invoke_async::<T>(&mut conn).await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                self.conns.forget(slot, &e);
-                Err(self.outage(what, e))
-            }
-        }
+            .map_err(|e| self.outage(what, e))
     }
 
     /// Runs one plain command on a shared connection.
@@ -140,18 +133,10 @@ impl RedisQueue {
         cmd: &redis::Cmd,
     ) -> Result<T, QueueError> {
         self.check_open()?;
-        let (slot, mut conn) = self
-            .conns
-            .shared()
+        self.conns
+            .with_shared(async |c: &mut MultiplexedConnection| cmd.query_async::<T>(c).await)
             .await
-            .map_err(|e| self.outage(what, e))?;
-        match cmd.query_async::<T>(&mut conn).await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                self.conns.forget(slot, &e);
-                Err(self.outage(what, e))
-            }
-        }
+            .map_err(|e| self.outage(what, e))
     }
 
     fn outage(&self, what: &str, e: redis::RedisError) -> QueueError {
@@ -273,15 +258,12 @@ impl RedisQueue {
                     .arg(&private)
                     .arg(60_000)
                     .ignore();
-                let (slot, mut shared) = self
-                    .conns
-                    .shared()
+                self.conns
+                    .with_shared(async |c: &mut MultiplexedConnection| {
+                        poke.query_async::<()>(c).await
+                    })
                     .await
                     .map_err(|e| self.outage("wake", e))?;
-                if let Err(e) = poke.query_async::<()>(&mut shared).await {
-                    self.conns.forget(slot, &e);
-                    return Err(self.outage("wake", e));
-                }
                 match tokio::time::timeout(self.operation_timeout, &mut blpop).await {
                     Ok(r) => r,
                     Err(_) => {
@@ -345,7 +327,7 @@ impl RedisQueue {
 
     async fn publish_chunk(
         &self,
-        mut conn: redis::aio::MultiplexedConnection,
+        mut conn: MultiplexedConnection,
         slot: usize,
         tasks: &[Task],
     ) -> Result<Vec<PublishOutcome>, QueueError> {
