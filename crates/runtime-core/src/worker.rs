@@ -272,22 +272,8 @@ impl TaskWorker {
     /// Acks what `pending` holds and adds its counts to the pool's.
     pub(crate) async fn flush(&self, pending: &mut Pending) {
         if !pending.acks.is_empty() {
-            let n = pending.acks.len() as u64;
-            match self.queue.ack_batch(&pending.acks).await {
-                Ok(()) => {
-                    self.stats.processed.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(QueueError::LeaseLost(_)) => {
-                    // Another consumer holds one now; it runs again (idempotently).
-                    self.stats.processed.fetch_add(n, Ordering::Relaxed);
-                    tracing::warn!(
-                        "a lease was lost before ack; that task will be delivered again"
-                    );
-                }
-                Err(error) => {
-                    unsettled("ack", error);
-                }
-            }
+            let result = self.queue.ack_batch(&pending.acks).await;
+            self.acked(result, pending.acks.len() as u64);
             pending.acks.clear();
         }
         for (i, count) in pending.buckets.iter_mut().enumerate() {
@@ -305,14 +291,20 @@ impl TaskWorker {
     }
 
     async fn ack_now(&self, delivery: &Delivery) -> Disposition {
-        match self.queue.ack(delivery).await {
+        let result = self.queue.ack(delivery).await;
+        self.acked(result, 1)
+    }
+
+    /// Counts `n` handled deliveries whose ack gave `result`, and says how they ended.
+    fn acked(&self, result: Result<(), QueueError>, n: u64) -> Disposition {
+        match result {
             Ok(()) => {
-                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                self.stats.processed.fetch_add(n, Ordering::Relaxed);
                 Disposition::Acked
             }
             Err(QueueError::LeaseLost(_)) => {
                 // Another consumer holds it now; it will run again (idempotently).
-                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                self.stats.processed.fetch_add(n, Ordering::Relaxed);
                 tracing::warn!("lease lost before ack; the task will be delivered again");
                 Disposition::Unsettled {
                     reason: "lease lost".into(),
