@@ -251,15 +251,12 @@ async fn retry_dead_letter(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    let r = match task_id(&id) {
-        Ok(tid) => s
-            .plane
-            .retry_dead_letter(tid)
-            .await
-            .map(|()| json!({"retried": tid.to_string()}))
-            .map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
+    let r = async {
+        let tid = task_id(&id)?;
+        s.plane.retry_dead_letter(tid).await?;
+        Ok::<_, ApiError>(json!({"retried": tid.to_string()}))
+    }
+    .await;
     finish(&caller, "retry_dead_letter", &id, StatusCode::OK, r)
 }
 
@@ -268,15 +265,12 @@ async fn delete_dead_letter(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    let r = match task_id(&id) {
-        Ok(tid) => s
-            .plane
-            .delete_dead_letter(tid)
-            .await
-            .map(|()| json!({"deleted": tid.to_string()}))
-            .map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
+    let r = async {
+        let tid = task_id(&id)?;
+        s.plane.delete_dead_letter(tid).await?;
+        Ok::<_, ApiError>(json!({"deleted": tid.to_string()}))
+    }
+    .await;
     finish(&caller, "delete_dead_letter", &id, StatusCode::OK, r)
 }
 
