@@ -7,23 +7,9 @@
 
 use std::time::Duration;
 
-use crate::harness::{Db, Env, Queue, Setup, Source, eventually, identity, sample, summary};
-
-const SAMPLES: [(&str, Option<&str>); 7] = [
-    ("01-accepted-plain.eml", None),
-    ("02-accepted-html.eml", None),
-    ("03-accepted-csv-attachment.eml", None),
-    ("04-accepted-utf8.eml", None),
-    (
-        "05-rejected-unknown-sku.eml",
-        Some("unknown_sku:SPROCKET-9"),
-    ),
-    (
-        "06-rejected-bad-quantity.eml",
-        Some("invalid_quantity:GADGET-7"),
-    ),
-    ("07-rejected-no-order-lines.eml", Some("no_order_lines")),
-];
+use crate::harness::{
+    Db, Env, Queue, SAMPLES, Setup, Source, eventually, identity, sample, summary,
+};
 
 /// The seven samples plus a second copy of the first (same Message-ID): seven orders
 /// with the documented reasons; eight messages, all `\Seen`, accepted ones (and the

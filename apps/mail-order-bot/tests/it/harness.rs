@@ -67,6 +67,23 @@ impl Setup {
     }
 }
 
+/// The shipped samples and the reject reason each must get (`None`: accepted).
+pub const SAMPLES: [(&str, Option<&str>); 7] = [
+    ("01-accepted-plain.eml", None),
+    ("02-accepted-html.eml", None),
+    ("03-accepted-csv-attachment.eml", None),
+    ("04-accepted-utf8.eml", None),
+    (
+        "05-rejected-unknown-sku.eml",
+        Some("unknown_sku:SPROCKET-9"),
+    ),
+    (
+        "06-rejected-bad-quantity.eml",
+        Some("invalid_quantity:GADGET-7"),
+    ),
+    ("07-rejected-no-order-lines.eml", Some("no_order_lines")),
+];
+
 pub fn samples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
 }

@@ -1,30 +1,15 @@
 //! The shipped sample emails give the outcomes `samples/README.md` promises.
 
-use std::path::Path;
-
 use mail_order_bot::domain::{Catalog, DEFAULT_MAX_MESSAGE_BYTES, process_message};
+
+use crate::harness::{SAMPLES, samples_dir};
 
 #[test]
 fn samples_give_the_documented_outcomes() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let dir = samples_dir();
     let catalog = Catalog::from_csv_file(&dir.join("catalog.csv")).unwrap();
-    let expect = [
-        ("01-accepted-plain.eml", None),
-        ("02-accepted-html.eml", None),
-        ("03-accepted-csv-attachment.eml", None),
-        ("04-accepted-utf8.eml", None),
-        (
-            "05-rejected-unknown-sku.eml",
-            Some("unknown_sku:SPROCKET-9"),
-        ),
-        (
-            "06-rejected-bad-quantity.eml",
-            Some("invalid_quantity:GADGET-7"),
-        ),
-        ("07-rejected-no-order-lines.eml", Some("no_order_lines")),
-    ];
     let mut ids = std::collections::HashSet::new();
-    for (file, reason) in expect {
+    for (file, reason) in SAMPLES {
         let raw = std::fs::read(dir.join(file)).unwrap();
         let order = process_message(&raw, &catalog, DEFAULT_MAX_MESSAGE_BYTES, None);
         assert_eq!(
@@ -52,7 +37,7 @@ fn samples_give_the_documented_outcomes() {
         .count();
     assert_eq!(
         count,
-        expect.len(),
+        SAMPLES.len(),
         "every sample is listed here and in the README"
     );
 }
