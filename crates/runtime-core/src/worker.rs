@@ -120,9 +120,6 @@ pub(crate) struct Processed {
     pub elapsed: Duration,
     /// The handler succeeded and the source knows: the delivery is to be acked.
     to_ack: bool,
-    /// Settling awaited something (a source acknowledgement, a queue call): the clock
-    /// must be read again before the next task.
-    waited: bool,
 }
 
 /// What a worker slot finished but has not reported yet, flushed once per consumed
@@ -244,6 +241,9 @@ impl TaskWorker {
                 .instrument(log_span)
                 .await
         };
+        // Only a success with nothing to tell a source, acked later, awaited nothing after
+        // the handler: then its end is the next task's start (one clock reading saved).
+        let mut waited = !processed.to_ack || delivery.task.origin.is_some();
         match pending {
             Some(pending) => {
                 pending.observe(processed.elapsed);
@@ -255,17 +255,11 @@ impl TaskWorker {
                 self.stats.observe(processed.elapsed);
                 if processed.to_ack {
                     processed.disposition = self.ack_now(&delivery).await;
-                    processed.waited = true;
+                    waited = true;
                 }
             }
         }
-        // A settle that awaited nothing took next to no time: the handler's end is the
-        // next task's start, which saves a clock reading per task.
-        let next = if processed.waited {
-            Instant::now()
-        } else {
-            ended
-        };
+        let next = if waited { Instant::now() } else { ended };
         (processed, next)
     }
 
@@ -532,8 +526,6 @@ impl TaskWorker {
         }
         Processed {
             to_ack: true,
-            // Only a source acknowledgement was awaited.
-            waited: delivery.task.origin.is_some(),
             ..processed(Disposition::Acked)
         }
     }
@@ -570,7 +562,6 @@ impl Worker for TaskWorker {
     }
 }
 
-/// A settled delivery that awaited a queue call (or a source).
 fn processed(disposition: Disposition) -> Processed {
     Processed {
         disposition,
@@ -578,7 +569,6 @@ fn processed(disposition: Disposition) -> Processed {
         outage_pause: None,
         elapsed: Duration::ZERO,
         to_ack: false,
-        waited: true,
     }
 }
 
