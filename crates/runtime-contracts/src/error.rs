@@ -23,6 +23,11 @@ pub enum SourceError {
     /// Publishing to the queue failed.
     #[error("publish failed: {0}")]
     Queue(#[from] crate::QueueError),
+    /// The upstream system refused the operation for good (an IMAP `NO [CANNOT]`, a file
+    /// name the store will never accept): retrying cannot help. An acknowledger returns it
+    /// so the runtime dead-letters the task with this reason instead of retrying for ever.
+    #[error("refused for good: {0}")]
+    Permanent(String),
 }
 
 impl SourceError {
@@ -32,6 +37,12 @@ impl SourceError {
             message: message.into(),
             source: Some(source.into()),
         }
+    }
+
+    /// Whether retrying can never succeed ([`SourceError::Permanent`] or
+    /// [`SourceError::Config`]).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SourceError::Permanent(_) | SourceError::Config(_))
     }
 }
 
