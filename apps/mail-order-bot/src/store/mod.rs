@@ -601,10 +601,12 @@ fn classify(kind: Kind, error: sqlx::Error) -> StoreError {
                     || code.starts_with("53")
                     || matches!(&*code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
             }
-            // BUSY, LOCKED, IOERR, FULL, CANTOPEN (primary result codes).
+            // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL (primary result
+            // codes): the file, not the statement, is at fault; fixing it needs no
+            // change to the mail.
             (Kind::Sqlite, Some(code)) => code
                 .parse::<i32>()
-                .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14)),
+                .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14 | 15)),
             _ => false,
         },
         _ => false,

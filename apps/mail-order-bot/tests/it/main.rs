@@ -12,6 +12,7 @@ mod handler;
 mod harness;
 mod instances;
 mod readiness;
+mod readonly;
 mod samples;
 mod store;
 mod support;
