@@ -397,6 +397,15 @@ async fn insert_sqlite(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     order: &Order,
 ) -> Result<SaveResult, sqlx::Error> {
+    // A replay (a retried ack, a redelivery) finds its order first: an INSERT that then
+    // does nothing would still burn an id of the sequence.
+    let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM orders WHERE message_id = ?")
+        .bind(&order.message_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if existing.is_some() {
+        return Ok(SaveResult::AlreadyExists);
+    }
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO orders (message_id, customer, po_number, status, reason, total_cents) \
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING RETURNING id",
@@ -428,6 +437,15 @@ async fn insert_sqlite(
 }
 
 async fn save_postgres(pool: &PgPool, order: &Order) -> Result<SaveResult, sqlx::Error> {
+    // A replay finds its order without touching the id sequence (a conflicting INSERT
+    // would use up a value of it each time).
+    let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM orders WHERE message_id = $1")
+        .bind(&order.message_id)
+        .fetch_optional(pool)
+        .await?;
+    if existing.is_some() {
+        return Ok(SaveResult::AlreadyExists);
+    }
     let mut tx = pool.begin().await?;
     // A concurrent insert of the same message_id makes this wait for the other
     // transaction and then do nothing: exactly one order either way.
