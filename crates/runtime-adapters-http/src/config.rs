@@ -22,6 +22,16 @@ pub struct HttpConfig {
     /// Longest time a request may take; slower ones get 503.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Longest time a client may take to send a request head; slower connections are
+    /// closed (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection with no traffic for this long is closed (idle keep-alive).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections served at once; further ones are closed at accept, so idle clients
+    /// cannot take the descriptors the sources need.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -31,6 +41,9 @@ impl Default for HttpConfig {
             token: None,
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 256,
         }
     }
 }

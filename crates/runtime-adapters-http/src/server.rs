@@ -1,19 +1,29 @@
 //! `HttpControlPlane`: binds in its constructor, serves until the runtime's stop signal.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use runtime_contracts::{ControlEndpoint, ControlPlane, EndpointError, StopSignal};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::HttpConfig;
 use crate::routes::router;
 
 /// How long open connections may finish after stop before they are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Pause after a failed accept (e.g. no free descriptor), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The HTTP control plane: a bound listener waiting for [`ControlEndpoint::serve`].
 pub struct HttpControlPlane {
@@ -50,6 +60,16 @@ impl HttpControlPlane {
         if config.body_limit_bytes == 0 {
             return Err(EndpointError::Config(
                 "control body limit must be at least 1 byte".into(),
+            ));
+        }
+        if config.header_read_timeout.is_zero() || config.idle_timeout.is_zero() {
+            return Err(EndpointError::Config(
+                "control header_read_timeout and idle_timeout must be above zero".into(),
+            ));
+        }
+        if config.max_connections == 0 {
+            return Err(EndpointError::Config(
+                "control max_connections must be at least 1".into(),
             ));
         }
         if config.request_timeout.is_zero() {
@@ -112,24 +132,150 @@ impl ControlEndpoint for HttpControlPlane {
             admin = self.config.token.as_ref().is_some_and(|t| !t.is_empty()),
             "control plane listening"
         );
-        let graceful = stop.clone();
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { graceful.stopped().await })
-            .into_future();
-        let grace = async {
-            stop.stopped().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        tokio::select! {
-            r = server => r.map_err(|e| EndpointError::Io {
-                message: format!("control plane server failed: {e}"),
-                source: Some(Box::new(e)),
-            })?,
-            () = grace => {
-                tracing::warn!(grace = ?SHUTDOWN_GRACE, "control plane connections still open after stop; closing them");
-            }
+        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let mut connections = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                () = stop.stopped() => break,
+                r = listener.accept() => r,
+            };
+            let stream = match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "control plane cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            // Over the cap the connection is closed at once, not queued.
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::debug!(
+                    max = self.config.max_connections,
+                    "control plane connection refused: too many open"
+                );
+                drop(stream);
+                continue;
+            };
+            while connections.try_join_next().is_some() {}
+            connections.spawn(serve_connection(
+                stream,
+                app.clone(),
+                self.config.clone(),
+                stop.clone(),
+                permit,
+            ));
+        }
+        drop(listener);
+        if tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "control plane connections still open after stop; closing them");
+            connections.abort_all();
         }
         tracing::info!(addr = %self.local_addr, "control plane stopped");
         Ok(())
+    }
+}
+
+/// Serves one connection: hyper's header-read timeout stops slow request heads, a
+/// watchdog closes the connection after `idle_timeout` without traffic, and stop asks
+/// for a graceful close. The permit is released when the connection ends.
+async fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    config: HttpConfig,
+    stop: Arc<dyn StopSignal>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let epoch = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let io = Activity {
+        inner: stream,
+        epoch,
+        last: last.clone(),
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    let idle = config.idle_timeout;
+    let watchdog = async {
+        loop {
+            let since = Duration::from_millis(last.load(Ordering::Relaxed));
+            let quiet = epoch.elapsed().saturating_sub(since);
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    };
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "control plane connection ended with an error");
+            }
+        }
+        () = watchdog => tracing::debug!(idle = ?idle, "control plane connection idle; closing it"),
+        () = stop.stopped() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// A stream that records when it last moved bytes, for the idle watchdog.
+struct Activity {
+    inner: TcpStream,
+    epoch: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Activity {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Activity {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

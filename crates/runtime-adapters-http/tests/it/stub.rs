@@ -17,7 +17,7 @@ use runtime_testkit::runtime_core::StopToken;
 
 use crate::{Client, TOKEN};
 
-struct Stub {
+pub(crate) struct Stub {
     slow: Duration,
     live: AtomicBool,
 }
@@ -103,16 +103,29 @@ async fn serve_stub(
     tokio::task::JoinHandle<Result<(), EndpointError>>,
     Client,
 ) {
-    let http = Arc::new(
-        HttpControlPlane::bind(HttpConfig {
+    serve_stub_with(
+        slow,
+        HttpConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
             token: Some(Secret::new(TOKEN)),
             request_timeout: timeout,
             ..HttpConfig::default()
-        })
-        .await
-        .unwrap(),
-    );
+        },
+    )
+    .await
+}
+
+pub(crate) async fn serve_stub_with(
+    slow: Duration,
+    config: HttpConfig,
+) -> (
+    Arc<HttpControlPlane>,
+    Arc<Stub>,
+    StopToken,
+    tokio::task::JoinHandle<Result<(), EndpointError>>,
+    Client,
+) {
+    let http = Arc::new(HttpControlPlane::bind(config).await.unwrap());
     let stub = Arc::new(Stub {
         slow,
         live: AtomicBool::new(true),
