@@ -120,7 +120,7 @@ impl Request {
 /// reconnecting as needed; a failure on a reused
 /// connection is retried once on a fresh one, so a connection the server closed while
 /// unused does not cost a redelivery. Errors are [`SourceError::Unavailable`] (the task is
-/// retried later).
+/// retried later), or [`SourceError::Permanent`] when the server refused for good.
 pub struct ImapAcknowledger {
     source_name: String,
     connector: Connector,
@@ -366,10 +366,21 @@ impl ImapAcknowledger {
             return Ok(());
         }
         let set = uid_set(&present);
+        let folder = conn.caps.folder_name(&action.folder);
         self.store(conn, &set, &format!("+FLAGS.SILENT ({})", action.flag))
             .await?;
-        if !action.folder.is_empty() && action.folder != *mailbox {
-            self.move_to(conn, &set, &action.folder).await?;
+        if !folder.is_empty() && folder != *mailbox {
+            // The flag travels with the move. Should the move fail, the flag is taken off
+            // again: a `\Seen` message left in the mailbox would never be found again
+            // (the failure keyword stays: flagged in place is a visible dead letter).
+            if let Err(error) = self.move_to(conn, &set, &folder).await {
+                if action.flag == "\\Seen"
+                    && let Err(undo) = self.store(conn, &set, "-FLAGS.SILENT (\\Seen)").await
+                {
+                    warn!(source = %self.source_name, error = %undo, "could not clear \\Seen after a failed move");
+                }
+                return Err(error);
+            }
         }
         Ok(())
     }
@@ -493,6 +504,12 @@ impl SourceAcknowledger for ImapAcknowledger {
             };
             match result {
                 Ok(Ok(())) => return Ok(()),
+                Ok(Err(error)) if error.is_permanent() => {
+                    warn!(source = %self.source_name, key = %key, error = %error, "imap acknowledgement refused for good");
+                    return Err(SourceError::Permanent(format!(
+                        "imap acknowledgement of {key} refused: {error}"
+                    )));
+                }
                 Ok(Err(error)) => {
                     warn!(source = %self.source_name, key = %key, error = %error, "imap acknowledgement failed");
                     return Err(SourceError::unavailable(

@@ -44,12 +44,40 @@ pub enum ImapError {
         /// The server's answer.
         message: String,
     },
+    /// The server refused a command in a way retrying cannot fix (`NO`, `[CANNOT]`,
+    /// `[NONEXISTENT]`, ...).
+    #[error("refused by the server: {0}")]
+    Refused(String),
     /// The server did not answer in time.
     #[error("timed out: {0}")]
     Timeout(&'static str),
     /// The server broke the protocol or closed the connection.
     #[error("protocol error: {0}")]
     Protocol(String),
+}
+
+impl ImapError {
+    /// Whether the server refused for good: a `NO` without a response code saying the
+    /// condition is temporary (RFC 5530: `UNAVAILABLE`, `INUSE`, `SERVERBUG`, `LIMIT`,
+    /// `OVERQUOTA`, `EXPUNGEISSUED`).
+    pub fn is_permanent(&self) -> bool {
+        const TEMPORARY: [&str; 6] = [
+            "[UNAVAILABLE",
+            "[INUSE",
+            "[SERVERBUG",
+            "[LIMIT",
+            "[OVERQUOTA",
+            "[EXPUNGEISSUED",
+        ];
+        match self {
+            ImapError::Refused(_) => true,
+            ImapError::Imap(async_imap::error::Error::No(message)) => {
+                let upper = message.to_ascii_uppercase();
+                !TEMPORARY.iter().any(|code| upper.contains(code))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Runs `fut` with a deadline.
@@ -119,6 +147,20 @@ pub(crate) struct Caps {
     pub idle: bool,
     pub mv: bool,
     pub uidplus: bool,
+    /// The server's hierarchy delimiter (`LIST "" ""`); `None` for a flat namespace.
+    pub delimiter: Option<char>,
+}
+
+impl Caps {
+    /// A configured folder path (`/` separates levels) in the server's own spelling:
+    /// `Orders/Processed` is `Orders.Processed` where the delimiter is `.` (Dovecot's
+    /// Maildir++ layout refuses `/` with `NO [CANNOT]`).
+    pub fn folder_name(&self, path: &str) -> String {
+        match self.delimiter {
+            Some(d) if d != '/' => path.replace('/', &d.to_string()),
+            _ => path.to_owned(),
+        }
+    }
 }
 
 /// Everything needed to open a session, resolved once from the config.
@@ -204,10 +246,28 @@ impl Connector {
                 other => ImapError::Imap(other),
             })?;
         let caps = session.capabilities().await?;
+        let (idle, mv, uidplus) = (
+            caps.has_str("IDLE"),
+            caps.has_str("MOVE"),
+            caps.has_str("UIDPLUS"),
+        );
+        drop(caps);
+        let delimiter = {
+            use futures_util::StreamExt;
+            let mut names = session.list(Some(""), None).await?;
+            let mut delimiter = None;
+            while let Some(name) = names.next().await {
+                if let Some(d) = name?.delimiter() {
+                    delimiter = d.chars().next();
+                }
+            }
+            delimiter
+        };
         let caps = Caps {
-            idle: caps.has_str("IDLE"),
-            mv: caps.has_str("MOVE"),
-            uidplus: caps.has_str("UIDPLUS"),
+            idle,
+            mv,
+            uidplus,
+            delimiter,
         };
         Ok((session, caps))
     }

@@ -78,6 +78,8 @@ struct Shared {
     last_success: Option<Instant>,
     last_server_message: Option<Instant>,
     checkpoint: Checkpoint,
+    /// Catch-ups run (one per wake-up): shows an idle source is not spinning.
+    cycles: u64,
 }
 
 struct Inner {
@@ -160,6 +162,7 @@ impl ImapSource {
                     last_success: None,
                     last_server_message: None,
                     checkpoint: Checkpoint::default(),
+                    cycles: 0,
                 }),
                 acknowledger,
             }),
@@ -281,6 +284,7 @@ impl ImapSource {
         backoff.reset();
 
         loop {
+            self.with_shared(|s| s.cycles += 1);
             if self.catch_up(&mut session, uidvalidity, sink, stop).await? {
                 break;
             }
@@ -608,6 +612,7 @@ impl TaskSource for ImapSource {
             d.insert("uidvalidity".into(), s.checkpoint.uidvalidity.into());
             d.insert("last_uid".into(), s.checkpoint.last_uid.into());
             d.insert("duplicates".into(), s.duplicates.into());
+            d.insert("cycles".into(), s.cycles.into());
             d.insert(
                 "last_server_message_age_seconds".into(),
                 s.last_server_message

@@ -399,14 +399,9 @@ impl TaskWorker {
         let retry = self.settings.retry;
         let mut panicked = false;
         let failure = match run {
-            Run::Done(Ok(())) => {
-                // Read first: a store on every success would bounce the cache line
-                // between the threads of a busy pool.
-                if self.stats.outage_streak.load(Ordering::Relaxed) != 0 {
-                    self.stats.outage_streak.store(0, Ordering::Relaxed);
-                }
-                return self.succeed(delivery, tag).await;
-            }
+            // The streak is reset by `succeed`, once the acknowledgement (which may be
+            // what is failing) went through too.
+            Run::Done(Ok(())) => return self.succeed(delivery, tag, span).await,
             Run::Interrupted => {
                 let disposition = match self.queue.release(delivery, None).await {
                     Ok(()) => Disposition::Released {
@@ -454,8 +449,21 @@ impl TaskWorker {
                 (None, format!("handler panicked: {message}"))
             }
         };
-        // A failed attempt: counts, retries with backoff, dead-letters at the limit.
         let (after, reason) = failure;
+        Processed {
+            panicked,
+            ..self.failed_attempt(delivery, after, reason, span).await
+        }
+    }
+
+    /// A failed attempt: counts, retries with backoff, dead-letters at the limit.
+    async fn failed_attempt(
+        &self,
+        delivery: &Delivery,
+        after: Option<Duration>,
+        reason: String,
+        span: &dyn TaskSpan,
+    ) -> Processed {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         self.stats.error(&reason);
         span.set_error(&reason);
@@ -471,7 +479,7 @@ impl TaskWorker {
         } else {
             delivery
         };
-        let delay = after.unwrap_or_else(|| retry.delay(delivery.task.attempts));
+        let delay = after.unwrap_or_else(|| self.settings.retry.delay(delivery.task.attempts));
         let disposition = match self.queue.nack(delivery, Some(delay), &reason).await {
             Ok(NackOutcome::Requeued) => {
                 tracing::warn!(%reason, retry_in = ?delay, "task failed, will retry");
@@ -479,25 +487,45 @@ impl TaskWorker {
             }
             Ok(NackOutcome::DeadLettered) => {
                 tracing::error!(%reason, "task failed for the last time, dead-lettered");
-                return Processed {
-                    panicked,
-                    ..self.dead_lettered(delivery, reason).await
-                };
+                return self.dead_lettered(delivery, reason).await;
             }
             Err(error) => unsettled("nack", error),
         };
-        Processed {
-            panicked,
-            ..processed(disposition)
+        processed(disposition)
+    }
+
+    fn reset_outage_streak(&self) {
+        // Read first: a store on every success would bounce the cache line between the
+        // threads of a busy pool.
+        if self.stats.outage_streak.load(Ordering::Relaxed) != 0 {
+            self.stats.outage_streak.store(0, Ordering::Relaxed);
         }
     }
 
-    async fn succeed(&self, delivery: &Delivery, tag: Option<String>) -> Processed {
+    async fn succeed(
+        &self,
+        delivery: &Delivery,
+        tag: Option<String>,
+        span: &dyn TaskSpan,
+    ) -> Processed {
         if let Some(origin) = &delivery.task.origin {
             match self.acks.get(&origin.source) {
                 Some(ack) => {
                     let outcome = FinalOutcome::Succeeded { tag };
                     if let Err(error) = ack.acknowledge(&origin.key, &outcome).await {
+                        if error.is_permanent() {
+                            // Retrying cannot help (a folder the server refuses): a failed
+                            // attempt, so the task dead-letters at the limit with the
+                            // reason instead of going back for ever. Counting attempts
+                            // rather than dead-lettering at once keeps a misjudged refusal
+                            // from costing the mail at the first try.
+                            let reason = format!(
+                                "source {} refused the acknowledgement: {error}",
+                                origin.source
+                            );
+                            tracing::warn!(%reason, "source acknowledgement refused for good");
+                            return self.failed_attempt(delivery, None, reason, span).await;
+                        }
                         // The handler's effect is done; the source's is not. Hand the task
                         // back (no attempt counted): the idempotent handler runs again and
                         // the acknowledgement is retried, so both happen at least once.
@@ -524,6 +552,7 @@ impl TaskWorker {
                 }
             }
         }
+        self.reset_outage_streak();
         Processed {
             to_ack: true,
             ..processed(Disposition::Acked)
@@ -541,6 +570,13 @@ impl TaskWorker {
             for attempt in 0..DEAD_LETTER_ACK_TRIES {
                 match ack.acknowledge(&origin.key, &outcome).await {
                     Ok(()) => break,
+                    Err(error) if error.is_permanent() => {
+                        // Asking again gets the same answer; the dead letter in the queue
+                        // and this error are the visible outcome.
+                        self.stats.error(&error.to_string());
+                        tracing::error!(%error, source = %origin.source, "source refused to record a dead letter");
+                        break;
+                    }
                     Err(error) if attempt + 1 == DEAD_LETTER_ACK_TRIES => {
                         tracing::error!(%error, source = %origin.source, "could not tell the source about a dead letter; the item may be produced again");
                     }

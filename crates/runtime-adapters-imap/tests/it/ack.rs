@@ -200,3 +200,54 @@ async fn the_acknowledger_reconnects_after_losing_its_connection() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn folder_paths_follow_the_servers_hierarchy_delimiter() {
+    // The fixture's Maildir++ layout has the delimiter `.` and refuses `/` in names.
+    let server = DovecotServer::start().await.unwrap();
+    server.append("INBOX", &mail("p")).await.unwrap();
+    let mut cfg = config(&server);
+    cfg.processed_folder = "Orders/Processed".into();
+    let running = Running::start(source("inbox", cfg.clone(), ImapMode::Poll));
+    let tasks = running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    running.stop().await;
+
+    let ack = ImapAcknowledger::new(cfg, "inbox").unwrap();
+    ack.acknowledge(&key_of(&tasks, "p"), &ok()).await.unwrap();
+    assert!(server.messages("INBOX").await.unwrap().is_empty());
+    let filed = server.messages("Orders.Processed").await.unwrap();
+    assert_eq!(filed.len(), 1, "{:?}", server.mailboxes().await);
+    assert!(filed[0].has("\\Seen"), "{filed:?}");
+}
+
+#[tokio::test]
+async fn a_folder_the_server_refuses_is_a_permanent_error_and_leaves_mail_unseen() {
+    let server = DovecotServer::start().await.unwrap();
+    server.append("INBOX", &mail("r")).await.unwrap();
+    let mut cfg = config(&server);
+    // An empty level (`Orders..Processed` after mapping) is never a valid name.
+    cfg.processed_folder = "Orders//Processed".into();
+    let running = Running::start(source("inbox", cfg.clone(), ImapMode::Poll));
+    let tasks = running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    running.stop().await;
+
+    let ack = ImapAcknowledger::new(cfg.clone(), "inbox").unwrap();
+    let key = key_of(&tasks, "r");
+    let err = ack.acknowledge(&key, &ok()).await.unwrap_err();
+    assert!(err.is_permanent(), "{err:?}");
+    assert!(err.to_string().contains("refused"), "{err}");
+    // Not \Seen: a restart would find it again rather than strand it.
+    let msgs = server.messages("INBOX").await.unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert!(!msgs[0].has("\\Seen"), "{msgs:?}");
+    let running = Running::start(source("inbox", cfg, ImapMode::Poll));
+    running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    running.stop().await;
+    // The dead-letter path still works and marks it visibly.
+    ack.acknowledge(&key, &dead()).await.unwrap();
+    let msgs = server.messages("INBOX").await.unwrap();
+    assert!(
+        msgs[0].has("$OrderBotFailed") && !msgs[0].has("\\Seen"),
+        "{msgs:?}"
+    );
+}

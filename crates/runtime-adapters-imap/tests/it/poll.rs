@@ -144,3 +144,34 @@ async fn a_wrong_password_is_reported_without_the_password() {
     assert_eq!(health.status, HealthStatus::Down);
     running.stop().await;
 }
+
+/// An idle source wakes up a few times a second at most, polling or idling.
+#[tokio::test]
+async fn an_idle_source_does_not_spin() {
+    let server = runtime_testkit::dovecot::DovecotServer::start()
+        .await
+        .unwrap();
+    for mode in [
+        runtime_adapters_imap::ImapMode::Poll,
+        runtime_adapters_imap::ImapMode::Idle,
+    ] {
+        let running = crate::support::Running::start(crate::support::source(
+            "idle",
+            crate::support::config(&server),
+            mode,
+        ));
+        running.wait_connected().await;
+        let cycles = || running.source.status().details["cycles"].as_u64().unwrap();
+        let before = cycles();
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let woke = cycles() - before;
+        // Poll every 200 ms: ~12; IDLE: none without mail.
+        let most = if mode == runtime_adapters_imap::ImapMode::Poll {
+            15
+        } else {
+            2
+        };
+        assert!(woke <= most, "{mode:?}: {woke} wake-ups in 2.5 s");
+        running.stop().await;
+    }
+}

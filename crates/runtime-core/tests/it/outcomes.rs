@@ -386,3 +386,133 @@ async fn a_config_reload_resizes_a_running_pool_without_losing_a_task() {
     let stats = q.stats().await.unwrap();
     assert_eq!((stats.acked_total, stats.pending, stats.dead), (20, 0, 0));
 }
+
+/// Fails its first `fail` calls (as an outage, or refusing for good) and records when
+/// each call came.
+struct FlakyAcknowledger {
+    fail: usize,
+    permanent: bool,
+    calls: std::sync::Mutex<Vec<(Instant, FinalOutcome)>>,
+}
+
+impl FlakyAcknowledger {
+    fn new(fail: usize, permanent: bool) -> Arc<Self> {
+        Arc::new(FlakyAcknowledger {
+            fail,
+            permanent,
+            calls: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn calls(&self) -> Vec<(Instant, FinalOutcome)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl runtime_contracts::SourceAcknowledger for FlakyAcknowledger {
+    async fn acknowledge(
+        &self,
+        _key: &str,
+        outcome: &FinalOutcome,
+    ) -> Result<(), runtime_contracts::SourceError> {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push((Instant::now(), outcome.clone()));
+            calls.len()
+        };
+        if self.permanent && matches!(outcome, FinalOutcome::Succeeded { .. }) {
+            return Err(runtime_contracts::SourceError::Permanent(
+                "NO [CANNOT] bad folder".into(),
+            ));
+        }
+        if n <= self.fail {
+            return Err(runtime_contracts::SourceError::Unavailable {
+                message: "server away".into(),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_source_acknowledgement_is_retried_with_growing_delays() {
+    let q = queue(5);
+    let ack = FlakyAcknowledger::new(4, false);
+    let handler = FnHandler::new(Duration::ZERO, |_, _| Ok(()));
+    let (rt, _, _) = runtime_with(
+        fast_platform(serde_json::json!({
+            "workers": {"retry_base": "50ms", "retry_max": "2s"}
+        })),
+        q.clone(),
+        vec![VecSource::with_acknowledger("s", tasks(1), ack.clone())],
+        handler.clone(),
+        1,
+    )
+    .await;
+    rt.start().await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || ack.calls().len() >= 5).await);
+    rt.stop().await;
+    let times: Vec<Instant> = ack.calls().iter().map(|c| c.0).collect();
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // Delays of retry n are drawn from [base*2^n/2, base*2^n]: the fourth is at least
+    // 200 ms, while a streak reset by each handler success keeps every one under 50 ms.
+    assert!(gaps[3] >= Duration::from_millis(200), "{gaps:?}");
+    assert!(gaps[3] > gaps[0] && gaps[2] > gaps[0], "{gaps:?}");
+    // Still an outage: no attempt counted, the task was acked in the end.
+    assert!(
+        handler
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|t| t.attempts == 0)
+    );
+    assert_eq!(q.stats().await.unwrap().acked_total, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanently_refused_acknowledgement_dead_letters_with_the_reason() {
+    let q = queue(3);
+    let ack = FlakyAcknowledger::new(0, true);
+    let handler = FnHandler::new(Duration::ZERO, |_, _| Ok(()));
+    let (rt, handle, _) = runtime_with(
+        fast_platform(serde_json::json!({})),
+        q.clone(),
+        vec![VecSource::with_acknowledger("s", tasks(1), ack.clone())],
+        handler.clone(),
+        1,
+    )
+    .await;
+    rt.start().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            handle.supervisor().status()[0].dead_lettered == 1
+        })
+        .await
+    );
+    let dead = handle.control_plane().dead_letters(None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].letter.reason.contains("NO [CANNOT] bad folder"),
+        "{:?}",
+        dead[0].letter
+    );
+    // One try per attempt, then the source hears of the dead letter; no loop.
+    assert_eq!(handler.call_count(), 3);
+    let calls = ack.calls();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(matches!(calls[3].1, FinalOutcome::DeadLettered { .. }));
+    let pool = &handle.supervisor().status()[0];
+    assert_eq!(pool.failed, 3);
+    assert!(
+        pool.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("[CANNOT]")
+    );
+    rt.stop().await;
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.acked_total, 0);
+}
