@@ -20,7 +20,7 @@ pub struct HttpConfig {
     /// Largest request body accepted; larger ones get 413.
     pub body_limit_bytes: usize,
     /// Longest time a request may take; slower ones get 503.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub request_timeout: Duration,
 }
 
