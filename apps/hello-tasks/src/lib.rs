@@ -37,7 +37,7 @@ greeting = "hello"
 #[serde(deny_unknown_fields)]
 pub struct TickerConfig {
     /// Time between two tasks.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub interval: Duration,
     /// The text each task carries.
     pub greeting: String,

@@ -77,7 +77,7 @@ pub const MIN_LEADER_LEASE: Duration = Duration::from_secs(1);
 struct MailOwnKeys {
     source: SourceKind,
     maildir: PathBuf,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     leader_lease: Duration,
 }
 

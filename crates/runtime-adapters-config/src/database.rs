@@ -43,7 +43,7 @@ pub struct ConfigDbSettings {
     /// Create the table at load if missing (and the SQLite file).
     pub create_table: bool,
     /// How long to wait for a connection.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub connect_timeout: Duration,
 }
 
@@ -339,19 +339,18 @@ impl ConfigDbSettings {
         if let Value::Object(map) = &section {
             for (k, v) in map {
                 let key = format!("{CONFIG_DB_SECTION}.{k}");
-                let expected = match k.as_str() {
-                    "url" | "table" if !v.is_string() => Some("expected a string"),
-                    "create_table" if !v.is_boolean() => Some("expected true or false"),
-                    "connect_timeout"
-                        if v.as_str()
-                            .and_then(|s| humantime::parse_duration(s).ok())
-                            .is_none() =>
-                    {
-                        Some("expected a duration like \"5s\"")
-                    }
-                    "url" | "table" | "create_table" | "connect_timeout" => None,
+                let expected: Option<String> = match k.as_str() {
+                    "url" | "table" if !v.is_string() => Some("expected a string".into()),
+                    "create_table" if !v.is_boolean() => Some("expected true or false".into()),
+                    "connect_timeout" => match v.as_str().map(runtime_contracts::duration::parse) {
+                        Some(Ok(_)) => None,
+                        Some(Err(message)) => Some(message),
+                        None => Some("expected a duration like \"5s\"".into()),
+                    },
+                    "url" | "table" | "create_table" => None,
                     _ => Some(
-                        "unknown key; known keys here: url, table, create_table, connect_timeout",
+                        "unknown key; known keys here: url, table, create_table, connect_timeout"
+                            .into(),
                     ),
                 };
                 if let Some(message) = expected {
@@ -364,7 +363,7 @@ impl ConfigDbSettings {
                         key: key.clone(),
                         origin: snapshot.origin(&key).cloned(),
                         value,
-                        message: message.to_owned(),
+                        message,
                     });
                 }
             }

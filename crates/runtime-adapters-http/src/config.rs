@@ -20,14 +20,14 @@ pub struct HttpConfig {
     /// Largest request body accepted; larger ones get 413.
     pub body_limit_bytes: usize,
     /// Longest time a request may take; slower ones get 503.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub request_timeout: Duration,
     /// Longest time a client may take to send a request head; slower connections are
     /// closed (slowloris).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub header_read_timeout: Duration,
     /// A connection with no traffic for this long is closed (idle keep-alive).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub idle_timeout: Duration,
     /// Connections served at once; further ones are closed at accept, so idle clients
     /// cannot take the descriptors the sources need.

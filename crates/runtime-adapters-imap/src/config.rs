@@ -41,7 +41,7 @@ pub struct ImapConfig {
     /// Mailbox to watch.
     pub mailbox: String,
     /// Time between polls (poll mode, and the IDLE fallback).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub poll_interval: Duration,
     /// Folder for successfully handled messages (`""` = leave in place).
     pub processed_folder: String,
@@ -59,26 +59,26 @@ pub struct ImapConfig {
     pub fetch_batch: usize,
     /// How often all unseen mail is searched again, not only above the checkpoint (finds
     /// messages whose task was lost, for example with a non-durable queue).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub rescan_interval: Duration,
     /// IDLE is ended and issued again after this long (RFC 2177: before 29 minutes).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub idle_reissue: Duration,
     /// With no server message for this long while idling (Dovecot sends `* OK Still here`
     /// every two minutes), the link is probed and, if silent, reconnected.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub idle_inactivity_timeout: Duration,
     /// Bound on connecting and logging in.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub connect_timeout: Duration,
     /// Bound on any one command.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub command_timeout: Duration,
     /// First reconnect delay; doubles up to `reconnect_max`, with jitter.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub reconnect_max: Duration,
     /// Connections the acknowledger may keep (opened when first needed). Concurrent
     /// acknowledgements are batched, one batch per mailbox at a time (parallel writers

@@ -13,13 +13,13 @@ pub struct MaildirConfig {
     /// The Maildir (the directory holding `tmp`, `new` and `cur`); created if missing.
     pub path: PathBuf,
     /// Periodic rescan, the safety net behind the file watcher.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub poll_interval: Duration,
     /// Watch the directories for changes (otherwise only the periodic rescan runs).
     pub watch: bool,
     /// A message still waiting after this long is published again (the queue drops it
     /// if its task is still live); covers a task lost by a queue without durability.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub republish_after: Duration,
     /// Larger messages are published as their header only, with a size header.
     pub max_message_bytes: u64,

@@ -14,7 +14,7 @@ pub struct MemoryQueueConfig {
     pub capacity: usize,
     /// How long a delivery may stay unsettled before the task is delivered again
     /// (`"30s"`, `"500ms"`).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub visibility_timeout: Duration,
     /// Failed attempts after which `nack` moves a task to the dead-letter set.
     pub max_attempts: u32,

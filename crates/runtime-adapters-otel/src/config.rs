@@ -43,13 +43,13 @@ pub struct OtelConfig {
     /// Spans per export request.
     pub max_export_batch_size: usize,
     /// How long a partial batch waits before it is sent.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub scheduled_delay: Duration,
     /// Upper bound of one export request, retries included.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub export_timeout: Duration,
     /// Upper bound of [`flush`](runtime_contracts::TraceFactory::flush) at shutdown.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub flush_timeout: Duration,
 }
 

@@ -27,7 +27,10 @@ pub struct RedisQueueConfig {
     #[serde(default = "defaults::key_prefix")]
     pub key_prefix: String,
     /// How long a delivery stays leased before it is given to another consumer.
-    #[serde(default = "defaults::visibility_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "defaults::visibility_timeout",
+        with = "runtime_contracts::duration"
+    )]
     pub visibility_timeout: Duration,
     /// Failed attempts after which a task goes to the dead-letter set.
     #[serde(default = "defaults::max_attempts")]
@@ -39,10 +42,16 @@ pub struct RedisQueueConfig {
     #[serde(default = "defaults::wait_pool_size")]
     pub wait_pool_size: usize,
     /// Time limit to open a connection.
-    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "defaults::connect_timeout",
+        with = "runtime_contracts::duration"
+    )]
     pub connect_timeout: Duration,
     /// Time limit of one call (a blocking wait gets this on top of its wait).
-    #[serde(default = "defaults::operation_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "defaults::operation_timeout",
+        with = "runtime_contracts::duration"
+    )]
     pub operation_timeout: Duration,
 }
 

@@ -39,6 +39,7 @@
 
 mod config;
 mod control;
+pub mod duration;
 mod error;
 mod handler;
 mod health;

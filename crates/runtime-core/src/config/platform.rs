@@ -177,7 +177,7 @@ impl PlatformConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// How long workers may finish in-flight tasks at shutdown.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub shutdown_timeout: Duration,
 }
 
@@ -212,7 +212,7 @@ pub struct QueueConfig {
     /// Queue name (Redis key namespace).
     pub name: String,
     /// A delivery not settled within this time is delivered again.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub visibility_timeout: Duration,
     /// Failed attempts before dead-letter.
     pub max_attempts: u32,
@@ -238,13 +238,13 @@ pub struct WorkersConfig {
     /// Tasks run at once per pool.
     pub concurrency: usize,
     /// Per-task timeout.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub task_timeout: Duration,
     /// First retry delay of the exponential backoff.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub retry_base: Duration,
     /// Longest retry delay.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "runtime_contracts::duration")]
     pub retry_max: Duration,
 }
 

@@ -11,9 +11,26 @@ use std::path::{Path, PathBuf};
 use runtime_contracts::{ConfigIssue, ConfigLayer, ConfigOrigin, Secret, is_secret_key};
 use serde_json::Value;
 
+/// The largest secret file read (64 KiB).
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
+
 /// Reads a secret from a file, trimming the trailing newline editors and `echo` add.
+///
+/// Only regular files up to [`MAX_SECRET_FILE`] bytes: `/dev/zero` or a FIFO would never
+/// end, and a huge file is a mistake, not a password.
 pub fn read_secret_file(path: &Path) -> std::io::Result<Secret> {
-    let text = std::fs::read_to_string(path)?;
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_SECRET_FILE} bytes"
+        )));
+    }
     Ok(Secret::new(text.trim_end_matches(['\n', '\r'])))
 }
 
@@ -79,4 +96,23 @@ pub(crate) async fn expand_secret_files(
         }
     }
     (files, issues)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_files_are_regular_and_small() {
+        assert!(read_secret_file(Path::new("/dev/zero")).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; MAX_SECRET_FILE as usize + 1]).unwrap();
+        let e = read_secret_file(&big).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("larger than")));
+        let ok = dir.path().join("ok");
+        std::fs::write(&ok, "pw\n").unwrap();
+        assert_eq!(read_secret_file(&ok).unwrap().expose(), "pw");
+    }
 }
