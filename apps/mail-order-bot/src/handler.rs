@@ -11,13 +11,14 @@
 //! | store unreachable | `TaskError::Unavailable` (no attempt used) | untouched |
 //! | store failed otherwise | `TaskError::Retry` (an attempt) | untouched |
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use runtime_contracts::{Task, TaskContext, TaskError, TaskHandler};
 use tracing::{debug, info, warn};
 
-use crate::domain::{Catalog, OVERSIZE_HEADER, Order, process_message};
+use crate::domain::{Catalog, OVERSIZE_HEADER, Order, process_message_until};
 use crate::store::{OrderStore, SaveResult};
 
 /// The outcome tag of a rejected order; the mailbox source files such messages in its
@@ -75,9 +76,25 @@ impl OrderHandler {
             .headers
             .get(OVERSIZE_HEADER)
             .map(|v| v.trim().parse::<u64>().unwrap_or(u64::MAX));
-        tokio::task::spawn_blocking(move || process_message(&payload, &catalog, max, reported_size))
-            .await
-            .map_err(|e| TaskError::retry(format!("order parsing did not finish: {e}")))
+        // Dropping this future (the task timed out or was cut off) sets the flag, and the
+        // blocking parse stops soon after instead of burning a core for minutes.
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = Arc::clone(&cancel.0);
+        let parsed = tokio::task::spawn_blocking(move || {
+            process_message_until(&payload, &catalog, max, reported_size, &flag)
+        })
+        .await
+        .map_err(|e| TaskError::retry(format!("order parsing did not finish: {e}")))?;
+        parsed.ok_or_else(|| TaskError::retry("order parsing was cancelled"))
+    }
+}
+
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

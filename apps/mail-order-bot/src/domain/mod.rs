@@ -20,6 +20,8 @@ pub mod lines;
 pub mod mime;
 pub mod order;
 
+use std::sync::atomic::AtomicBool;
+
 pub use catalog::{Catalog, CatalogError, CatalogItem};
 pub use lines::{LineItem, parse_csv_order, parse_order_lines};
 pub use mime::{MailContent, ParsedMessage, parse_message};
@@ -35,6 +37,10 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
 /// Largest quantity an order line may have.
 pub const MAX_QUANTITY: u64 = 10_000;
 
+/// Most order lines (body lines plus CSV rows) one message may have; more is rejected as
+/// `too_many_lines`. A stranger controls the count, so it bounds the work per message.
+pub const MAX_ORDER_LINES: usize = 10_000;
+
 /// Turns one raw message into an order.
 ///
 /// `reported_size` is the size the source saw when it sent only the header (the
@@ -46,10 +52,37 @@ pub fn process_message(
     max_message_bytes: u64,
     reported_size: Option<u64>,
 ) -> Order {
+    match read_within_limit(raw, max_message_bytes, reported_size) {
+        Ok(parsed) => evaluate(&parsed, catalog),
+        Err(rejected) => *rejected,
+    }
+}
+
+/// [`process_message`] that gives up (returns `None`) soon after `cancel` is set, so a
+/// task timeout stops the work on the blocking thread instead of leaving it to burn a core.
+pub fn process_message_until(
+    raw: &[u8],
+    catalog: &Catalog,
+    max_message_bytes: u64,
+    reported_size: Option<u64>,
+    cancel: &AtomicBool,
+) -> Option<Order> {
+    match read_within_limit(raw, max_message_bytes, reported_size) {
+        Ok(parsed) => order::evaluate_until(&parsed, catalog, cancel),
+        Err(rejected) => Some(*rejected),
+    }
+}
+
+/// Parses the message, or rejects it as `too_large` from its header alone.
+fn read_within_limit(
+    raw: &[u8],
+    max_message_bytes: u64,
+    reported_size: Option<u64>,
+) -> Result<ParsedMessage, Box<Order>> {
     let oversized = reported_size.is_some() || raw.len() as u64 > max_message_bytes;
     let parsed = parse_message(raw, oversized);
     if oversized {
-        return Order::rejected(&parsed, RejectReason::TooLarge);
+        return Err(Box::new(Order::rejected(&parsed, RejectReason::TooLarge)));
     }
-    evaluate(&parsed, catalog)
+    Ok(parsed)
 }
