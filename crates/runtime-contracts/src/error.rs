@@ -23,7 +23,7 @@ pub enum SourceError {
     /// Publishing to the queue failed.
     #[error("publish failed: {0}")]
     Queue(#[from] crate::QueueError),
-    /// The upstream system refused the operation for good (an IMAP `NO [CANNOT]`, a file
+    /// The upstream system refused the operation for good (a server answering `NO [CANNOT]`, a file
     /// name the store will never accept): retrying cannot help. An acknowledger returns it
     /// so the runtime dead-letters the task with this reason instead of retrying for ever.
     #[error("refused for good: {0}")]
