@@ -3,6 +3,7 @@
 //! Each task runs inside a `task` span carrying `trace_id` and `span_id`, so every log
 //! line written while a task runs names its trace.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use tracing_subscriber::layer::SubscriberExt;
@@ -34,10 +35,12 @@ pub fn init(config: &TracingConfig) -> Result<(), LoggingError> {
         return Ok(());
     }
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| config.level.clone());
-    let filter = EnvFilter::try_new(&level).map_err(|e| LoggingError::Level {
+    let filter = filter_for(&level).map_err(|e| LoggingError::Level {
         level: level.clone(),
         message: e.to_string(),
     })?;
+    // Colour codes only for a person at a terminal; in a file they are noise.
+    let ansi = std::io::stderr().is_terminal();
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     let result = match config.log_format {
@@ -51,7 +54,11 @@ pub fn init(config: &TracingConfig) -> Result<(), LoggingError> {
             )
             .try_init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     if result.is_ok() {
@@ -65,12 +72,62 @@ pub fn set_level(level: &str) {
     let Some(handle) = RELOAD.get() else {
         return;
     };
-    match EnvFilter::try_new(level) {
+    match filter_for(level) {
         Ok(filter) => {
             if handle.reload(filter).is_ok() {
                 tracing::info!(level, "log level changed");
             }
         }
         Err(error) => tracing::warn!(level, %error, "ignoring invalid log level"),
+    }
+}
+
+/// Dependencies whose debug and trace output is about their own machinery (file watching,
+/// sockets, HTTP framing, SQL statements). At `trace` the config watcher's own inotify
+/// events fed back into a log file beside the config: 392 MB in 6 s.
+const NOISY_TARGETS: &[&str] = &[
+    "notify",
+    "mio",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "tower",
+    "rustls",
+    "sqlx",
+    "async_imap",
+];
+
+/// The level filter for `level`, with [`NOISY_TARGETS`] kept at `warn` unless `level`
+/// names them itself.
+fn filter_for(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let mut filter = EnvFilter::try_new(level)?;
+    for target in NOISY_TARGETS {
+        let named = level
+            .split(',')
+            .any(|directive| directive.trim().starts_with(target));
+        if !named {
+            filter = filter.add_directive(format!("{target}=warn").parse()?);
+        }
+    }
+    Ok(filter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_for;
+
+    #[test]
+    fn noisy_dependencies_stay_at_warn_unless_named() {
+        let text = filter_for("trace")
+            .map(|f| f.to_string())
+            .unwrap_or_default();
+        assert!(text.contains("notify=warn"), "{text}");
+        assert!(text.contains("mio=warn"), "{text}");
+        let named = filter_for("info,notify=trace")
+            .map(|f| f.to_string())
+            .unwrap_or_default();
+        assert!(named.contains("notify=trace"), "{named}");
+        assert!(!named.contains("notify=warn"), "{named}");
+        assert!(filter_for("not a level at all ===").is_err());
     }
 }
