@@ -174,7 +174,7 @@ impl MaildirSource {
     fn watch(&self, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
         let mut watcher = match notify::recommended_watcher(
             move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                if event.is_ok_and(|e| changes_the_listing(&e.kind)) {
                     // Full channel = a scan is already due; dropping the poke is fine.
                     let _ = tx.try_send(());
                 }
@@ -195,6 +195,22 @@ impl MaildirSource {
         }
         Some(watcher)
     }
+}
+
+/// Whether an event can change what a scan finds. The scan's own `readdir` and reads
+/// raise `Access(Open)` / `Access(Close(NoWrite))`; reacting to those made an idle source
+/// rescan itself about 10,000 times a second.
+fn changes_the_listing(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    ) || matches!(
+        kind,
+        EventKind::Access(notify::event::AccessKind::Close(
+            notify::event::AccessMode::Write
+        ))
+    )
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {

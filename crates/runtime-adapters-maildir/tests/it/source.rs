@@ -110,6 +110,36 @@ async fn new_mail_is_seen_by_the_watcher() {
 }
 
 #[tokio::test]
+async fn an_idle_source_does_not_wake_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().to_path_buf();
+    make_dirs(&md);
+    // A handled backlog in cur/: every scan lists it, which raises inotify access events.
+    for i in 0..500 {
+        std::fs::write(md.join(format!("cur/{i}.H.host:2,S")), message("h")).unwrap();
+    }
+    let mut config = MaildirConfig::new(&md);
+    config.poll_interval = Duration::from_secs(3600);
+    let (source, _sink, stop, handle) = start(config);
+    let scans = || source.status().details["scans"].as_u64().unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while scans() == 0 || source.status().details["watching"] != true {
+        assert!(tokio::time::Instant::now() < deadline, "no first scan");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = scans();
+    // Idle for two seconds: only the watcher could wake it, and nothing changes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let woken = scans() - before;
+    assert!(
+        woken <= 4,
+        "an idle maildir source scanned {woken} times in 2 s"
+    );
+    stop.stop();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn the_periodic_rescan_finds_mail_without_a_watcher_and_does_not_republish() {
     let dir = tempfile::tempdir().unwrap();
     let md = dir.path().to_path_buf();
