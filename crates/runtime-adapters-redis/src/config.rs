@@ -135,8 +135,8 @@ pub(crate) fn redact_url(url: &str) -> String {
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_owned(),
+        Some(at) => runtime_contracts::redact_url(&format!("{scheme}://***@{}", &rest[at + 1..])),
+        None => runtime_contracts::redact_url(url),
     }
 }
 

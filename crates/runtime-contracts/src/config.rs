@@ -240,11 +240,18 @@ pub fn is_secret_key(key: &str) -> bool {
         || last.contains("password")
 }
 
-/// Hides the password of a URL (`postgres://app:pw@db/x` -> `postgres://app:***@db/x`).
+/// Hides the secrets in a URL or connection string, wherever in it they hide:
+/// the password of the userinfo (`postgres://app:pw@db/x` -> `postgres://app:***@db/x`),
+/// secret query keys (`redis://h/0?password=pw` -> `redis://h/0?password=***`) and the
+/// secret keys of a keyword DSN (`host=db password=pw` -> `host=db password=***`).
 pub fn redact_url(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_owned();
-    };
+    match text.find("://") {
+        Some(scheme_end) => redact_query(&redact_userinfo(text, scheme_end)),
+        None => redact_keywords(text),
+    }
+}
+
+fn redact_userinfo(text: &str, scheme_end: usize) -> String {
     let rest = &text[scheme_end + 3..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
@@ -261,6 +268,116 @@ pub fn redact_url(text: &str) -> String {
         &userinfo[..colon],
         &rest[at..]
     )
+}
+
+/// Whether a query or DSN key names a secret (`password`, `pass`, `pwd`, `token`, ...).
+fn is_secret_param(key: &str) -> bool {
+    let key = key.trim().to_ascii_lowercase();
+    matches!(
+        key.as_str(),
+        "pass" | "pwd" | "passwd" | "key" | "auth" | "sig" | "signature"
+    ) || [
+        "password",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "credential",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
+}
+
+fn redact_query(text: &str) -> String {
+    let Some(q) = text.find('?') else {
+        return text.to_owned();
+    };
+    let (head, rest) = text.split_at(q + 1);
+    let (query, fragment) = match rest.find('#') {
+        Some(h) => rest.split_at(h),
+        None => (rest, ""),
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}{}{fragment}", query.join("&"))
+}
+
+/// Keyword DSNs (`host=db user=app password='a b'`): each secret value, quoted or not,
+/// becomes `***`. Text without `key=value` words comes back unchanged.
+fn redact_keywords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(eq) = rest.find('=') {
+        let key_start = rest[..eq]
+            .rfind(|c: char| c.is_whitespace() || c == ';' || c == ',' || c == '"')
+            .map_or(0, |i| i + 1);
+        let key = &rest[key_start..eq];
+        out.push_str(&rest[..=eq]);
+        let value = &rest[eq + 1..];
+        if key.is_empty() || !is_secret_param(key) {
+            rest = value;
+            continue;
+        }
+        let end = match value.chars().next() {
+            Some(quote @ ('\'' | '"')) => value[1..].find(quote).map_or(value.len(), |i| i + 2),
+            _ => value
+                .find(|c: char| c.is_whitespace() || matches!(c, ';' | ',' | '"' | '\''))
+                .unwrap_or(value.len()),
+        };
+        out.push_str("***");
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn secrets_are_hidden_wherever_they_hide() {
+        for (given, shown) in [
+            (
+                "postgres://app:pw@db:5432/x",
+                "postgres://app:***@db:5432/x",
+            ),
+            (
+                "postgres://app@h/x?password=pw",
+                "postgres://app@h/x?password=***",
+            ),
+            (
+                "redis://h/0?password=pw&db=1",
+                "redis://h/0?password=***&db=1",
+            ),
+            (
+                "https://h/p?access_token=t#frag",
+                "https://h/p?access_token=***#frag",
+            ),
+            ("http://h/p?page=2", "http://h/p?page=2"),
+            (
+                "host=db user=app password=pw port=5432",
+                "host=db user=app password=*** port=5432",
+            ),
+            (
+                "host=db password='a b c' dbname=x",
+                "host=db password=*** dbname=x",
+            ),
+            (
+                "cannot connect to \"host=db pass=pw\"",
+                "cannot connect to \"host=db pass=***\"",
+            ),
+            ("plain text", "plain text"),
+            ("a=b c=d", "a=b c=d"),
+        ] {
+            assert_eq!(redact_url(given), shown, "{given}");
+        }
+    }
 }
 
 /// The merged, validated configuration at one point in time.
