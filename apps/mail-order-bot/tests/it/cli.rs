@@ -110,6 +110,28 @@ fn print_config_hides_the_password() {
 }
 
 #[test]
+fn print_config_hides_secrets_in_url_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bot.toml"),
+        format!(
+            "[orders]\ncatalog_file = {:?}\ndatabase_url = \"postgres://app@127.0.0.1/x?password=qpw1\"\n\
+             [queue]\nredis_url = \"redis://127.0.0.1:6379/0?password=qpw2\"\n\
+             [mail]\nsource = \"imap-idle\"\nusername = \"orders\"\npassword = \"x\"\n",
+            catalog()
+        ),
+    )
+    .unwrap();
+    let out = bot(dir.path(), &["print-config", "--config", "bot.toml"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains("?password=***"), "{stdout}");
+    for secret in ["qpw1", "qpw2"] {
+        assert!(!stdout.contains(secret), "{secret} leaked: {stdout}");
+    }
+}
+
+#[test]
 fn orders_on_an_empty_machine_and_help() {
     let dir = tempfile::tempdir().unwrap();
     let out = bot(dir.path(), &["orders"]);
