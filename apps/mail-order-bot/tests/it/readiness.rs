@@ -4,9 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::harness::{Db, Env, Queue, Setup, Source, eventually, free_port, sample};
+use crate::harness::{Db, Env, Queue, Setup, Source, eventually, free_port, get, sample};
 
 /// A private redis-server on `port`, keeping nothing on disk.
 fn redis(port: u16, dir: &std::path::Path) -> Child {
@@ -23,24 +21,7 @@ fn redis(port: u16, dir: &std::path::Path) -> Child {
 
 /// The HTTP status code of `GET path`, or an error while nothing answers.
 async fn status_of(port: u16, path: &str) -> Result<u16, String> {
-    let call = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&raw);
-        text.get(9..12)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("no status in {text}"))
-    };
-    tokio::time::timeout(Duration::from_secs(5), call)
-        .await
-        .map_err(|_| "timed out".to_owned())?
+    get(port, path).await.map(|(code, _)| code)
 }
 
 async fn wait_status(port: u16, path: &str, want: u16) {

@@ -8,9 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::harness::{Db, Env, Queue, Setup, Source, eventually, free_port};
+use crate::harness::{Db, Env, Queue, Setup, Source, eventually, free_port, get};
 
 const N: usize = 5;
 
@@ -33,31 +31,6 @@ fn chown_nobody(path: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-/// `(status code, body)` of `GET path`, or an error while nothing answers.
-async fn get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let call = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let code = text
-            .get(9..12)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("no status in {text}"))?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
-        Ok((code, body.unwrap_or_default()))
-    };
-    tokio::time::timeout(Duration::from_secs(5), call)
-        .await
-        .map_err(|_| "timed out".to_owned())?
 }
 
 /// The bot as `nobody`, killed if the test ends without stopping it.
