@@ -140,7 +140,7 @@ impl RuntimeBuilder {
             .collect();
         RuntimeManager {
             inner: Arc::new(Inner {
-                supervisor: WorkerSupervisor::new(trace.clone(), acks.clone()),
+                supervisor: Arc::new(WorkerSupervisor::new(trace.clone(), acks.clone())),
                 config: self.config,
                 state: watch::channel(RuntimeState::Starting).0,
                 started: Instant::now(),
@@ -172,7 +172,7 @@ pub(crate) struct Inner {
     started: Instant,
     modules: Vec<Arc<dyn ApplicationModule>>,
     pub(crate) queues: RwLock<BTreeMap<String, Arc<dyn TaskQueue>>>,
-    pub(crate) supervisor: WorkerSupervisor,
+    pub(crate) supervisor: Arc<WorkerSupervisor>,
     pub(crate) sources: RwLock<Vec<Arc<SourceRunner>>>,
     pub(crate) health: HealthRegistry,
     trace: TraceService,
@@ -500,6 +500,7 @@ impl RuntimeManager {
                 .supervisor
                 .add_pool(spec, q, inner.pool_settings.clone())?;
         }
+        inner.health.register(inner.supervisor.health());
         inner.supervisor.start();
 
         // Sources.

@@ -1,11 +1,14 @@
 //! The WorkerSupervisor: named pools of workers, restarted after panics, resized live,
 //! drained at shutdown.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use runtime_contracts::{AdminError, PoolSpec, PoolStatus, TaskQueue};
+use async_trait::async_trait;
+use runtime_contracts::{
+    AdminError, ComponentHealth, HealthContributor, HealthStatus, PoolSpec, PoolStatus, TaskQueue,
+};
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
@@ -58,10 +61,24 @@ pub enum SupervisorError {
 
 /// Tasks faster than this let a worker prefetch.
 const QUICK_TASK: Duration = Duration::from_millis(2);
+/// Workers that die this many times in a row (no task processed in between) make the
+/// pool a crash loop: readiness goes false until a worker gets through a task again.
+const CRASH_LOOP_DEATHS: u32 = 3;
+
+/// Backoff between replacing dead workers, so a panic in the consume path cannot spin.
+fn respawn_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
+}
 
 struct Slot {
     stop: StopToken,
     handle: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Respawn {
+    at: Option<Instant>,
+    rounds: u32,
 }
 
 struct Pool {
@@ -74,6 +91,10 @@ struct Pool {
     /// Parent of every slot's stop token: fired when the pool stops consuming.
     consuming: StopToken,
     slot_restarts: AtomicU64,
+    /// Worker deaths since a worker last processed a task.
+    deaths_in_a_row: AtomicU32,
+    /// When dead workers may be replaced, and how many rounds of deaths led there.
+    respawn: Mutex<Respawn>,
 }
 
 impl Pool {
@@ -115,6 +136,8 @@ impl Pool {
                 }
             };
             if batch.is_empty() {
+                // The consume path works again (the queue is just empty).
+                self.deaths_in_a_row.store(0, Ordering::Relaxed);
                 continue;
             }
             let stats = self.stats();
@@ -136,6 +159,8 @@ impl Pool {
                     .process_one(delivery, clock, Some(&mut pending))
                     .await;
                 clock = next;
+                // A worker got through a task: whatever killed its predecessors is gone.
+                self.deaths_in_a_row.store(0, Ordering::Relaxed);
                 quick = processed.elapsed < QUICK_TASK;
                 if processed.panicked || processed.outage_pause.is_some() {
                     // Report finished work before pausing.
@@ -144,8 +169,7 @@ impl Pool {
                 if processed.panicked {
                     // The worker "restarts": back off so a poison task cannot spin.
                     panics_in_a_row = panics_in_a_row.saturating_add(1);
-                    let delay = Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
-                        .delay(panics_in_a_row - 1);
+                    let delay = respawn_backoff().delay(panics_in_a_row - 1);
                     sleep_or_stop(delay, &self.worker.hard_stop).await;
                     clock = Instant::now();
                 } else {
@@ -192,10 +216,29 @@ impl Pool {
         let before = slots.len();
         slots.retain(|s| !s.handle.is_finished() || s.stop.is_stopped());
         let died = before - slots.len();
+        let now = Instant::now();
+        let Ok(mut respawn) = self.respawn.lock() else {
+            return;
+        };
         if died > 0 {
             self.slot_restarts.fetch_add(died as u64, Ordering::Relaxed);
-            tracing::error!(pool = %self.name, died, "worker ended unexpectedly; restarting");
+            let before = self
+                .deaths_in_a_row
+                .fetch_add(died as u32, Ordering::Relaxed);
+            respawn.rounds = if before == 0 {
+                0
+            } else {
+                respawn.rounds.saturating_add(1)
+            };
+            let delay = respawn_backoff().delay(respawn.rounds);
+            respawn.at = Some(now + delay);
+            tracing::error!(pool = %self.name, died, deaths_in_a_row = before.saturating_add(died as u32), restart_in = ?delay, "worker ended unexpectedly; restarting");
         }
+        if respawn.at.is_some_and(|at| now < at) {
+            return;
+        }
+        respawn.at = None;
+        drop(respawn);
         let live: Vec<usize> = (0..slots.len())
             .filter(|i| !slots[*i].stop.is_stopped())
             .collect();
@@ -295,8 +338,17 @@ impl WorkerSupervisor {
             slots: Mutex::new(Vec::new()),
             consuming: StopToken::new(),
             slot_restarts: AtomicU64::new(0),
+            deaths_in_a_row: AtomicU32::new(0),
+            respawn: Mutex::new(Respawn::default()),
         }));
         Ok(())
+    }
+
+    /// Readiness of the pools: down while a pool's workers keep dying (a crash loop).
+    pub fn health(self: &Arc<Self>) -> Arc<dyn HealthContributor> {
+        Arc::new(PoolsHealth {
+            supervisor: Arc::downgrade(self),
+        })
     }
 
     fn pools(&self) -> Vec<Arc<Pool>> {
@@ -413,5 +465,37 @@ impl WorkerSupervisor {
             let _ = tokio::time::timeout(Duration::from_secs(10), &mut all).await;
         }
         DrainReport { drained, cut_off }
+    }
+}
+
+/// Readiness of the worker pools: a pool whose workers die over and over does no work,
+/// so the runtime must not claim to be ready.
+struct PoolsHealth {
+    supervisor: std::sync::Weak<WorkerSupervisor>,
+}
+
+#[async_trait]
+impl HealthContributor for PoolsHealth {
+    fn name(&self) -> &str {
+        "workers"
+    }
+
+    async fn check(&self) -> ComponentHealth {
+        let pools = self
+            .supervisor
+            .upgrade()
+            .map(|s| s.pools())
+            .unwrap_or_default();
+        let looping: Vec<&str> = pools
+            .iter()
+            .filter(|p| p.deaths_in_a_row.load(Ordering::Relaxed) >= CRASH_LOOP_DEATHS)
+            .map(|p| p.name.as_str())
+            .collect();
+        if looping.is_empty() {
+            ComponentHealth::new("workers", HealthStatus::Up)
+        } else {
+            ComponentHealth::new("workers", HealthStatus::Down)
+                .with_detail("crash_looping", looping.join(","))
+        }
     }
 }

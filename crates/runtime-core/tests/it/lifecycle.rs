@@ -298,3 +298,178 @@ async fn pause_stops_a_source_and_resume_restarts_it() {
     ));
     rt.stop().await;
 }
+
+/// A queue whose `consume` panics while `broken` is set: the runtime's own consume path
+/// dies, not a handler.
+struct PanickingQueue {
+    inner: Arc<dyn TaskQueue>,
+    broken: std::sync::atomic::AtomicBool,
+    consumes: AtomicUsize,
+}
+
+#[async_trait]
+impl TaskQueue for PanickingQueue {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn backend(&self) -> &'static str {
+        "panicking"
+    }
+    async fn publish(
+        &self,
+        task: Task,
+    ) -> Result<runtime_contracts::PublishOutcome, runtime_contracts::QueueError> {
+        self.inner.publish(task).await
+    }
+    async fn consume(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<runtime_contracts::Delivery>, runtime_contracts::QueueError> {
+        self.consumes.fetch_add(1, Ordering::SeqCst);
+        if self.broken.load(Ordering::SeqCst) {
+            panic!("overflow when adding duration to instant");
+        }
+        self.inner.consume(max, wait).await
+    }
+    async fn ack(
+        &self,
+        d: &runtime_contracts::Delivery,
+    ) -> Result<(), runtime_contracts::QueueError> {
+        self.inner.ack(d).await
+    }
+    async fn nack(
+        &self,
+        d: &runtime_contracts::Delivery,
+        delay: Option<Duration>,
+        error: &str,
+    ) -> Result<runtime_contracts::NackOutcome, runtime_contracts::QueueError> {
+        self.inner.nack(d, delay, error).await
+    }
+    async fn release(
+        &self,
+        d: &runtime_contracts::Delivery,
+        delay: Option<Duration>,
+    ) -> Result<(), runtime_contracts::QueueError> {
+        self.inner.release(d, delay).await
+    }
+    async fn dead_letter(
+        &self,
+        d: &runtime_contracts::Delivery,
+        reason: &str,
+    ) -> Result<(), runtime_contracts::QueueError> {
+        self.inner.dead_letter(d, reason).await
+    }
+    async fn extend_lease(
+        &self,
+        d: &runtime_contracts::Delivery,
+        by: Duration,
+    ) -> Result<(), runtime_contracts::QueueError> {
+        self.inner.extend_lease(d, by).await
+    }
+    async fn stats(&self) -> Result<runtime_contracts::QueueStats, runtime_contracts::QueueError> {
+        self.inner.stats().await
+    }
+    async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<runtime_contracts::DeadLetter>, runtime_contracts::QueueError> {
+        self.inner.dead_letters(limit).await
+    }
+    async fn retry_dead_letter(
+        &self,
+        id: runtime_contracts::TaskId,
+    ) -> Result<bool, runtime_contracts::QueueError> {
+        self.inner.retry_dead_letter(id).await
+    }
+    async fn delete_dead_letter(
+        &self,
+        id: runtime_contracts::TaskId,
+    ) -> Result<bool, runtime_contracts::QueueError> {
+        self.inner.delete_dead_letter(id).await
+    }
+    async fn purge_dead_letters(&self) -> Result<u64, runtime_contracts::QueueError> {
+        self.inner.purge_dead_letters().await
+    }
+    async fn ping(&self) -> Result<(), runtime_contracts::QueueError> {
+        self.inner.ping().await
+    }
+}
+
+/// Polls readiness until `want`, for at most `within`.
+async fn readiness_becomes(
+    plane: &Arc<dyn ControlPlane>,
+    want: runtime_contracts::HealthStatus,
+    within: Duration,
+) -> runtime_contracts::HealthReport {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let report = plane.readiness().await;
+        if report.status == want || tokio::time::Instant::now() >= deadline {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_crash_loop_backs_off_and_makes_readiness_false_until_it_ends() {
+    let q = Arc::new(PanickingQueue {
+        inner: queue(10),
+        broken: true.into(),
+        consumes: AtomicUsize::new(0),
+    });
+    let handler = runtime_testkit::fakes::FnHandler::new(Duration::ZERO, |_, _| Ok(()));
+    let (rt, handle, _) = runtime_with(
+        fast_platform(serde_json::json!({})),
+        q.clone(),
+        vec![VecSource::new("s", vec![Task::new("t", "x")])],
+        handler.clone(),
+        4,
+    )
+    .await;
+    rt.start().await.unwrap();
+    let plane = handle.control_plane();
+    let report = readiness_becomes(
+        &plane,
+        runtime_contracts::HealthStatus::Down,
+        Duration::from_secs(10),
+    )
+    .await;
+    let workers = report
+        .components
+        .iter()
+        .find(|c| c.name == "workers")
+        .expect("a workers component");
+    assert_eq!(
+        workers.status,
+        runtime_contracts::HealthStatus::Down,
+        "{report:?}"
+    );
+    // Restarts back off: without it every monitor tick (250 ms) replaced all 4 workers.
+    let before = q.consumes.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = q.consumes.load(Ordering::SeqCst) - before;
+    assert!(
+        during <= 20,
+        "{during} consume panics in 2 s: restarts do not back off"
+    );
+
+    // The cause goes away: a worker gets through and readiness comes back by itself.
+    q.broken.store(false, Ordering::SeqCst);
+    let report = readiness_becomes(
+        &plane,
+        runtime_contracts::HealthStatus::Up,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(
+        report.status,
+        runtime_contracts::HealthStatus::Up,
+        "{report:?}"
+    );
+    assert_eq!(handler.wait_calls(1, Duration::from_secs(10)).await, 1);
+    handle.shutdown();
+    rt.wait_for_shutdown_request().await;
+    rt.stop().await;
+}
