@@ -159,9 +159,10 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("o.db").display());
         let store = OrderStore::connect(&url).await.unwrap();
         store.save(&order("old@x", 1)).await.unwrap();
-        let Pool::Sqlite(pool) = &store.pool else {
+        let Pool::Sqlite(handle) = &store.pool else {
             panic!("sqlite expected")
         };
+        let pool = &handle.pool();
         let orders = [
             order("a@x", 1),
             order("old@x", 2),

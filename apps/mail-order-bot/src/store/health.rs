@@ -11,7 +11,7 @@ use super::OrderStore;
 const CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A readiness contributor named `store`: up when the database answers `SELECT 1` within
-/// half a second.
+/// half a second and, after a write failed with an outage, takes a write again.
 #[derive(Clone, Debug)]
 pub struct StoreHealth {
     store: OrderStore,
@@ -31,7 +31,7 @@ impl HealthContributor for StoreHealth {
     }
 
     async fn check(&self) -> ComponentHealth {
-        let health = match tokio::time::timeout(CHECK_TIMEOUT, self.store.ping()).await {
+        let health = match tokio::time::timeout(CHECK_TIMEOUT, self.store.check_writable()).await {
             Ok(Ok(())) => ComponentHealth::new("store", HealthStatus::Up),
             Ok(Err(error)) => ComponentHealth::new("store", HealthStatus::Down)
                 .with_detail("error", error.to_string()),

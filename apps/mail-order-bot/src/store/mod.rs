@@ -14,7 +14,11 @@
 //!   durable. `synchronous` stays at sqlx's `FULL`.
 //! * [`StoreError::is_unavailable`] tells an outage (connection refused, timeouts, a
 //!   locked SQLite file, a PostgreSQL shutdown) from a failure of the statement itself, so
-//!   the handler can wait out an outage without using up the task's attempts.
+//!   the handler can wait out an outage without using up the task's attempts. The codes
+//!   that mean an outage are two tables, [`SQLITE_OUTAGES`] and [`POSTGRES_OUTAGES`].
+//! * After a write fails with an outage, the SQLite pool is replaced (a connection opened
+//!   on a read-only file stays read-only after a `chmod`), and readiness stays down until
+//!   a write probe succeeds: `SELECT 1` alone answers on a read-only database.
 
 mod group;
 mod health;
@@ -22,8 +26,9 @@ mod health;
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sqlx::SqlSafeStr;
@@ -147,8 +152,63 @@ enum Kind {
 
 #[derive(Clone)]
 enum Pool {
-    Sqlite(SqlitePool),
+    Sqlite(Arc<SqliteHandle>),
     Postgres(PgPool),
+}
+
+/// The SQLite pool, replaced as a whole after a write outage: a connection opened on a
+/// read-only file stays read-only after a `chmod`, and SQLite hands a closed connection's
+/// file descriptor to the next connection of the process, so only closing them all helps.
+struct SqliteHandle {
+    current: std::sync::RwLock<SqlitePool>,
+    options: SqliteConnectOptions,
+    pool_options: SqlitePoolOptions,
+    /// An in-memory database lives in its one connection: never replaced.
+    in_memory: bool,
+    renewed: Mutex<Instant>,
+}
+
+/// Replace the SQLite pool at most this often while an outage lasts.
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+
+impl SqliteHandle {
+    fn pool(&self) -> SqlitePool {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Swaps in a fresh pool; the old one closes as its connections come back.
+    fn renew(&self) {
+        if self.in_memory {
+            return;
+        }
+        {
+            let Ok(mut renewed) = self.renewed.lock() else {
+                return;
+            };
+            if renewed.elapsed() < RENEW_EVERY {
+                return;
+            }
+            *renewed = Instant::now();
+        }
+        let fresh = self
+            .pool_options
+            .clone()
+            .connect_lazy_with(self.options.clone());
+        let old = std::mem::replace(
+            &mut *self
+                .current
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            fresh,
+        );
+        tracing::info!("order store: reopening SQLite connections after an outage");
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { old.close().await });
+        }
+    }
 }
 
 /// The order store. Cheap to clone (a pool handle).
@@ -158,6 +218,8 @@ pub struct OrderStore {
     migrated: Arc<OnceCell<()>>,
     /// SQLite's writer queue, shared by the clones of this store.
     group: Arc<group::GroupCommit>,
+    /// The last write outage, shared by the clones and the pool's acquire hook.
+    outage: Arc<OutageMark>,
 }
 
 impl std::fmt::Debug for OrderStore {
@@ -199,8 +261,9 @@ impl OrderStore {
         store_options: StoreOptions,
     ) -> Result<OrderStore, StoreError> {
         let url = database_url.trim();
+        let outage = Arc::new(OutageMark::default());
         let pool = if url.starts_with("sqlite:") {
-            Pool::Sqlite(sqlite_pool(url, store_options)?)
+            Pool::Sqlite(Arc::new(sqlite_pool(url, store_options)?))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", redact_url(url))))?;
@@ -220,6 +283,7 @@ impl OrderStore {
             pool,
             migrated: Arc::new(OnceCell::new()),
             group: Arc::default(),
+            outage,
         })
     }
 
@@ -268,7 +332,7 @@ impl OrderStore {
                 loop {
                     tries += 1;
                     let result = match &self.pool {
-                        Pool::Sqlite(pool) => migrator.run(pool).await,
+                        Pool::Sqlite(h) => migrator.run(&h.pool()).await,
                         Pool::Postgres(pool) => migrator.run(pool).await,
                     };
                     let error = match result {
@@ -290,7 +354,7 @@ impl OrderStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         let kind = self.kind();
         let result = match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+            Pool::Sqlite(h) => sqlx::query("SELECT 1").execute(&h.pool()).await.map(|_| ()),
             Pool::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
         };
         result.map_err(|e| classify(kind, e))
@@ -299,13 +363,86 @@ impl OrderStore {
     /// Stores `order` and its lines in one transaction, unless an order with the same
     /// message identity exists already. Returns once the order is committed.
     pub async fn save(&self, order: &Order) -> Result<SaveResult, StoreError> {
-        self.ensure_migrated().await?;
-        match &self.pool {
-            // PostgreSQL commits concurrent transactions in parallel already.
-            Pool::Sqlite(pool) => self.group.save(pool, order).await,
-            Pool::Postgres(pool) => save_postgres(pool, order)
+        let result = match self.ensure_migrated().await {
+            Err(e) => Err(e),
+            Ok(()) => match &self.pool {
+                // PostgreSQL commits concurrent transactions in parallel already.
+                Pool::Sqlite(h) => self.group.save(&h.pool(), order).await,
+                Pool::Postgres(pool) => save_postgres(pool, order)
+                    .await
+                    .map_err(|e| classify(Kind::Postgres, e)),
+            },
+        };
+        match &result {
+            Ok(_) => self.outage.clear(),
+            Err(e) if e.is_unavailable() => {
+                self.outage.note(e);
+                if let Pool::Sqlite(h) = &self.pool {
+                    h.renew();
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Readiness: `ping`, and after a write outage a write probe, which clears it.
+    pub(crate) async fn check_writable(&self) -> Result<(), StoreError> {
+        self.ping().await?;
+        if self.outage.last().is_none() {
+            return Ok(());
+        }
+        let kind = self.kind();
+        let probe = match &self.pool {
+            // Writes the header's user_version back unchanged and rolls back: BEGIN alone
+            // succeeds on a read-only file in WAL mode, a page write does not.
+            Pool::Sqlite(h) => {
+                let pool = h.pool();
+                async {
+                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA user_version = {version}"
+                    )))
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.rollback().await
+                }
                 .await
-                .map_err(|e| classify(Kind::Postgres, e)),
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query_scalar::<_, String>("SELECT current_setting('transaction_read_only')")
+                    .fetch_one(pool)
+                    .await
+                    .and_then(|read_only| {
+                        if read_only == "on" {
+                            Err(sqlx::Error::Protocol(
+                                "the database is read-only (transaction_read_only = on)".into(),
+                            ))
+                        } else {
+                            Ok(())
+                        }
+                    })
+            }
+        };
+        match probe {
+            Ok(()) => {
+                self.outage.clear();
+                Ok(())
+            }
+            Err(sqlx::Error::Protocol(message)) => Err(StoreError::Unavailable {
+                message,
+                source: None,
+            }),
+            Err(e) => {
+                let error = classify(kind, e);
+                if let (true, Pool::Sqlite(h)) = (error.is_unavailable(), &self.pool) {
+                    h.renew();
+                }
+                Err(error)
+            }
         }
     }
 
@@ -323,7 +460,7 @@ impl OrderStore {
         self.ensure_migrated().await?;
         let kind = self.kind();
         let result = match &self.pool {
-            Pool::Sqlite(pool) => fetch_sqlite(pool, message_id).await,
+            Pool::Sqlite(h) => fetch_sqlite(&h.pool(), message_id).await,
             Pool::Postgres(pool) => fetch_postgres(pool, message_id).await,
         };
         result.map_err(|e| classify(kind, e))
@@ -332,13 +469,13 @@ impl OrderStore {
     /// Closes the pool (waits for connections in use to come back).
     pub async fn close(&self) {
         match &self.pool {
-            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Sqlite(h) => h.pool().close().await,
             Pool::Postgres(pool) => pool.close().await,
         }
     }
 }
 
-fn sqlite_pool(url: &str, store_options: StoreOptions) -> Result<SqlitePool, StoreError> {
+fn sqlite_pool(url: &str, store_options: StoreOptions) -> Result<SqliteHandle, StoreError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| StoreError::InvalidUrl(format!("{url}: {e}")))?
         .create_if_missing(true)
@@ -366,9 +503,14 @@ fn sqlite_pool(url: &str, store_options: StoreOptions) -> Result<SqlitePool, Sto
     } else {
         SqlitePoolOptions::new().max_connections(store_options.max_connections.clamp(1, 4))
     };
-    Ok(pool_options
-        .acquire_timeout(store_options.acquire_timeout)
-        .connect_lazy_with(options))
+    let pool_options = pool_options.acquire_timeout(store_options.acquire_timeout);
+    Ok(SqliteHandle {
+        current: std::sync::RwLock::new(pool_options.clone().connect_lazy_with(options.clone())),
+        options,
+        pool_options,
+        in_memory,
+        renewed: Mutex::new(Instant::now()),
+    })
 }
 
 type OrderRow = (
@@ -603,6 +745,56 @@ fn assemble(orders: Vec<OrderRow>, lines: Vec<LineRow>) -> Vec<StoredOrder> {
     out
 }
 
+/// SQLite primary result codes that mean the file, not the statement, is at fault:
+/// fixing it needs no change to the mail, so the task waits instead of failing.
+pub const SQLITE_OUTAGES: &[(i32, &str)] = &[
+    (5, "BUSY"),
+    (6, "LOCKED"),
+    (8, "READONLY"),
+    (10, "IOERR"),
+    (13, "FULL"),
+    (14, "CANTOPEN"),
+    (15, "PROTOCOL"),
+];
+
+/// PostgreSQL SQLSTATEs (a trailing `*` is a class) that mean the server, not the
+/// statement, is at fault.
+pub const POSTGRES_OUTAGES: &[(&str, &str)] = &[
+    ("08*", "connection exception"),
+    (
+        "53*",
+        "insufficient resources (disk full, out of memory, too many connections)",
+    ),
+    ("57P01", "admin shutdown"),
+    ("57P02", "crash shutdown"),
+    ("57P03", "cannot connect now"),
+    ("40001", "serialization failure (a retry succeeds)"),
+    ("40P01", "deadlock detected (a retry succeeds)"),
+    (
+        "25006",
+        "read-only transaction (a standby, or default_transaction_read_only)",
+    ),
+    ("58030", "I/O error"),
+];
+
+fn is_outage_code(kind: Kind, code: &str) -> bool {
+    match kind {
+        Kind::Sqlite => code.parse::<i32>().is_ok_and(|c| {
+            SQLITE_OUTAGES
+                .iter()
+                .any(|(primary, _)| *primary == c & 0xff)
+        }),
+        Kind::Postgres => {
+            POSTGRES_OUTAGES
+                .iter()
+                .any(|(pattern, _)| match pattern.strip_suffix('*') {
+                    Some(class) => code.starts_with(class),
+                    None => code == *pattern,
+                })
+        }
+    }
+}
+
 /// Sorts a sqlx error into outage or failure.
 fn classify(kind: Kind, error: sqlx::Error) -> StoreError {
     let unavailable = match &error {
@@ -611,22 +803,7 @@ fn classify(kind: Kind, error: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => match (kind, db.code()) {
-            // Connection exceptions, shutdown, cannot connect now, too many connections,
-            // out of resources, serialization/deadlock (a retry succeeds).
-            (Kind::Postgres, Some(code)) => {
-                code.starts_with("08")
-                    || code.starts_with("53")
-                    || matches!(&*code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
-            }
-            // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL (primary result
-            // codes): the file, not the statement, is at fault; fixing it needs no
-            // change to the mail.
-            (Kind::Sqlite, Some(code)) => code
-                .parse::<i32>()
-                .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14 | 15)),
-            _ => false,
-        },
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| is_outage_code(kind, &code)),
         _ => false,
     };
     if unavailable {
@@ -641,6 +818,39 @@ fn classify(kind: Kind, error: sqlx::Error) -> StoreError {
 
 pub use runtime_contracts::redact_url;
 
+/// The last write outage: readiness stays down until a write probe (or a write) succeeds.
+#[derive(Default)]
+struct OutageMark {
+    /// Set by an outage, cleared by a success.
+    failing: AtomicBool,
+    message: Mutex<Option<String>>,
+}
+
+impl OutageMark {
+    fn note(&self, error: &StoreError) {
+        if let Ok(mut m) = self.message.lock() {
+            *m = Some(error.to_string());
+        }
+        self.failing.store(true, Ordering::Relaxed);
+    }
+
+    fn clear(&self) {
+        // The common path (no outage) is one atomic swap.
+        if self.failing.swap(false, Ordering::Relaxed)
+            && let Ok(mut m) = self.message.lock()
+        {
+            *m = None;
+        }
+    }
+
+    fn last(&self) -> Option<String> {
+        if !self.failing.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.message.lock().ok().and_then(|m| m.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,6 +863,27 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://bob@db/x"), "postgres://bob@db/x");
         assert_eq!(redact_url("sqlite://./var/o.db"), "sqlite://./var/o.db");
+    }
+
+    #[test]
+    fn outage_codes_are_classified_by_meaning() {
+        let cases = [
+            (Kind::Sqlite, "8", true),     // READONLY
+            (Kind::Sqlite, "1544", true),  // an extended READONLY code
+            (Kind::Sqlite, "14", true),    // CANTOPEN
+            (Kind::Sqlite, "13", true),    // FULL
+            (Kind::Sqlite, "2067", false), // CONSTRAINT_UNIQUE: the statement's fault
+            (Kind::Sqlite, "1", false),    // ERROR
+            (Kind::Postgres, "08006", true),
+            (Kind::Postgres, "53100", true), // disk full
+            (Kind::Postgres, "25006", true), // read-only transaction
+            (Kind::Postgres, "57P01", true),
+            (Kind::Postgres, "23505", false), // unique violation
+            (Kind::Postgres, "42P01", false), // undefined table
+        ];
+        for (kind, code, outage) in cases {
+            assert_eq!(is_outage_code(kind, code), outage, "{kind:?} {code}");
+        }
     }
 
     #[test]

@@ -47,6 +47,17 @@ impl Drop for Bot {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_sqlite_store_dead_letters_nothing_and_recovers_without_restart() {
+    read_only_store(true).await;
+}
+
+/// Only the file is read-only: SQLite then opens it read-only without complaint, and such a
+/// pooled connection stays read-only after the `chmod` unless it is recycled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_sqlite_file_in_a_writable_folder_recovers_without_restart() {
+    read_only_store(false).await;
+}
+
+async fn read_only_store(folder_read_only: bool) {
     let mut setup = Setup::new(Source::Maildir, Queue::Memory, Db::Sqlite);
     setup.concurrency = 2;
     let env = Env::new(setup).await;
@@ -67,7 +78,12 @@ async fn a_read_only_sqlite_store_dead_letters_nothing_and_recovers_without_rest
         );
     }
     chmod(&db, 0o444);
-    chmod(&var, 0o555);
+    if folder_read_only {
+        chmod(&var, 0o555);
+    } else {
+        chown_nobody(&var);
+        chown_nobody(&db);
+    }
     let config = env.config_toml().replace(&env.db_url, &db_url);
     std::fs::write(&env.config_path, config).unwrap();
     let port = free_port();
@@ -151,7 +167,10 @@ async fn a_read_only_sqlite_store_dead_letters_nothing_and_recovers_without_rest
     // Writable again: no restart, every mail becomes an order.
     chown_nobody(&var);
     chmod(&var, 0o755);
-    chmod(&db, 0o644);
+    // SQLite creates -wal and -shm with the database file's mode, so all of them.
+    for entry in std::fs::read_dir(&var).unwrap() {
+        chmod(&entry.unwrap().path(), 0o644);
+    }
     eventually(
         "every mail ordered and filed after the store is writable",
         Duration::from_secs(60),
