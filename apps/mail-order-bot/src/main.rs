@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(cli::EXIT_FAILURE);
         }
     };
     runtime.block_on(async move {

@@ -468,3 +468,29 @@ pub async fn print_config(spec: &AppConfigSpec, args: &PrintArgs) -> ExitCode {
         print_config_to(spec, args, &mut std::io::stdout(), &mut std::io::stderr()).await,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_path;
+    use std::path::Path;
+
+    #[test]
+    fn only_relative_paths_move_to_the_file_directory() {
+        let base = Path::new("/etc/bot");
+        assert_eq!(
+            resolve_path("catalog.csv", base).as_deref(),
+            Some("/etc/bot/catalog.csv")
+        );
+        assert_eq!(
+            resolve_path("../x/y", Path::new("conf")).as_deref(),
+            Some("conf/../x/y")
+        );
+        assert_eq!(resolve_path("/abs/catalog.csv", base), None);
+        assert_eq!(resolve_path("", base), None, "empty means unset");
+        assert_eq!(
+            resolve_path("x.csv", Path::new("")),
+            None,
+            "file in the cwd"
+        );
+    }
+}
