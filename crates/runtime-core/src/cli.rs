@@ -73,9 +73,9 @@ pub const EXIT_CONFIG: u8 = 2;
 /// that command.
 pub fn exit_codes_help(ok: &str) -> String {
     format!(
-        "Exit codes:\n  {EXIT_OK}  {ok}\n  {EXIT_FAILURE}  any other failure (a server \
-         unreachable, a file not writable, ...)\n  {EXIT_CONFIG}  the configuration is wrong: \
-         a file missing or unparsable, a bad value, an unknown key (every problem is listed)"
+        "Exit codes:\n  {EXIT_OK}  {ok}\n  {EXIT_FAILURE}  any other failure (a server unreachable, \
+         output not writable, ...)\n  {EXIT_CONFIG}  the configuration is wrong (a bad file, \
+         value or key; every problem is listed)"
     )
 }
 
