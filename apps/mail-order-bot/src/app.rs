@@ -9,7 +9,8 @@
 //!
 //! [`run`] is `mail-order-bot run`: logs, config watchers (file changes, SIGHUP), the
 //! runtime until SIGINT/SIGTERM, graceful stop. Errors are an [`AppError`], whose
-//! [`AppError::exit_code`] is 2 for configuration problems and 1 for anything else.
+//! [`AppError::exit_code`] is 2 for configuration problems and 1 for anything else
+//! (`runtime_core::cli::EXIT_CONFIG`, `EXIT_FAILURE`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,16 +20,13 @@ use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
 use runtime_adapters_otel::{OtelConfig, OtelTraceFactory};
 use runtime_adapters_redis::{RedisQueue, RedisQueueConfig};
 use runtime_contracts::{ConfigError, EndpointError, TaskQueue, TraceFactory};
-use runtime_core::cli::{ConfigArgs, load_config};
+use runtime_core::cli::{ConfigArgs, EXIT_CONFIG, EXIT_FAILURE, load_config};
 use runtime_core::config::{PlatformConfig, QueueBackend, TraceExporter};
 use runtime_core::{ConfigurationManager, IdTraceFactory, RuntimeError, RuntimeManager, StopToken};
 use tracing::{info, warn};
 
 use crate::config::config_spec;
 use crate::module::MailOrderModule;
-
-/// Exit code for a configuration problem.
-pub const EXIT_CONFIG: u8 = runtime_core::cli::EXIT_CONFIG;
 
 /// Why the application could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +59,11 @@ pub enum AppError {
 }
 
 impl AppError {
-    /// 2 for configuration problems, 1 for everything else.
+    /// [`EXIT_CONFIG`] for configuration problems, [`EXIT_FAILURE`] for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Config(_) => EXIT_CONFIG,
-            _ => 1,
+            _ => EXIT_FAILURE,
         }
     }
 

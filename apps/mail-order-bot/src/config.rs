@@ -12,6 +12,11 @@
 //! `[orders]` is [`OrdersConfig`]: the database URL and the catalog (a CSV file or inline
 //! `[[orders.catalog]]` entries). Its validator loads the catalog, so a bad price in the
 //! CSV fails `check-config` with the CSV's own `file:line`.
+//!
+//! Paths given in a config file are relative to that file's directory: the `*_file` keys
+//! (`mail.password_file`, `mail.ca_file`, `control.token_file`, `orders.catalog_file`),
+//! `mail.maildir`, and the file in a `sqlite:` URL (`orders.database_url`,
+//! `config_db.url`). See [`config_spec`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,7 +25,7 @@ use runtime_adapters_config::{CONFIG_DB_SECTION, DatabaseProvider, FileProvider}
 use runtime_adapters_imap::ImapConfig;
 use runtime_adapters_maildir::MaildirConfig;
 use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot};
-use runtime_core::cli::AppConfigSpec;
+use runtime_core::cli::{AppConfigSpec, resolve_path};
 use runtime_core::config::{Validator, issue, section};
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +151,7 @@ impl MailConfig {
 pub struct OrdersConfig {
     /// `sqlite://PATH` or `postgres://USER@HOST/DB` (a password in it shows as `***`).
     pub database_url: String,
-    /// A CSV file `sku,name,price_cents` (relative paths from the working directory).
+    /// A CSV file `sku,name,price_cents` (relative in a config file: to its directory).
     pub catalog_file: Option<PathBuf>,
     /// Inline catalog entries (`[[orders.catalog]]`), instead of a file.
     pub catalog: Vec<CatalogItem>,
@@ -285,6 +290,16 @@ pub fn validate_mail(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
 
 /// Checks `[orders]`: types, the database URL and the catalog.
 pub fn validate_orders(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
+    check_orders(snapshot, true)
+}
+
+/// [`validate_orders`] for commands that only read the store (`orders`): no catalog is
+/// needed, but one that is configured must still load.
+pub fn validate_orders_store(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
+    check_orders(snapshot, false)
+}
+
+fn check_orders(snapshot: &ConfigSnapshot, need_catalog: bool) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
     let Some(orders) = collect(OrdersConfig::from_snapshot(snapshot), &mut issues) else {
         return issues;
@@ -300,10 +315,42 @@ pub fn validate_orders(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
             "expected sqlite://PATH or postgres://USER@HOST/DB",
         ));
     }
-    if let Err(problem) = orders.load_catalog() {
+    let configured = orders.catalog_path().is_some() || !orders.catalog.is_empty();
+    if (need_catalog || configured)
+        && let Err(problem) = orders.load_catalog()
+    {
         issues.push(issue(snapshot, problem.key, problem.message));
     }
     issues
+}
+
+/// The SQLite file a `sqlite:` URL names (`None` for other databases and in-memory).
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let (_, rest) = sqlite_parts(url)?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+/// `sqlite://x.db` as (`sqlite://`, `x.db`); `None` for other URLs.
+fn sqlite_parts(url: &str) -> Option<(&'static str, &str)> {
+    let url = url.trim();
+    match url.strip_prefix("sqlite://") {
+        Some(rest) => Some(("sqlite://", rest)),
+        None => url.strip_prefix("sqlite:").map(|rest| ("sqlite:", rest)),
+    }
+}
+
+/// [`PathResolver`](runtime_core::cli::PathResolver) for database URLs: the relative
+/// file of a `sqlite:` URL is joined to `base`; other URLs stay as written.
+pub fn resolve_sqlite_url(url: &str, base: &Path) -> Option<String> {
+    let file = sqlite_file(url)?;
+    let resolved = resolve_path(file.to_str()?, base)?;
+    let (scheme, rest) = sqlite_parts(url)?;
+    let query = rest.find('?').map_or("", |i| &rest[i..]);
+    Some(format!("{scheme}{resolved}{query}"))
 }
 
 fn collect<T>(result: Result<T, ConfigError>, issues: &mut Vec<ConfigIssue>) -> Option<T> {
@@ -360,12 +407,31 @@ pub fn validators() -> Vec<Validator> {
 /// How mail-order-bot's configuration is put together: embedded defaults < `--config`
 /// files (with line numbers) < the optional database layer (`[config_db]`) < `MOB_*`
 /// environment variables.
+///
+/// Relative paths in a config file are relative to its directory (the module docs list
+/// the keys); the `*_file` keys are the runtime's rule, the others are declared here.
 pub fn config_spec() -> AppConfigSpec {
+    spec_with(validators())
+}
+
+/// [`config_spec`] for commands that only read the order store: the same checks, but
+/// no catalog is required (`orders` works right after `demo`, which brings its own).
+pub fn store_reader_spec() -> AppConfigSpec {
+    spec_with(vec![
+        std::sync::Arc::new(validate_mail),
+        std::sync::Arc::new(validate_orders_store),
+    ])
+}
+
+fn spec_with(validators: Vec<Validator>) -> AppConfigSpec {
     let mut spec = AppConfigSpec::new("mail-order-bot", ENV_PREFIX, DEFAULTS_TOML)
         .sections(&APP_SECTIONS)
         .file_loader(FileProvider::boxed)
-        .layer(CONFIG_DB_SECTION, DatabaseProvider::from_bootstrap);
-    for v in validators() {
+        .layer(CONFIG_DB_SECTION, DatabaseProvider::from_bootstrap)
+        .path_key("mail.maildir", resolve_path)
+        .path_key("orders.database_url", resolve_sqlite_url)
+        .path_key(&format!("{CONFIG_DB_SECTION}.url"), resolve_sqlite_url);
+    for v in validators {
         spec = spec.validator(v);
     }
     spec
@@ -481,6 +547,32 @@ mod tests {
             "catalog": [{"sku": "A-1", "price_cents": 5}], "catalog_file": "x.csv"
         }}));
         assert_eq!(validate_orders(&snap).len(), 1);
+    }
+
+    #[test]
+    fn sqlite_urls_resolve_relative_files_only() {
+        assert_eq!(
+            sqlite_file("sqlite://./var/orders.db"),
+            Some(PathBuf::from("./var/orders.db"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite:/tmp/x.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://x@y/z"), None);
+        let base = Path::new("/etc/bot");
+        assert_eq!(
+            resolve_sqlite_url("sqlite://./var/o.db?mode=rwc", base).as_deref(),
+            Some("sqlite:///etc/bot/./var/o.db?mode=rwc")
+        );
+        assert_eq!(
+            resolve_sqlite_url("sqlite:o.db", base).as_deref(),
+            Some("sqlite:/etc/bot/o.db")
+        );
+        for unchanged in ["sqlite:///abs/o.db", "sqlite::memory:", "postgres://u@h/db"] {
+            assert_eq!(resolve_sqlite_url(unchanged, base), None, "{unchanged}");
+        }
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! so running the demo again adds nothing twice. It waits, on the module's progress
 //! counter (no polling), until every pending sample has its order, prints the orders,
 //! then keeps watching the Maildir and prints each new order until Ctrl-C.
+//!
+//! The demo talks to a person on stdout; its logs (stderr) default to warnings only so
+//! they do not drown the progress lines (`MOB_TRACING__LEVEL` or `RUST_LOG` turn them
+//! up).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -63,6 +67,9 @@ pub const SAMPLES: [(&str, &[u8]); 7] = [
     ),
 ];
 
+/// The demo's log level (`tracing.level`): warnings only, see the module docs.
+const DEMO_LOG_LEVEL: &str = "warn";
+
 /// How long the demo waits for the samples before printing what it has.
 const SAMPLE_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -102,6 +109,7 @@ pub async fn demo_config(dir: &Path) -> Result<ConfigurationManager, AppError> {
             "catalog": catalog.items(),
         },
         "queue": { "backend": "memory" },
+        "tracing": { "level": DEMO_LOG_LEVEL },
     });
     let providers: Vec<Box<dyn ConfigProvider>> = vec![
         Box::new(DefaultsProvider::new(DEFAULTS_TOML)),
@@ -182,9 +190,11 @@ pub async fn demo_in(dir: PathBuf) -> Result<(), AppError> {
         .map_err(|p| AppError::setup(p.message))?;
 
     say(&format!(
-        "mail-order-bot demo: Maildir {}, orders in {}\n",
+        "mail-order-bot demo: Maildir {}, orders in {} (logs: tracing.level = {:?}; \
+         MOB_TRACING__LEVEL=info shows more)\n",
         mail.maildir.display(),
-        orders.database_url
+        orders.database_url,
+        config.platform().tracing.level,
     ));
     let store = OrderStore::connect(&orders.database_url).await?;
     let (expected, delivered) =

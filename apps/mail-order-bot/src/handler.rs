@@ -123,19 +123,20 @@ impl TaskHandler for OrderHandler {
             Err(error) => {
                 save_span.set_error(&error.to_string());
                 if error.is_unavailable() {
-                    warn!(task = %task.id, %error, "order store unavailable");
+                    warn!(%error, "order store unavailable");
                     return Err(TaskError::unavailable(error));
                 }
-                warn!(task = %task.id, %error, "saving order failed");
+                warn!(%error, "saving order failed");
                 return Err(TaskError::retry(error));
             }
         };
         save_span.set_attribute("order.new", (saved == SaveResult::Inserted).into());
         save_span.end();
 
+        // No task id here: the worker's `task` span around this handler carries it, and
+        // every line logged inside names the span's fields.
         match saved {
             SaveResult::Inserted => info!(
-                task = %task.id,
                 message_id = %order.message_id,
                 customer = %order.customer,
                 status = order.status.as_str(),
@@ -144,7 +145,6 @@ impl TaskHandler for OrderHandler {
                 "order stored"
             ),
             SaveResult::AlreadyExists => debug!(
-                task = %task.id,
                 message_id = %order.message_id,
                 "order already stored"
             ),

@@ -1,10 +1,11 @@
 //! `mail-order-bot`: parses the command line and hands over to the library.
 //!
-//! Exit codes: 0 ok, 2 configuration problem, 1 any other failure.
+//! Exit codes: those of `runtime_core::cli` (`EXIT_OK`, `EXIT_FAILURE`, `EXIT_CONFIG`),
+//! shown in every subcommand's `--help`.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mail_order_bot::app::{self, AppError};
 use mail_order_bot::config::config_spec;
 use mail_order_bot::{demo, report};
@@ -29,6 +30,7 @@ enum Command {
     #[command(flatten)]
     Runtime(RuntimeCommand),
     /// List the stored orders (id, created, customer, PO, status, reason, total, lines)
+    #[command(after_help = orders_help())]
     Orders {
         /// Print a JSON array instead of a table
         #[arg(long)]
@@ -39,23 +41,57 @@ enum Command {
     /// Run on embedded defaults with no server: seeds ./var/maildir with sample order
     /// emails, stores orders in ./var/orders.db, prints them, then keeps watching the
     /// Maildir until Ctrl-C
+    #[command(after_help = demo_help())]
     Demo,
+}
+
+fn orders_help() -> String {
+    format!(
+        "Examples:\n  mail-order-bot orders --config /etc/mail-order-bot/bot.toml\n  \
+         mail-order-bot orders --json -c bot.toml | jq '.[] | select(.status == \"rejected\")'\n  \
+         mail-order-bot orders                  # ./var/orders.db, where `demo` stores\n\n{}",
+        cli::exit_codes_help("listed (also when the reader closes the output early)")
+    )
+}
+
+fn demo_help() -> String {
+    format!(
+        "Examples:\n  mail-order-bot demo                    # then drop .eml files into ./var/maildir/new\n  \
+         MOB_TRACING__LEVEL=info mail-order-bot demo   # show the runtime's logs too\n\n{}",
+        cli::exit_codes_help("stopped by Ctrl-C")
+    )
 }
 
 fn exit(result: Result<(), AppError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let code = error.exit_code();
-            let error = anyhow::Error::new(error);
-            eprintln!("error: {error:#}");
-            ExitCode::from(code)
+            eprintln!("error: {}", error_text(&error));
+            ExitCode::from(error.exit_code())
         }
     }
 }
 
+/// The error and its causes, each cause once: most errors here already name their cause
+/// in their message, so a cause is added only when the text does not hold it yet.
+fn error_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The runtime's subcommands get their examples and exit codes in `--help` here.
+    let matches = cli::with_runtime_help(Cli::command(), "mail-order-bot").get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,7 +99,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(cli::EXIT_FAILURE);
         }
     };
     runtime.block_on(async move {

@@ -1,51 +1,45 @@
 //! `mail-order-bot orders [--json]`: the stored orders as a table or JSON.
 //!
-//! Only `[orders]` matters here, so the configuration is loaded without validating the
-//! other sections: listing orders must work on a machine where, say, the IMAP password
-//! is not configured (or right after `demo`, which brings its own catalog).
+//! The configuration is loaded and validated as `check-config` does (a wrong one exits
+//! 2 with every problem), except that no catalog is needed to list orders (right after
+//! `demo`, which brings its own). A SQLite database that does not exist is an error
+//! naming the file and the key that points there, and is not created.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use runtime_adapters_config::FileProvider;
-use runtime_contracts::ConfigProvider;
-use runtime_core::cli::ConfigArgs;
-use runtime_core::config::{DefaultsProvider, EnvProvider, load_unvalidated, section};
+use runtime_contracts::{ConfigError, ConfigSnapshot};
+use runtime_core::cli::{ConfigArgs, load_config, write_output};
+use runtime_core::config::issue;
 
 use crate::app::AppError;
-use crate::config::{DEFAULTS_TOML, ENV_PREFIX, OrdersConfig};
+use crate::config::{OrdersConfig, sqlite_file, store_reader_spec};
 use crate::store::{OrderStore, StoredOrder};
 
-/// The `[orders]` section from defaults, `--config` files and `MOB_*` variables.
-pub async fn orders_config(args: &ConfigArgs) -> Result<OrdersConfig, AppError> {
-    let mut providers: Vec<Box<dyn ConfigProvider>> =
-        vec![Box::new(DefaultsProvider::new(DEFAULTS_TOML))];
-    providers.extend(args.config.iter().map(|p| FileProvider::boxed(p)));
-    providers.push(Box::new(EnvProvider::new(ENV_PREFIX)));
-    let snapshot = load_unvalidated(&providers).await?;
-    Ok(section(&snapshot, "orders")?)
+/// The configuration as `orders` reads it: defaults, `--config` files, the database
+/// layer and `MOB_*` variables, validated.
+pub async fn orders_config(args: &ConfigArgs) -> Result<Arc<ConfigSnapshot>, AppError> {
+    let manager = load_config(&store_reader_spec(), args).await?;
+    Ok(manager.current())
 }
 
-/// The SQLite file a `sqlite:` URL names (`None` for other databases and in-memory).
-pub fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .trim()
-        .strip_prefix("sqlite://")
-        .or_else(|| url.trim().strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    if path.is_empty() || path.contains(":memory:") {
-        return None;
-    }
-    Some(PathBuf::from(path))
-}
-
-/// Every stored order, oldest first. A SQLite file that does not exist yet means no
-/// orders (and is not created).
-pub async fn list_orders(config: &OrdersConfig) -> Result<Vec<StoredOrder>, AppError> {
+/// Every stored order, oldest first. A SQLite file that does not exist is a
+/// configuration error on `orders.database_url` (and is not created).
+pub async fn list_orders(snapshot: &ConfigSnapshot) -> Result<Vec<StoredOrder>, AppError> {
+    let config = OrdersConfig::from_snapshot(snapshot)?;
     if let Some(file) = sqlite_file(&config.database_url)
         && !file.exists()
     {
-        return Ok(Vec::new());
+        return Err(ConfigError::Invalid(vec![issue(
+            snapshot,
+            "orders.database_url",
+            format!(
+                "the database file {} does not exist (the bot creates it when it runs); \
+                 check the path, or pass the --config the bot runs with",
+                file.display()
+            ),
+        )])
+        .into());
     }
     let store = OrderStore::connect(&config.database_url).await?;
     let orders = store.list().await;
@@ -53,14 +47,15 @@ pub async fn list_orders(config: &OrdersConfig) -> Result<Vec<StoredOrder>, AppE
     Ok(orders?)
 }
 
-/// `orders`: writes the table (or JSON with `json`) to `out`.
+/// `orders`: writes the table (or JSON with `json`) to `out`. A reader that stops early
+/// (`| head`) is a normal end.
 pub async fn orders_command(
     args: &ConfigArgs,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), AppError> {
-    let config = orders_config(args).await?;
-    let orders = list_orders(&config).await?;
+    let snapshot = orders_config(args).await?;
+    let orders = list_orders(&snapshot).await?;
     let text = if json {
         let mut text = serde_json::to_string_pretty(&orders)
             .map_err(|e| AppError::setup(format!("cannot write JSON: {e}")))?;
@@ -71,11 +66,10 @@ pub async fn orders_command(
     } else {
         render_table(&orders)
     };
-    out.write_all(text.as_bytes())
-        .map_err(|source| AppError::Io {
-            context: "cannot write to standard output".to_owned(),
-            source,
-        })
+    write_output(out, &text).map_err(|source| AppError::Io {
+        context: "cannot write to standard output".to_owned(),
+        source,
+    })
 }
 
 /// Cents as `12.50`.
@@ -189,19 +183,5 @@ mod tests {
         assert!(lines[0].starts_with("id  created"), "{table}");
         assert!(lines[2].contains("2026-11-26 09:12:01"), "{table}");
         assert!(lines[2].contains("27.99") && lines[2].ends_with("WIDGET-1 x2"));
-    }
-
-    #[test]
-    fn sqlite_files() {
-        assert_eq!(
-            sqlite_file("sqlite://./var/orders.db"),
-            Some(PathBuf::from("./var/orders.db"))
-        );
-        assert_eq!(
-            sqlite_file("sqlite:/tmp/x.db?mode=rwc"),
-            Some(PathBuf::from("/tmp/x.db"))
-        );
-        assert_eq!(sqlite_file("sqlite::memory:"), None);
-        assert_eq!(sqlite_file("postgres://x@y/z"), None);
     }
 }

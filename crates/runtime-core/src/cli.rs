@@ -38,7 +38,14 @@
 //! provider, and then the full stack defaults < files < database < environment is
 //! loaded and validated.
 //!
-//! Exit codes: 0 ok, 2 configuration problem ([`EXIT_CONFIG`]), 1 anything else.
+//! Exit codes: [`EXIT_OK`], [`EXIT_CONFIG`] for a configuration problem, [`EXIT_FAILURE`]
+//! for anything else; [`exit_codes_help`] is their `--help` text.
+//!
+//! Relative paths in a config file are relative to that file's directory (a config
+//! names its catalog or secret beside it, and must mean the same from any working
+//! directory): every key ending in `_file`, plus the keys an app declares with
+//! [`AppConfigSpec::path_key`]. Paths from the environment or the database stay
+//! relative to the working directory.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,15 +53,72 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use runtime_contracts::{ConfigError, ConfigProvider, ConfigSnapshot};
+use runtime_contracts::{ConfigError, ConfigLayer, ConfigOrigin, ConfigProvider, ConfigSnapshot};
 
 use crate::config::{
     ConfigurationManager, DefaultsProvider, EnvProvider, EnvSource, PlainFileProvider, Validator,
     known_sections_validator, load_unvalidated, redacted_tree, to_toml,
 };
 
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+
+/// Exit code for any failure that is not a configuration problem.
+pub const EXIT_FAILURE: u8 = 1;
+
 /// Exit code for a configuration that cannot be loaded or is invalid.
 pub const EXIT_CONFIG: u8 = 2;
+
+/// The `Exit codes:` section of a command's `--help`; `ok` says what success means for
+/// that command.
+pub fn exit_codes_help(ok: &str) -> String {
+    format!(
+        "Exit codes:\n  {EXIT_OK}  {ok}\n  {EXIT_FAILURE}  any other failure (a server unreachable, \
+         output not writable, ...)\n  {EXIT_CONFIG}  the configuration is wrong (a bad file, \
+         value or key; every problem is listed)"
+    )
+}
+
+/// Adds examples and exit codes to the `--help` of the runtime's subcommands, naming the
+/// app's binary `bin` (call on the app's `clap::Command` before parsing).
+pub fn with_runtime_help(cmd: clap::Command, bin: &str) -> clap::Command {
+    let help = |examples: &[&str], ok: &str| {
+        let mut text = String::from("Examples:\n");
+        for example in examples {
+            text.push_str(&format!("  {bin} {example}\n"));
+        }
+        text.push('\n');
+        text.push_str(&exit_codes_help(ok));
+        text
+    };
+    cmd.mut_subcommand("run", |c| {
+        c.after_help(help(
+            &[
+                "run --config /etc/bot/bot.toml",
+                "run -c base.toml -c prod.toml     # later files win",
+            ],
+            "stopped gracefully (SIGINT/SIGTERM or POST /admin/shutdown)",
+        ))
+    })
+    .mut_subcommand("check-config", |c| {
+        c.after_help(help(
+            &[
+                "check-config --config /etc/bot/bot.toml",
+                "check-config -c base.toml -c prod.toml",
+            ],
+            "the configuration is valid",
+        ))
+    })
+    .mut_subcommand("print-config", |c| {
+        c.after_help(help(
+            &[
+                "print-config --config /etc/bot/bot.toml",
+                "print-config -c bot.toml --origins   # where each value came from",
+            ],
+            "printed (also when the reader closes the output early, as `| head` does)",
+        ))
+    })
+}
 
 /// `--config FILE`, repeatable.
 #[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
@@ -89,6 +153,19 @@ pub enum RuntimeCommand {
 /// Makes the provider for one `--config` file.
 pub type FileLoader = Arc<dyn Fn(&Path) -> Box<dyn ConfigProvider> + Send + Sync>;
 
+/// Rewrites a value given in a config file whose directory is `base`, when it is a
+/// relative path (or holds one); `None` keeps the value as written.
+pub type PathResolver = fn(value: &str, base: &Path) -> Option<String>;
+
+/// [`PathResolver`] for a plain path: a relative one is joined to `base`.
+pub fn resolve_path(value: &str, base: &Path) -> Option<String> {
+    let path = Path::new(value);
+    if value.is_empty() || path.is_absolute() || base.as_os_str().is_empty() {
+        return None;
+    }
+    base.join(path).to_str().map(str::to_owned)
+}
+
 /// Looks at the bootstrap configuration (defaults + files + environment) and returns the
 /// provider of an extra layer (the database), or `None` when it is not configured.
 pub type LayerFactory = Arc<
@@ -117,6 +194,9 @@ pub struct AppConfigSpec {
     pub layers: Vec<(String, LayerFactory)>,
     /// Where environment variables come from; `None` is the process environment.
     pub env_source: Option<EnvSource>,
+    /// Keys holding paths beside the `*_file` ones, with how to resolve each (see the
+    /// module docs).
+    pub path_keys: Vec<(String, PathResolver)>,
 }
 
 impl std::fmt::Debug for AppConfigSpec {
@@ -141,6 +221,7 @@ impl AppConfigSpec {
             file_loader: None,
             layers: Vec::new(),
             env_source: None,
+            path_keys: Vec::new(),
         }
     }
 
@@ -190,6 +271,14 @@ impl AppConfigSpec {
         self
     }
 
+    /// Declares `key` (dotted) a path: relative in a config file means relative to the
+    /// file's directory. `resolve` is [`resolve_path`] for plain paths; a URL that holds
+    /// a path (`sqlite://./x.db`) brings its own.
+    pub fn path_key(mut self, key: &str, resolve: PathResolver) -> Self {
+        self.path_keys.push((key.to_owned(), resolve));
+        self
+    }
+
     fn env_provider(&self) -> Box<dyn ConfigProvider> {
         match &self.env_source {
             Some(source) => Box::new(EnvProvider::with_source(self.env_prefix, source.clone())),
@@ -198,10 +287,58 @@ impl AppConfigSpec {
     }
 
     fn file_provider(&self, path: &Path) -> Box<dyn ConfigProvider> {
-        match &self.file_loader {
+        let inner = match &self.file_loader {
             Some(f) => f(path),
             None => PlainFileProvider::boxed(path),
+        };
+        Box::new(RelativeToFile {
+            inner,
+            path_keys: self.path_keys.clone(),
+        })
+    }
+}
+
+/// A file layer whose relative paths are resolved against the file's directory.
+struct RelativeToFile {
+    inner: Box<dyn ConfigProvider>,
+    path_keys: Vec<(String, PathResolver)>,
+}
+
+impl RelativeToFile {
+    fn resolver(&self, key: &str) -> Option<PathResolver> {
+        if let Some((_, resolve)) = self.path_keys.iter().find(|(k, _)| k == key) {
+            return Some(*resolve);
         }
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        leaf.ends_with("_file")
+            .then_some(resolve_path as PathResolver)
+    }
+}
+
+#[async_trait::async_trait]
+impl ConfigProvider for RelativeToFile {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn load(&self) -> Result<ConfigLayer, ConfigError> {
+        let mut layer = self.inner.load().await?;
+        for (key, entry) in layer.entries.iter_mut() {
+            let (ConfigOrigin::File { path, .. }, serde_json::Value::String(value)) =
+                (&entry.origin, &entry.value)
+            else {
+                continue;
+            };
+            let base = path.parent().unwrap_or(Path::new(""));
+            if let Some(resolved) = self.resolver(key).and_then(|r| r(value, base)) {
+                entry.value = serde_json::Value::String(resolved);
+            }
+        }
+        Ok(layer)
+    }
+
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        self.inner.watch_paths()
     }
 }
 
@@ -259,6 +396,15 @@ pub fn config_error_exit(error: &ConfigError) -> ExitCode {
     ExitCode::from(report_error(error, &mut std::io::stderr()))
 }
 
+/// Writes `text` to standard output (or `out`) and flushes. A reader that closed the
+/// pipe early (`| head`) wanted no more: that is a normal end, not an error.
+pub fn write_output(out: &mut dyn Write, text: &str) -> std::io::Result<()> {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// `check-config` writing to the given streams; returns the exit code.
 pub async fn check_config_to(
     spec: &AppConfigSpec,
@@ -269,16 +415,25 @@ pub async fn check_config_to(
     match load_config(spec, args).await {
         Ok(manager) => {
             let snapshot = manager.current();
-            let _ = writeln!(
-                out,
-                "{}: configuration ok ({} keys from: {})",
+            let text = format!(
+                "{}: configuration ok ({} keys from: {})\n",
                 spec.name,
                 snapshot.origins.len(),
                 manager.layer_names().join(", ")
             );
-            0
+            output_exit(write_output(out, &text), err)
         }
         Err(e) => report_error(&e, err),
+    }
+}
+
+fn output_exit(written: std::io::Result<()>, err: &mut dyn Write) -> u8 {
+    match written {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot write to standard output: {e}");
+            EXIT_FAILURE
+        }
     }
 }
 
@@ -301,8 +456,7 @@ pub async fn print_config_to(
             let snapshot = manager.current();
             let tree = redacted_tree(&snapshot);
             let origins = args.origins.then_some(&snapshot.origins);
-            let _ = write!(out, "{}", to_toml(&tree, origins));
-            0
+            output_exit(write_output(out, &to_toml(&tree, origins)), err)
         }
         Err(e) => report_error(&e, err),
     }
@@ -313,4 +467,30 @@ pub async fn print_config(spec: &AppConfigSpec, args: &PrintArgs) -> ExitCode {
     ExitCode::from(
         print_config_to(spec, args, &mut std::io::stdout(), &mut std::io::stderr()).await,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_path;
+    use std::path::Path;
+
+    #[test]
+    fn only_relative_paths_move_to_the_file_directory() {
+        let base = Path::new("/etc/bot");
+        assert_eq!(
+            resolve_path("catalog.csv", base).as_deref(),
+            Some("/etc/bot/catalog.csv")
+        );
+        assert_eq!(
+            resolve_path("../x/y", Path::new("conf")).as_deref(),
+            Some("conf/../x/y")
+        );
+        assert_eq!(resolve_path("/abs/catalog.csv", base), None);
+        assert_eq!(resolve_path("", base), None, "empty means unset");
+        assert_eq!(
+            resolve_path("x.csv", Path::new("")),
+            None,
+            "file in the cwd"
+        );
+    }
 }
