@@ -30,6 +30,9 @@ use crate::key::{MessageKey, quote, uid_set};
 /// The outcome tag that files a successful message in `rejected_folder`.
 pub const TAG_REJECTED: &str = "rejected";
 
+/// The flag a successful outcome sets.
+const SEEN: &str = "\\Seen";
+
 /// Most messages applied by one batch (bounds command length and one batch's time).
 const MAX_BATCH: usize = 500;
 
@@ -102,8 +105,10 @@ impl Request {
 
 /// Completes the mailbox side of a task:
 ///
-/// * success: `\Seen`, then MOVE to `rejected_folder` when the handler tagged the outcome
-///   `rejected` and that folder is set, else to `processed_folder` if set;
+/// * success: `\Seen`; with a folder (`rejected_folder` when the handler tagged the
+///   outcome `rejected` and that folder is set, else `processed_folder` if set) the MOVE
+///   comes first and the copy is flagged `\Seen` in the folder (by its `COPYUID`), so the
+///   source is never seen-but-unfiled;
 /// * dead-lettered: the failure keyword (`$OrderBotFailed` by default), then MOVE to
 ///   `failed_folder` if set.
 ///
@@ -231,7 +236,7 @@ impl ImapAcknowledger {
                     } else {
                         &cfg.processed_folder
                     };
-                ("\\Seen", folder)
+                (SEEN, folder)
             }
             FinalOutcome::DeadLettered { .. } => (cfg.failed_keyword.as_str(), &cfg.failed_folder),
         };
@@ -367,22 +372,51 @@ impl ImapAcknowledger {
         }
         let set = uid_set(&present);
         let folder = conn.caps.folder_name(&action.folder);
-        self.store(conn, &set, &format!("+FLAGS.SILENT ({})", action.flag))
-            .await?;
-        if !folder.is_empty() && folder != *mailbox {
-            // The flag travels with the move. Should the move fail, the flag is taken off
-            // again: a `\Seen` message left in the mailbox would never be found again
-            // (the failure keyword stays: flagged in place is a visible dead letter).
-            if let Err(error) = self.move_to(conn, &set, &folder).await {
-                if action.flag == "\\Seen"
-                    && let Err(undo) = self.store(conn, &set, "-FLAGS.SILENT (\\Seen)").await
-                {
-                    warn!(source = %self.source_name, error = %undo, "could not clear \\Seen after a failed move");
-                }
-                return Err(error);
-            }
+        if folder.is_empty() || folder == *mailbox {
+            return self.store(conn, &set, &add_flag(&action.flag)).await;
+        }
+        if action.flag != SEEN {
+            // The failure keyword first, so it travels with the move; should the move
+            // fail, a message flagged in place is a visible dead letter, never produced
+            // again.
+            self.store(conn, &set, &add_flag(&action.flag)).await?;
+            self.transfer(conn, &set, &folder, false).await?;
+            return Ok(());
+        }
+        // `\Seen` never goes on the source before the message is safely in its folder: a
+        // seen message left behind (a move that failed, a connection lost in between)
+        // would never be found again. So the message is moved (or copied, then flagged
+        // `\Seen \Deleted` and expunged) first, and its copy flagged in the folder after.
+        let copies = self.transfer(conn, &set, &folder, true).await?;
+        if let Err(error) = self.flag_copies(conn, &folder, &copies).await {
+            // Filed already; only the copy's flag is missing, which a retry cannot fix
+            // (the source is gone): not worth a redelivery.
+            conn.selected = None;
+            warn!(source = %self.source_name, folder = %folder, error = %error, "filed, but could not flag the copy \\Seen");
         }
         Ok(())
+    }
+
+    /// Flags the messages `copies` (UIDs in `folder`, from `COPYUID`) `\Seen`; selects
+    /// `folder` for it.
+    async fn flag_copies(
+        &self,
+        conn: &mut AckConn,
+        folder: &str,
+        copies: &[u32],
+    ) -> Result<(), ImapError> {
+        if copies.is_empty() {
+            // Without UIDPLUS the server does not say where the copies went.
+            debug!(source = %self.source_name, folder = %folder, "no COPYUID; the filed copies stay as copied");
+            return Ok(());
+        }
+        let t = self.connector.config.command_timeout;
+        conn.selected = None;
+        let mbox = within(t, "select", conn.session.select(folder)).await?;
+        if let Some(v) = mbox.uid_validity {
+            conn.selected = Some((folder.to_owned(), v));
+        }
+        self.store(conn, &uid_set(copies), &add_flag(SEEN)).await
     }
 
     /// The UIDs among `uids` (sorted) still in the selected mailbox, sorted.
@@ -418,7 +452,16 @@ impl ImapAcknowledger {
         .await
     }
 
-    async fn move_to(&self, conn: &mut AckConn, set: &str, folder: &str) -> Result<(), ImapError> {
+    /// Moves the messages of `set` to `folder` (created when missing): `UID MOVE`, or
+    /// without MOVE `UID COPY`, then `\Deleted` (with `\Seen` too when `seen`) and
+    /// expunge. Returns the copies' UIDs in `folder` when the server says (`COPYUID`).
+    async fn transfer(
+        &self,
+        conn: &mut AckConn,
+        set: &str,
+        folder: &str,
+        seen: bool,
+    ) -> Result<Vec<u32>, ImapError> {
         let t = self.connector.config.command_timeout;
         if !conn.folders.contains(folder) {
             // NO means it exists already (or cannot be made; then the move says so).
@@ -429,11 +472,26 @@ impl ImapAcknowledger {
             conn.folders.insert(folder.to_owned());
         }
         if conn.caps.mv {
-            within(t, "uid move", conn.session.uid_mv(set, folder)).await?;
-            return Ok(());
+            return within(
+                t,
+                "uid move",
+                copy_uids(&mut conn.session, "MOVE", set, folder),
+            )
+            .await;
         }
-        within(t, "uid copy", conn.session.uid_copy(set, folder)).await?;
-        self.store(conn, set, "+FLAGS.SILENT (\\Deleted)").await?;
+        let copies = within(
+            t,
+            "uid copy",
+            copy_uids(&mut conn.session, "COPY", set, folder),
+        )
+        .await?;
+        let flags = if seen {
+            "(\\Seen \\Deleted)"
+        } else {
+            "(\\Deleted)"
+        };
+        self.store(conn, set, &format!("+FLAGS.SILENT {flags}"))
+            .await?;
         let uidplus = conn.caps.uidplus;
         within(t, "expunge", async {
             // Without UIDPLUS only a plain EXPUNGE exists; it also removes other messages
@@ -453,7 +511,72 @@ impl ImapAcknowledger {
             }
             Ok::<_, async_imap::error::Error>(())
         })
-        .await
+        .await?;
+        Ok(copies)
+    }
+}
+
+/// `+FLAGS.SILENT (<flag>)`.
+fn add_flag(flag: &str) -> String {
+    format!("+FLAGS.SILENT ({flag})")
+}
+
+/// Runs `UID <verb> <set> <folder>` (COPY or MOVE) and returns the destination UIDs from
+/// its `COPYUID` code (RFC 4315; tagged for COPY, untagged for MOVE, RFC 6851), empty
+/// when the server gives none. async-imap's own `uid_copy`/`uid_mv` drop that code.
+async fn copy_uids(
+    session: &mut Session,
+    verb: &str,
+    set: &str,
+    folder: &str,
+) -> Result<Vec<u32>, async_imap::error::Error> {
+    use async_imap::error::Error;
+    use async_imap::imap_proto::rfc4315::UidSetMember;
+    use async_imap::imap_proto::{Response, ResponseCode, Status};
+
+    let id = session
+        .run_command(format!("UID {verb} {set} {}", quote(folder)))
+        .await?;
+    let mut copies = Vec::new();
+    let mut collect = |code: &Option<ResponseCode<'_>>| {
+        if let Some(ResponseCode::CopyUid(_, _, dst)) = code {
+            for member in dst {
+                match member {
+                    UidSetMember::Uid(u) => copies.push(*u),
+                    UidSetMember::UidRange(r) => copies.extend(r.clone()),
+                }
+            }
+        }
+    };
+    loop {
+        let Some(response) = session.read_response().await? else {
+            return Err(Error::ConnectionLost);
+        };
+        match response.parsed() {
+            Response::Data {
+                status: Status::Ok,
+                outcome,
+            } => collect(&outcome.code),
+            Response::Done {
+                tag,
+                status,
+                outcome,
+            } if *tag == id => {
+                // Worded as async-imap words it, so `is_permanent` reads it the same.
+                let why = || format!("code: {:?}, info: {:?}", outcome.code, outcome.information);
+                return match status {
+                    Status::Ok => {
+                        collect(&outcome.code);
+                        copies.sort_unstable();
+                        Ok(copies)
+                    }
+                    Status::No => Err(Error::No(why())),
+                    _ => Err(Error::Bad(why())),
+                };
+            }
+            // EXPUNGE and the like: this connection keeps no sequence numbers.
+            _ => {}
+        }
     }
 }
 

@@ -32,7 +32,8 @@
 //!   server gives for good (`[CANNOT]`, `[NONEXISTENT]`, any code not marked temporary by
 //!   RFC 5530) is [`SourceError::Permanent`](runtime_contracts::SourceError): the runtime
 //!   counts it as a failed attempt and dead-letters at the limit instead of retrying for
-//!   ever. When a move fails, `\Seen` is taken off again so the mail is found again.
+//!   ever. A message is moved before it is marked `\Seen` (its copy is flagged in the
+//!   folder), so a move that fails or is cut off leaves it unseen, to be found again.
 //!
 //! ## Key design decision
 //!
