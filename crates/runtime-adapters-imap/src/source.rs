@@ -110,6 +110,13 @@ impl std::fmt::Debug for ImapSource {
     }
 }
 
+/// The mailbox a connection watches, as the server names it (keys carry this name, so
+/// the acknowledger selects it as it is), and its UIDVALIDITY.
+struct Selected {
+    mailbox: String,
+    uidvalidity: u32,
+}
+
 enum Exit {
     Stopped,
 }
@@ -260,10 +267,12 @@ impl ImapSource {
     ) -> Result<Exit, CycleError> {
         let cfg = self.cfg();
         let (mut session, caps) = self.inner.connector.connect().await?;
-        let mailbox = within(cfg.command_timeout, "select", session.select(&cfg.mailbox)).await?;
-        let uidvalidity = mailbox.uid_validity.ok_or_else(|| {
-            ImapError::Protocol(format!("mailbox {} has no UIDVALIDITY", cfg.mailbox))
-        })?;
+        // The configured path in the server's spelling, as for the acknowledger's folders.
+        let name = caps.folder_name(&cfg.mailbox);
+        let mailbox = within(cfg.command_timeout, "select", session.select(&name)).await?;
+        let uidvalidity = mailbox
+            .uid_validity
+            .ok_or_else(|| ImapError::Protocol(format!("mailbox {name} has no UIDVALIDITY")))?;
         let mode = self.effective_mode(caps);
         self.with_shared(|s| {
             let cp = &mut s.checkpoint;
@@ -280,12 +289,16 @@ impl ImapSource {
             s.idle_supported = Some(caps.idle);
         });
         self.touch_server(true);
-        info!(source = %self.inner.name, mailbox = %cfg.mailbox, uidvalidity, mode = mode.as_str(), "imap connected");
+        info!(source = %self.inner.name, mailbox = %name, uidvalidity, mode = mode.as_str(), "imap connected");
+        let selected = Selected {
+            mailbox: name,
+            uidvalidity,
+        };
         backoff.reset();
 
         loop {
             self.with_shared(|s| s.cycles += 1);
-            if self.catch_up(&mut session, uidvalidity, sink, stop).await? {
+            if self.catch_up(&mut session, &selected, sink, stop).await? {
                 break;
             }
             match mode {
@@ -323,7 +336,7 @@ impl ImapSource {
     async fn catch_up(
         &self,
         session: &mut Session,
-        uidvalidity: u32,
+        selected: &Selected,
         sink: &dyn TaskSink,
         stop: &dyn StopSignal,
     ) -> Result<bool, CycleError> {
@@ -367,7 +380,7 @@ impl ImapSource {
                 return Ok(true);
             }
             if self
-                .fetch_and_publish(session, uidvalidity, chunk, sink, stop)
+                .fetch_and_publish(session, selected, chunk, sink, stop)
                 .await?
             {
                 return Ok(true);
@@ -382,7 +395,7 @@ impl ImapSource {
     async fn fetch_and_publish(
         &self,
         session: &mut Session,
-        uidvalidity: u32,
+        selected: &Selected,
         uids: &[u32],
         sink: &dyn TaskSink,
         stop: &dyn StopSignal,
@@ -440,16 +453,16 @@ impl ImapSource {
                 continue;
             };
             let key = MessageKey {
-                mailbox: cfg.mailbox.clone(),
-                uidvalidity,
+                mailbox: selected.mailbox.clone(),
+                uidvalidity: selected.uidvalidity,
                 uid: *uid,
                 message_id: message_id(&payload),
             };
             let mut task = Task::new(ROUTE, payload)
                 .with_origin(self.inner.name.clone(), key.to_string())
                 .with_header(HEADER_UID, uid.to_string())
-                .with_header(HEADER_UIDVALIDITY, uidvalidity.to_string())
-                .with_header(HEADER_MAILBOX, cfg.mailbox.clone())
+                .with_header(HEADER_UIDVALIDITY, selected.uidvalidity.to_string())
+                .with_header(HEADER_MAILBOX, selected.mailbox.clone())
                 .with_header(HEADER_SIZE, size.to_string());
             if *size > cfg.max_message_bytes {
                 task = task.with_header(HEADER_OVERSIZE, size.to_string());

@@ -306,3 +306,25 @@ async fn a_copy_cut_off_midway_leaves_mail_unseen_and_in_place() {
         .unwrap();
     cut_move_case(server, "UID COPY").await;
 }
+
+#[tokio::test]
+async fn the_watched_mailbox_follows_the_servers_hierarchy_delimiter_too() {
+    // Configured with `/`; the fixture's delimiter is `.`.
+    let server = DovecotServer::start().await.unwrap();
+    server.append("Orders.Inbox", &mail("w")).await.unwrap();
+    let mut cfg = config(&server);
+    cfg.mailbox = "Orders/Inbox".into();
+    cfg.processed_folder = "Orders/Processed".into();
+    let running = Running::start(source("inbox", cfg.clone(), ImapMode::Poll));
+    let tasks = running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    running.stop().await;
+    let key: MessageKey = key_of(&tasks, "w").parse().unwrap();
+    assert_eq!(key.mailbox, "Orders.Inbox");
+
+    let ack = ImapAcknowledger::new(cfg, "inbox").unwrap();
+    ack.acknowledge(&key.to_string(), &ok()).await.unwrap();
+    assert!(server.messages("Orders.Inbox").await.unwrap().is_empty());
+    let filed = server.messages("Orders.Processed").await.unwrap();
+    assert_eq!(filed.len(), 1, "{:?}", server.mailboxes().await);
+    assert!(filed[0].has("\\Seen"), "{filed:?}");
+}
