@@ -15,7 +15,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -134,6 +134,8 @@ pub struct ImapAcknowledger {
     queue: std::sync::Mutex<Queue>,
     /// Signalled when a batch ends and its mailbox is free again.
     freed: Notify,
+    /// Acknowledgements the server refused for good (see [`ImapAcknowledger::refused`]).
+    refused: AtomicU64,
 }
 
 impl std::fmt::Debug for ImapAcknowledger {
@@ -166,12 +168,20 @@ impl ImapAcknowledger {
             next: AtomicUsize::new(0),
             queue: std::sync::Mutex::default(),
             freed: Notify::new(),
+            refused: AtomicU64::new(0),
         }
     }
 
     /// The name of the source whose tasks this acknowledges.
     pub fn source_name(&self) -> &str {
         &self.source_name
+    }
+
+    /// How many acknowledgements the server refused for good so far: each left its message
+    /// unfiled and cost its task an attempt (the source's status shows it as
+    /// `ack_refused`).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -628,6 +638,7 @@ impl SourceAcknowledger for ImapAcknowledger {
             match result {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(error)) if error.is_permanent() => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
                     warn!(source = %self.source_name, key = %key, error = %error, "imap acknowledgement refused for good");
                     return Err(SourceError::Permanent(format!(
                         "imap acknowledgement of {key} refused: {error}"

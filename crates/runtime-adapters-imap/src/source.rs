@@ -627,6 +627,10 @@ impl TaskSource for ImapSource {
             d.insert("duplicates".into(), s.duplicates.into());
             d.insert("cycles".into(), s.cycles.into());
             d.insert(
+                "ack_refused".into(),
+                self.inner.acknowledger.refused().into(),
+            );
+            d.insert(
                 "last_server_message_age_seconds".into(),
                 s.last_server_message
                     .map(|t| t.elapsed().as_secs_f64())

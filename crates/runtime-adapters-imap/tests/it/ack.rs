@@ -236,6 +236,7 @@ async fn a_folder_the_server_refuses_is_a_permanent_error_and_leaves_mail_unseen
     let err = ack.acknowledge(&key, &ok()).await.unwrap_err();
     assert!(err.is_permanent(), "{err:?}");
     assert!(err.to_string().contains("refused"), "{err}");
+    assert_eq!(ack.refused(), 1);
     // Not \Seen: a restart would find it again rather than strand it.
     let msgs = server.messages("INBOX").await.unwrap();
     assert_eq!(msgs.len(), 1);
@@ -327,4 +328,31 @@ async fn the_watched_mailbox_follows_the_servers_hierarchy_delimiter_too() {
     let filed = server.messages("Orders.Processed").await.unwrap();
     assert_eq!(filed.len(), 1, "{:?}", server.mailboxes().await);
     assert!(filed[0].has("\\Seen"), "{filed:?}");
+}
+
+#[tokio::test]
+async fn refused_acknowledgements_are_counted_in_the_source_status() {
+    let mut server = DovecotServer::start().await.unwrap();
+    server.append("INBOX", &mail("c")).await.unwrap();
+    let mut cfg = config(&server);
+    cfg.processed_folder = "Orders//Processed".into();
+    let running = Running::start(source("inbox", cfg, ImapMode::Poll));
+    let tasks = running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    let key = key_of(&tasks, "c");
+    let refused = || running.source.status().details["ack_refused"].clone();
+    assert_eq!(refused(), 0);
+
+    // The source's own acknowledger: what /status shows for the source counts it.
+    let ack = running.source.acknowledger().unwrap();
+    for n in 1..=2 {
+        let err = ack.acknowledge(&key, &ok()).await.unwrap_err();
+        assert!(err.is_permanent(), "{err:?}");
+        assert_eq!(refused(), n);
+    }
+    // An outage is not a refusal.
+    server.stop();
+    let err = ack.acknowledge(&key, &ok()).await.unwrap_err();
+    assert!(!err.is_permanent(), "{err:?}");
+    assert_eq!(refused(), 2);
+    running.stop().await;
 }
