@@ -80,6 +80,9 @@ struct Shared {
     checkpoint: Checkpoint,
     /// Catch-ups run (one per wake-up): shows an idle source is not spinning.
     cycles: u64,
+    /// Times the IDLE wait woke (a server line, the re-issue or inactivity timer), also
+    /// those that went back to waiting without a catch-up.
+    idle_wakeups: u64,
 }
 
 struct Inner {
@@ -170,6 +173,7 @@ impl ImapSource {
                     last_server_message: None,
                     checkpoint: Checkpoint::default(),
                     cycles: 0,
+                    idle_wakeups: 0,
                 }),
                 acknowledger,
             }),
@@ -506,37 +510,47 @@ impl ImapSource {
         // The handle is read as a stream directly: every server line (also the
         // `* OK Still here` keepalive) is seen, which `wait_with_timeout` would hide.
         loop {
-            tokio::select! {
+            let woke = tokio::select! {
                 _ = stop.stopped() => {
                     stopped = true;
                     break;
                 }
                 _ = tokio::time::sleep_until(reissue_at) => {
                     debug!(source = %self.inner.name, "re-issuing idle");
+                    None
+                }
+                next = tokio::time::timeout(cfg.idle_inactivity_timeout, handle.next()) => Some(next),
+            };
+            self.with_shared(|s| s.idle_wakeups += 1);
+            let Some(next) = woke else { break };
+            match next {
+                Err(_) => {
+                    // Silence: DONE below doubles as the probe; a dead link fails it.
+                    debug!(source = %self.inner.name, "no server message while idling; probing");
                     break;
                 }
-                next = tokio::time::timeout(cfg.idle_inactivity_timeout, handle.next()) => {
-                    match next {
-                        Err(_) => {
-                            // Silence: DONE below doubles as the probe; a dead link fails it.
-                            debug!(source = %self.inner.name, "no server message while idling; probing");
-                            break;
+                Ok(None) => {
+                    return Err(ImapError::Protocol("connection closed while idling".into()).into());
+                }
+                Ok(Some(Err(e))) => return Err(ImapError::Io(e).into()),
+                Ok(Some(Ok(resp))) => {
+                    self.touch_server(true);
+                    match resp.parsed() {
+                        Response::Data {
+                            status: Status::Bye,
+                            ..
+                        } => {
+                            return Err(ImapError::Protocol(
+                                "server closed the connection (BYE)".into(),
+                            )
+                            .into());
                         }
-                        Ok(None) => {
-                            return Err(ImapError::Protocol("connection closed while idling".into()).into());
+                        Response::Data {
+                            status: Status::Ok, ..
                         }
-                        Ok(Some(Err(e))) => return Err(ImapError::Io(e).into()),
-                        Ok(Some(Ok(resp))) => {
-                            self.touch_server(true);
-                            match resp.parsed() {
-                                Response::Data { status: Status::Bye, .. } => {
-                                    return Err(ImapError::Protocol("server closed the connection (BYE)".into()).into());
-                                }
-                                Response::Data { status: Status::Ok, .. } | Response::Continue(_) => {}
-                                // EXISTS, EXPUNGE, FETCH, ...: a hint; catch up from the checkpoint.
-                                _ => break,
-                            }
-                        }
+                        | Response::Continue(_) => {}
+                        // EXISTS, EXPUNGE, FETCH, ...: a hint; catch up from the checkpoint.
+                        _ => break,
                     }
                 }
             }
@@ -626,6 +640,7 @@ impl TaskSource for ImapSource {
             d.insert("last_uid".into(), s.checkpoint.last_uid.into());
             d.insert("duplicates".into(), s.duplicates.into());
             d.insert("cycles".into(), s.cycles.into());
+            d.insert("idle_wakeups".into(), s.idle_wakeups.into());
             d.insert(
                 "ack_refused".into(),
                 self.inner.acknowledger.refused().into(),
