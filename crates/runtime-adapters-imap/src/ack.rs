@@ -108,7 +108,8 @@ impl Request {
 /// * success: `\Seen`; with a folder (`rejected_folder` when the handler tagged the
 ///   outcome `rejected` and that folder is set, else `processed_folder` if set) the MOVE
 ///   comes first and the copy is flagged `\Seen` in the folder (by its `COPYUID`), so the
-///   source is never seen-but-unfiled;
+///   source is never seen-but-unfiled; a copy a crash left unseen is flagged when the
+///   task comes back (found by Message-ID);
 /// * dead-lettered: the failure keyword (`$OrderBotFailed` by default), then MOVE to
 ///   `failed_folder` if set.
 ///
@@ -343,6 +344,8 @@ impl ImapAcknowledger {
             }
         };
         let mut candidates: Vec<u32> = Vec::with_capacity(keys.len());
+        // Message-IDs of messages no longer in the mailbox (see `repair_copies`).
+        let mut gone: Vec<&str> = Vec::new();
         if uidvalidity == first.uidvalidity {
             candidates.extend(keys.iter().map(|k| k.uid));
         } else {
@@ -354,16 +357,18 @@ impl ImapAcknowledger {
                 let query = format!("HEADER Message-ID {}", quote(mid));
                 let found = within(t, "uid search", conn.session.uid_search(&query)).await?;
                 debug!(source = %self.source_name, message_id = %mid, found = found.len(), "uidvalidity changed; found by message-id");
+                if found.is_empty() {
+                    gone.push(mid);
+                }
                 candidates.extend(found);
             }
         }
         candidates.sort_unstable();
         candidates.dedup();
-        if candidates.is_empty() {
-            debug!(source = %self.source_name, key = %first, messages = keys.len(), "messages no longer in mailbox; nothing to do");
-            return Ok(());
+        let mut present = Vec::new();
+        if !candidates.is_empty() {
+            present = self.present(conn, &candidates).await?;
         }
-        let mut present = self.present(conn, &candidates).await?;
         if present.len() < candidates.len() {
             // The session may not know mail newer than its last sync yet.
             within(t, "noop", conn.session.noop()).await?;
@@ -376,13 +381,43 @@ impl ImapAcknowledger {
             present.sort_unstable();
             present.dedup();
         }
+        if uidvalidity == first.uidvalidity {
+            gone.extend(
+                keys.iter()
+                    .filter(|k| present.binary_search(&k.uid).is_err())
+                    .filter_map(|k| k.message_id.as_deref()),
+            );
+        }
+        let folder = conn.caps.folder_name(&action.folder);
         if present.is_empty() {
             debug!(source = %self.source_name, key = %first, messages = keys.len(), "messages no longer in mailbox; nothing to do");
-            return Ok(());
+        } else {
+            self.file(conn, &present, action, &folder).await?;
         }
-        let set = uid_set(&present);
-        let folder = conn.caps.folder_name(&action.folder);
-        if folder.is_empty() || folder == *mailbox {
+        if action.flag == SEEN
+            && !gone.is_empty()
+            && !folder.is_empty()
+            && folder != *mailbox
+            && let Err(error) = self.repair_copies(conn, &folder, &gone).await
+        {
+            conn.selected = None;
+            warn!(source = %self.source_name, folder = %folder, error = %error, "could not check filed copies");
+        }
+        Ok(())
+    }
+
+    /// Applies `action` to the messages `present` (UIDs in the selected mailbox), filing
+    /// them in `folder` (the server's spelling; empty: they stay).
+    async fn file(
+        &self,
+        conn: &mut AckConn,
+        present: &[u32],
+        action: &Action,
+        folder: &str,
+    ) -> Result<(), ImapError> {
+        let set = uid_set(present);
+        let in_place = conn.selected.as_ref().is_some_and(|(m, _)| m == folder);
+        if folder.is_empty() || in_place {
             return self.store(conn, &set, &add_flag(&action.flag)).await;
         }
         if action.flag != SEEN {
@@ -390,21 +425,56 @@ impl ImapAcknowledger {
             // fail, a message flagged in place is a visible dead letter, never produced
             // again.
             self.store(conn, &set, &add_flag(&action.flag)).await?;
-            self.transfer(conn, &set, &folder, false).await?;
+            self.transfer(conn, &set, folder, false).await?;
             return Ok(());
         }
         // `\Seen` never goes on the source before the message is safely in its folder: a
         // seen message left behind (a move that failed, a connection lost in between)
         // would never be found again. So the message is moved (or copied, then flagged
-        // `\Seen \Deleted` and expunged) first, and its copy flagged in the folder after.
-        let copies = self.transfer(conn, &set, &folder, true).await?;
-        if let Err(error) = self.flag_copies(conn, &folder, &copies).await {
-            // Filed already; only the copy's flag is missing, which a retry cannot fix
-            // (the source is gone): not worth a redelivery.
+        // `\Seen \Deleted` and expunged) first, and its copy flagged in the folder after;
+        // should that last step not happen (a crash), the redelivery repairs it.
+        let copies = self.transfer(conn, &set, folder, true).await?;
+        if let Err(error) = self.flag_copies(conn, folder, &copies).await {
+            // Filed already; only the copy's flag is missing: not worth a redelivery
+            // (`repair_copies` would find it on one).
             conn.selected = None;
             warn!(source = %self.source_name, folder = %folder, error = %error, "filed, but could not flag the copy \\Seen");
         }
         Ok(())
+    }
+
+    /// Flags `\Seen` the unseen messages in `folder` with one of the Message-IDs `mids`:
+    /// a message whose move went through but whose copy was not flagged yet (the process
+    /// died in between) is gone from its mailbox when its task comes back, and is found
+    /// here instead. Selects `folder`; a folder that does not exist holds nothing.
+    async fn repair_copies(
+        &self,
+        conn: &mut AckConn,
+        folder: &str,
+        mids: &[&str],
+    ) -> Result<(), ImapError> {
+        let t = self.connector.config.command_timeout;
+        conn.selected = None;
+        let mbox = match within(t, "select", conn.session.select(folder)).await {
+            Ok(mbox) => mbox,
+            Err(ImapError::Imap(async_imap::error::Error::No(_))) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if let Some(v) = mbox.uid_validity {
+            conn.selected = Some((folder.to_owned(), v));
+        }
+        let mut unseen = Vec::new();
+        for mid in mids {
+            let query = format!("UNSEEN HEADER Message-ID {}", quote(mid));
+            unseen.extend(within(t, "uid search", conn.session.uid_search(&query)).await?);
+        }
+        if unseen.is_empty() {
+            return Ok(());
+        }
+        unseen.sort_unstable();
+        unseen.dedup();
+        debug!(source = %self.source_name, folder = %folder, messages = unseen.len(), "flagging filed copies left unseen");
+        self.store(conn, &uid_set(&unseen), &add_flag(SEEN)).await
     }
 
     /// Flags the messages `copies` (UIDs in `folder`, from `COPYUID`) `\Seen`; selects

@@ -356,3 +356,35 @@ async fn refused_acknowledgements_are_counted_in_the_source_status() {
     assert_eq!(refused(), 2);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_copy_left_unseen_by_a_cut_after_the_move_is_flagged_on_redelivery() {
+    let server = DovecotServer::start().await.unwrap();
+    server.append("INBOX", &mail("half")).await.unwrap();
+    let mut cfg = config(&server);
+    cfg.processed_folder = "Processed".into();
+    let running = Running::start(source("inbox", cfg.clone(), ImapMode::Poll));
+    let tasks = running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    running.stop().await;
+    let key = key_of(&tasks, "half");
+
+    // The connection dies right after the move, before the copy is flagged (as if the
+    // process had been killed there): filed, but unseen.
+    let proxy = CuttingProxy::start(&server, "SELECT \"PROCESSED\"").await;
+    let mut cut_cfg = cfg.clone();
+    cut_cfg.port = Some(proxy.port());
+    let ack = ImapAcknowledger::new(cut_cfg, "inbox").unwrap();
+    ack.acknowledge(&key, &ok()).await.unwrap();
+    assert!(server.messages("INBOX").await.unwrap().is_empty());
+    let filed = server.messages("Processed").await.unwrap();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    assert!(!filed[0].has("\\Seen"), "{filed:?}");
+
+    // The task comes back (its queue ack never happened): the message is gone from the
+    // inbox, and its filed copy is flagged after all.
+    let ack = ImapAcknowledger::new(cfg, "inbox").unwrap();
+    ack.acknowledge(&key, &ok()).await.unwrap();
+    let filed = server.messages("Processed").await.unwrap();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    assert!(filed[0].has("\\Seen"), "{filed:?}");
+}
