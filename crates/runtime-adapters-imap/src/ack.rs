@@ -331,18 +331,7 @@ impl ImapAcknowledger {
         };
         let mailbox = &first.mailbox;
         let t = self.connector.config.command_timeout;
-        let uidvalidity = match &conn.selected {
-            Some((selected, v)) if selected == mailbox => *v,
-            _ => {
-                conn.selected = None;
-                let mbox = within(t, "select", conn.session.select(mailbox)).await?;
-                let v = mbox.uid_validity.ok_or_else(|| {
-                    ImapError::Protocol(format!("mailbox {mailbox} has no UIDVALIDITY"))
-                })?;
-                conn.selected = Some((mailbox.clone(), v));
-                v
-            }
-        };
+        let uidvalidity = self.select(conn, mailbox).await?;
         let mut candidates: Vec<u32> = Vec::with_capacity(keys.len());
         // Message-IDs of messages no longer in the mailbox (see `repair_copies`).
         let mut gone: Vec<&str> = Vec::new();
@@ -454,14 +443,12 @@ impl ImapAcknowledger {
         mids: &[&str],
     ) -> Result<(), ImapError> {
         let t = self.connector.config.command_timeout;
+        // A fresh SELECT: the copy may have been filed over another connection since.
         conn.selected = None;
-        let mbox = match within(t, "select", conn.session.select(folder)).await {
-            Ok(mbox) => mbox,
+        match self.select(conn, folder).await {
+            Ok(_) => {}
             Err(ImapError::Imap(async_imap::error::Error::No(_))) => return Ok(()),
             Err(e) => return Err(e),
-        };
-        if let Some(v) = mbox.uid_validity {
-            conn.selected = Some((folder.to_owned(), v));
         }
         let mut unseen = Vec::new();
         for mid in mids {
@@ -490,13 +477,25 @@ impl ImapAcknowledger {
             debug!(source = %self.source_name, folder = %folder, "no COPYUID; the filed copies stay as copied");
             return Ok(());
         }
-        let t = self.connector.config.command_timeout;
-        conn.selected = None;
-        let mbox = within(t, "select", conn.session.select(folder)).await?;
-        if let Some(v) = mbox.uid_validity {
-            conn.selected = Some((folder.to_owned(), v));
-        }
+        self.select(conn, folder).await?;
         self.store(conn, &uid_set(copies), &add_flag(SEEN)).await
+    }
+
+    /// Selects `mailbox` unless it is selected already; returns its UIDVALIDITY.
+    async fn select(&self, conn: &mut AckConn, mailbox: &str) -> Result<u32, ImapError> {
+        if let Some((selected, v)) = &conn.selected
+            && selected == mailbox
+        {
+            return Ok(*v);
+        }
+        conn.selected = None;
+        let t = self.connector.config.command_timeout;
+        let mbox = within(t, "select", conn.session.select(mailbox)).await?;
+        let v = mbox
+            .uid_validity
+            .ok_or_else(|| ImapError::Protocol(format!("mailbox {mailbox} has no UIDVALIDITY")))?;
+        conn.selected = Some((mailbox.to_owned(), v));
+        Ok(v)
     }
 
     /// The UIDs among `uids` (sorted) still in the selected mailbox, sorted.
