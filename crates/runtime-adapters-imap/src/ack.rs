@@ -15,7 +15,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -29,6 +29,9 @@ use crate::key::{MessageKey, quote, uid_set};
 
 /// The outcome tag that files a successful message in `rejected_folder`.
 pub const TAG_REJECTED: &str = "rejected";
+
+/// The flag a successful outcome sets.
+const SEEN: &str = "\\Seen";
 
 /// Most messages applied by one batch (bounds command length and one batch's time).
 const MAX_BATCH: usize = 500;
@@ -102,8 +105,11 @@ impl Request {
 
 /// Completes the mailbox side of a task:
 ///
-/// * success: `\Seen`, then MOVE to `rejected_folder` when the handler tagged the outcome
-///   `rejected` and that folder is set, else to `processed_folder` if set;
+/// * success: `\Seen`; with a folder (`rejected_folder` when the handler tagged the
+///   outcome `rejected` and that folder is set, else `processed_folder` if set) the MOVE
+///   comes first and the copy is flagged `\Seen` in the folder (by its `COPYUID`), so the
+///   source is never seen-but-unfiled; a copy a crash left unseen is flagged when the
+///   task comes back (found by Message-ID);
 /// * dead-lettered: the failure keyword (`$OrderBotFailed` by default), then MOVE to
 ///   `failed_folder` if set.
 ///
@@ -129,6 +135,8 @@ pub struct ImapAcknowledger {
     queue: std::sync::Mutex<Queue>,
     /// Signalled when a batch ends and its mailbox is free again.
     freed: Notify,
+    /// Acknowledgements the server refused for good (see [`ImapAcknowledger::refused`]).
+    refused: AtomicU64,
 }
 
 impl std::fmt::Debug for ImapAcknowledger {
@@ -161,12 +169,20 @@ impl ImapAcknowledger {
             next: AtomicUsize::new(0),
             queue: std::sync::Mutex::default(),
             freed: Notify::new(),
+            refused: AtomicU64::new(0),
         }
     }
 
     /// The name of the source whose tasks this acknowledges.
     pub fn source_name(&self) -> &str {
         &self.source_name
+    }
+
+    /// How many acknowledgements the server refused for good so far: each left its message
+    /// unfiled and cost its task an attempt (the source's status shows it as
+    /// `ack_refused`).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -231,7 +247,7 @@ impl ImapAcknowledger {
                     } else {
                         &cfg.processed_folder
                     };
-                ("\\Seen", folder)
+                (SEEN, folder)
             }
             FinalOutcome::DeadLettered { .. } => (cfg.failed_keyword.as_str(), &cfg.failed_folder),
         };
@@ -315,19 +331,10 @@ impl ImapAcknowledger {
         };
         let mailbox = &first.mailbox;
         let t = self.connector.config.command_timeout;
-        let uidvalidity = match &conn.selected {
-            Some((selected, v)) if selected == mailbox => *v,
-            _ => {
-                conn.selected = None;
-                let mbox = within(t, "select", conn.session.select(mailbox)).await?;
-                let v = mbox.uid_validity.ok_or_else(|| {
-                    ImapError::Protocol(format!("mailbox {mailbox} has no UIDVALIDITY"))
-                })?;
-                conn.selected = Some((mailbox.clone(), v));
-                v
-            }
-        };
+        let uidvalidity = self.select(conn, mailbox).await?;
         let mut candidates: Vec<u32> = Vec::with_capacity(keys.len());
+        // Message-IDs of messages no longer in the mailbox (see `repair_copies`).
+        let mut gone: Vec<&str> = Vec::new();
         if uidvalidity == first.uidvalidity {
             candidates.extend(keys.iter().map(|k| k.uid));
         } else {
@@ -339,16 +346,18 @@ impl ImapAcknowledger {
                 let query = format!("HEADER Message-ID {}", quote(mid));
                 let found = within(t, "uid search", conn.session.uid_search(&query)).await?;
                 debug!(source = %self.source_name, message_id = %mid, found = found.len(), "uidvalidity changed; found by message-id");
+                if found.is_empty() {
+                    gone.push(mid);
+                }
                 candidates.extend(found);
             }
         }
         candidates.sort_unstable();
         candidates.dedup();
-        if candidates.is_empty() {
-            debug!(source = %self.source_name, key = %first, messages = keys.len(), "messages no longer in mailbox; nothing to do");
-            return Ok(());
+        let mut present = Vec::new();
+        if !candidates.is_empty() {
+            present = self.present(conn, &candidates).await?;
         }
-        let mut present = self.present(conn, &candidates).await?;
         if present.len() < candidates.len() {
             // The session may not know mail newer than its last sync yet.
             within(t, "noop", conn.session.noop()).await?;
@@ -361,28 +370,132 @@ impl ImapAcknowledger {
             present.sort_unstable();
             present.dedup();
         }
+        if uidvalidity == first.uidvalidity {
+            gone.extend(
+                keys.iter()
+                    .filter(|k| present.binary_search(&k.uid).is_err())
+                    .filter_map(|k| k.message_id.as_deref()),
+            );
+        }
+        let folder = conn.caps.folder_name(&action.folder);
         if present.is_empty() {
             debug!(source = %self.source_name, key = %first, messages = keys.len(), "messages no longer in mailbox; nothing to do");
-            return Ok(());
+        } else {
+            self.file(conn, &present, action, &folder).await?;
         }
-        let set = uid_set(&present);
-        let folder = conn.caps.folder_name(&action.folder);
-        self.store(conn, &set, &format!("+FLAGS.SILENT ({})", action.flag))
-            .await?;
-        if !folder.is_empty() && folder != *mailbox {
-            // The flag travels with the move. Should the move fail, the flag is taken off
-            // again: a `\Seen` message left in the mailbox would never be found again
-            // (the failure keyword stays: flagged in place is a visible dead letter).
-            if let Err(error) = self.move_to(conn, &set, &folder).await {
-                if action.flag == "\\Seen"
-                    && let Err(undo) = self.store(conn, &set, "-FLAGS.SILENT (\\Seen)").await
-                {
-                    warn!(source = %self.source_name, error = %undo, "could not clear \\Seen after a failed move");
-                }
-                return Err(error);
-            }
+        if action.flag == SEEN
+            && !gone.is_empty()
+            && !folder.is_empty()
+            && folder != *mailbox
+            && let Err(error) = self.repair_copies(conn, &folder, &gone).await
+        {
+            conn.selected = None;
+            warn!(source = %self.source_name, folder = %folder, error = %error, "could not check filed copies");
         }
         Ok(())
+    }
+
+    /// Applies `action` to the messages `present` (UIDs in the selected mailbox), filing
+    /// them in `folder` (the server's spelling; empty: they stay).
+    async fn file(
+        &self,
+        conn: &mut AckConn,
+        present: &[u32],
+        action: &Action,
+        folder: &str,
+    ) -> Result<(), ImapError> {
+        let set = uid_set(present);
+        let in_place = conn.selected.as_ref().is_some_and(|(m, _)| m == folder);
+        if folder.is_empty() || in_place {
+            return self.store(conn, &set, &add_flag(&action.flag)).await;
+        }
+        if action.flag != SEEN {
+            // The failure keyword first, so it travels with the move; should the move
+            // fail, a message flagged in place is a visible dead letter, never produced
+            // again.
+            self.store(conn, &set, &add_flag(&action.flag)).await?;
+            self.transfer(conn, &set, folder, false).await?;
+            return Ok(());
+        }
+        // `\Seen` never goes on the source before the message is safely in its folder: a
+        // seen message left behind (a move that failed, a connection lost in between)
+        // would never be found again. So the message is moved (or copied, then flagged
+        // `\Seen \Deleted` and expunged) first, and its copy flagged in the folder after;
+        // should that last step not happen (a crash), the redelivery repairs it.
+        let copies = self.transfer(conn, &set, folder, true).await?;
+        if let Err(error) = self.flag_copies(conn, folder, &copies).await {
+            // Filed already; only the copy's flag is missing: not worth a redelivery
+            // (`repair_copies` would find it on one).
+            conn.selected = None;
+            warn!(source = %self.source_name, folder = %folder, error = %error, "filed, but could not flag the copy \\Seen");
+        }
+        Ok(())
+    }
+
+    /// Flags `\Seen` the unseen messages in `folder` with one of the Message-IDs `mids`:
+    /// a message whose move went through but whose copy was not flagged yet (the process
+    /// died in between) is gone from its mailbox when its task comes back, and is found
+    /// here instead. Selects `folder`; a folder that does not exist holds nothing.
+    async fn repair_copies(
+        &self,
+        conn: &mut AckConn,
+        folder: &str,
+        mids: &[&str],
+    ) -> Result<(), ImapError> {
+        let t = self.connector.config.command_timeout;
+        // A fresh SELECT: the copy may have been filed over another connection since.
+        conn.selected = None;
+        match self.select(conn, folder).await {
+            Ok(_) => {}
+            Err(ImapError::Imap(async_imap::error::Error::No(_))) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let mut unseen = Vec::new();
+        for mid in mids {
+            let query = format!("UNSEEN HEADER Message-ID {}", quote(mid));
+            unseen.extend(within(t, "uid search", conn.session.uid_search(&query)).await?);
+        }
+        if unseen.is_empty() {
+            return Ok(());
+        }
+        unseen.sort_unstable();
+        unseen.dedup();
+        debug!(source = %self.source_name, folder = %folder, messages = unseen.len(), "flagging filed copies left unseen");
+        self.store(conn, &uid_set(&unseen), &add_flag(SEEN)).await
+    }
+
+    /// Flags the messages `copies` (UIDs in `folder`, from `COPYUID`) `\Seen`; selects
+    /// `folder` for it.
+    async fn flag_copies(
+        &self,
+        conn: &mut AckConn,
+        folder: &str,
+        copies: &[u32],
+    ) -> Result<(), ImapError> {
+        if copies.is_empty() {
+            // Without UIDPLUS the server does not say where the copies went.
+            debug!(source = %self.source_name, folder = %folder, "no COPYUID; the filed copies stay as copied");
+            return Ok(());
+        }
+        self.select(conn, folder).await?;
+        self.store(conn, &uid_set(copies), &add_flag(SEEN)).await
+    }
+
+    /// Selects `mailbox` unless it is selected already; returns its UIDVALIDITY.
+    async fn select(&self, conn: &mut AckConn, mailbox: &str) -> Result<u32, ImapError> {
+        if let Some((selected, v)) = &conn.selected
+            && selected == mailbox
+        {
+            return Ok(*v);
+        }
+        conn.selected = None;
+        let t = self.connector.config.command_timeout;
+        let mbox = within(t, "select", conn.session.select(mailbox)).await?;
+        let v = mbox
+            .uid_validity
+            .ok_or_else(|| ImapError::Protocol(format!("mailbox {mailbox} has no UIDVALIDITY")))?;
+        conn.selected = Some((mailbox.to_owned(), v));
+        Ok(v)
     }
 
     /// The UIDs among `uids` (sorted) still in the selected mailbox, sorted.
@@ -418,7 +531,16 @@ impl ImapAcknowledger {
         .await
     }
 
-    async fn move_to(&self, conn: &mut AckConn, set: &str, folder: &str) -> Result<(), ImapError> {
+    /// Moves the messages of `set` to `folder` (created when missing): `UID MOVE`, or
+    /// without MOVE `UID COPY`, then `\Deleted` (with `\Seen` too when `seen`) and
+    /// expunge. Returns the copies' UIDs in `folder` when the server says (`COPYUID`).
+    async fn transfer(
+        &self,
+        conn: &mut AckConn,
+        set: &str,
+        folder: &str,
+        seen: bool,
+    ) -> Result<Vec<u32>, ImapError> {
         let t = self.connector.config.command_timeout;
         if !conn.folders.contains(folder) {
             // NO means it exists already (or cannot be made; then the move says so).
@@ -429,11 +551,26 @@ impl ImapAcknowledger {
             conn.folders.insert(folder.to_owned());
         }
         if conn.caps.mv {
-            within(t, "uid move", conn.session.uid_mv(set, folder)).await?;
-            return Ok(());
+            return within(
+                t,
+                "uid move",
+                copy_uids(&mut conn.session, "MOVE", set, folder),
+            )
+            .await;
         }
-        within(t, "uid copy", conn.session.uid_copy(set, folder)).await?;
-        self.store(conn, set, "+FLAGS.SILENT (\\Deleted)").await?;
+        let copies = within(
+            t,
+            "uid copy",
+            copy_uids(&mut conn.session, "COPY", set, folder),
+        )
+        .await?;
+        let flags = if seen {
+            "(\\Seen \\Deleted)"
+        } else {
+            "(\\Deleted)"
+        };
+        self.store(conn, set, &format!("+FLAGS.SILENT {flags}"))
+            .await?;
         let uidplus = conn.caps.uidplus;
         within(t, "expunge", async {
             // Without UIDPLUS only a plain EXPUNGE exists; it also removes other messages
@@ -453,7 +590,72 @@ impl ImapAcknowledger {
             }
             Ok::<_, async_imap::error::Error>(())
         })
-        .await
+        .await?;
+        Ok(copies)
+    }
+}
+
+/// `+FLAGS.SILENT (<flag>)`.
+fn add_flag(flag: &str) -> String {
+    format!("+FLAGS.SILENT ({flag})")
+}
+
+/// Runs `UID <verb> <set> <folder>` (COPY or MOVE) and returns the destination UIDs from
+/// its `COPYUID` code (RFC 4315; tagged for COPY, untagged for MOVE, RFC 6851), empty
+/// when the server gives none. async-imap's own `uid_copy`/`uid_mv` drop that code.
+async fn copy_uids(
+    session: &mut Session,
+    verb: &str,
+    set: &str,
+    folder: &str,
+) -> Result<Vec<u32>, async_imap::error::Error> {
+    use async_imap::error::Error;
+    use async_imap::imap_proto::rfc4315::UidSetMember;
+    use async_imap::imap_proto::{Response, ResponseCode, Status};
+
+    let id = session
+        .run_command(format!("UID {verb} {set} {}", quote(folder)))
+        .await?;
+    let mut copies = Vec::new();
+    let mut collect = |code: &Option<ResponseCode<'_>>| {
+        if let Some(ResponseCode::CopyUid(_, _, dst)) = code {
+            for member in dst {
+                match member {
+                    UidSetMember::Uid(u) => copies.push(*u),
+                    UidSetMember::UidRange(r) => copies.extend(r.clone()),
+                }
+            }
+        }
+    };
+    loop {
+        let Some(response) = session.read_response().await? else {
+            return Err(Error::ConnectionLost);
+        };
+        match response.parsed() {
+            Response::Data {
+                status: Status::Ok,
+                outcome,
+            } => collect(&outcome.code),
+            Response::Done {
+                tag,
+                status,
+                outcome,
+            } if *tag == id => {
+                // Worded as async-imap words it, so `is_permanent` reads it the same.
+                let why = || format!("code: {:?}, info: {:?}", outcome.code, outcome.information);
+                return match status {
+                    Status::Ok => {
+                        collect(&outcome.code);
+                        copies.sort_unstable();
+                        Ok(copies)
+                    }
+                    Status::No => Err(Error::No(why())),
+                    _ => Err(Error::Bad(why())),
+                };
+            }
+            // EXPUNGE and the like: this connection keeps no sequence numbers.
+            _ => {}
+        }
     }
 }
 
@@ -505,6 +707,7 @@ impl SourceAcknowledger for ImapAcknowledger {
             match result {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(error)) if error.is_permanent() => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
                     warn!(source = %self.source_name, key = %key, error = %error, "imap acknowledgement refused for good");
                     return Err(SourceError::Permanent(format!(
                         "imap acknowledgement of {key} refused: {error}"

@@ -38,7 +38,7 @@ pub struct ImapConfig {
     pub password: Option<Secret>,
     /// File holding the password (trailing newline ignored).
     pub password_file: Option<PathBuf>,
-    /// Mailbox to watch.
+    /// Mailbox to watch (`/` between levels, like the folders).
     pub mailbox: String,
     /// Time between polls (poll mode, and the IDLE fallback).
     #[serde(with = "runtime_contracts::duration")]

@@ -26,13 +26,15 @@
 //!   [`HEADER_UID`], [`HEADER_UIDVALIDITY`], [`HEADER_MAILBOX`], [`HEADER_SIZE`].
 //! * [`ImapAcknowledger`] works from the key alone over its own connections, so it runs in
 //!   any process and never waits behind the IDLE connection: `\Seen` (+ move) on success,
-//!   the failure keyword (+ move) on dead-letter; idempotent. Folder paths use `/` between
-//!   levels and are written with the server's hierarchy delimiter (`LIST "" ""`), so
-//!   `Orders/Processed` is `Orders.Processed` on Dovecot's Maildir++ layout. A `NO` the
+//!   the failure keyword (+ move) on dead-letter; idempotent. Folder paths (the watched
+//!   `mailbox` too) use `/` between levels and are written with the server's hierarchy
+//!   delimiter (`LIST "" ""`), so `Orders/Processed` is `Orders.Processed` on Dovecot's
+//!   Maildir++ layout; keys and the mailbox header carry the server's spelling. A `NO` the
 //!   server gives for good (`[CANNOT]`, `[NONEXISTENT]`, any code not marked temporary by
 //!   RFC 5530) is [`SourceError::Permanent`](runtime_contracts::SourceError): the runtime
 //!   counts it as a failed attempt and dead-letters at the limit instead of retrying for
-//!   ever. When a move fails, `\Seen` is taken off again so the mail is found again.
+//!   ever. A message is moved before it is marked `\Seen` (its copy is flagged in the
+//!   folder), so a move that fails or is cut off leaves it unseen, to be found again.
 //!
 //! ## Key design decision
 //!

@@ -80,6 +80,9 @@ struct Shared {
     checkpoint: Checkpoint,
     /// Catch-ups run (one per wake-up): shows an idle source is not spinning.
     cycles: u64,
+    /// Times the IDLE wait woke (a server line, the re-issue or inactivity timer), also
+    /// those that went back to waiting without a catch-up.
+    idle_wakeups: u64,
 }
 
 struct Inner {
@@ -108,6 +111,13 @@ impl std::fmt::Debug for ImapSource {
             .field("connector", &self.inner.connector)
             .finish()
     }
+}
+
+/// The mailbox a connection watches, as the server names it (keys carry this name, so
+/// the acknowledger selects it as it is), and its UIDVALIDITY.
+struct Selected {
+    mailbox: String,
+    uidvalidity: u32,
 }
 
 enum Exit {
@@ -163,6 +173,7 @@ impl ImapSource {
                     last_server_message: None,
                     checkpoint: Checkpoint::default(),
                     cycles: 0,
+                    idle_wakeups: 0,
                 }),
                 acknowledger,
             }),
@@ -260,10 +271,12 @@ impl ImapSource {
     ) -> Result<Exit, CycleError> {
         let cfg = self.cfg();
         let (mut session, caps) = self.inner.connector.connect().await?;
-        let mailbox = within(cfg.command_timeout, "select", session.select(&cfg.mailbox)).await?;
-        let uidvalidity = mailbox.uid_validity.ok_or_else(|| {
-            ImapError::Protocol(format!("mailbox {} has no UIDVALIDITY", cfg.mailbox))
-        })?;
+        // The configured path in the server's spelling, as for the acknowledger's folders.
+        let name = caps.folder_name(&cfg.mailbox);
+        let mailbox = within(cfg.command_timeout, "select", session.select(&name)).await?;
+        let uidvalidity = mailbox
+            .uid_validity
+            .ok_or_else(|| ImapError::Protocol(format!("mailbox {name} has no UIDVALIDITY")))?;
         let mode = self.effective_mode(caps);
         self.with_shared(|s| {
             let cp = &mut s.checkpoint;
@@ -280,12 +293,16 @@ impl ImapSource {
             s.idle_supported = Some(caps.idle);
         });
         self.touch_server(true);
-        info!(source = %self.inner.name, mailbox = %cfg.mailbox, uidvalidity, mode = mode.as_str(), "imap connected");
+        info!(source = %self.inner.name, mailbox = %name, uidvalidity, mode = mode.as_str(), "imap connected");
+        let selected = Selected {
+            mailbox: name,
+            uidvalidity,
+        };
         backoff.reset();
 
         loop {
             self.with_shared(|s| s.cycles += 1);
-            if self.catch_up(&mut session, uidvalidity, sink, stop).await? {
+            if self.catch_up(&mut session, &selected, sink, stop).await? {
                 break;
             }
             match mode {
@@ -323,7 +340,7 @@ impl ImapSource {
     async fn catch_up(
         &self,
         session: &mut Session,
-        uidvalidity: u32,
+        selected: &Selected,
         sink: &dyn TaskSink,
         stop: &dyn StopSignal,
     ) -> Result<bool, CycleError> {
@@ -367,7 +384,7 @@ impl ImapSource {
                 return Ok(true);
             }
             if self
-                .fetch_and_publish(session, uidvalidity, chunk, sink, stop)
+                .fetch_and_publish(session, selected, chunk, sink, stop)
                 .await?
             {
                 return Ok(true);
@@ -382,7 +399,7 @@ impl ImapSource {
     async fn fetch_and_publish(
         &self,
         session: &mut Session,
-        uidvalidity: u32,
+        selected: &Selected,
         uids: &[u32],
         sink: &dyn TaskSink,
         stop: &dyn StopSignal,
@@ -440,16 +457,16 @@ impl ImapSource {
                 continue;
             };
             let key = MessageKey {
-                mailbox: cfg.mailbox.clone(),
-                uidvalidity,
+                mailbox: selected.mailbox.clone(),
+                uidvalidity: selected.uidvalidity,
                 uid: *uid,
                 message_id: message_id(&payload),
             };
             let mut task = Task::new(ROUTE, payload)
                 .with_origin(self.inner.name.clone(), key.to_string())
                 .with_header(HEADER_UID, uid.to_string())
-                .with_header(HEADER_UIDVALIDITY, uidvalidity.to_string())
-                .with_header(HEADER_MAILBOX, cfg.mailbox.clone())
+                .with_header(HEADER_UIDVALIDITY, selected.uidvalidity.to_string())
+                .with_header(HEADER_MAILBOX, selected.mailbox.clone())
                 .with_header(HEADER_SIZE, size.to_string());
             if *size > cfg.max_message_bytes {
                 task = task.with_header(HEADER_OVERSIZE, size.to_string());
@@ -493,37 +510,47 @@ impl ImapSource {
         // The handle is read as a stream directly: every server line (also the
         // `* OK Still here` keepalive) is seen, which `wait_with_timeout` would hide.
         loop {
-            tokio::select! {
+            let woke = tokio::select! {
                 _ = stop.stopped() => {
                     stopped = true;
                     break;
                 }
                 _ = tokio::time::sleep_until(reissue_at) => {
                     debug!(source = %self.inner.name, "re-issuing idle");
+                    None
+                }
+                next = tokio::time::timeout(cfg.idle_inactivity_timeout, handle.next()) => Some(next),
+            };
+            self.with_shared(|s| s.idle_wakeups += 1);
+            let Some(next) = woke else { break };
+            match next {
+                Err(_) => {
+                    // Silence: DONE below doubles as the probe; a dead link fails it.
+                    debug!(source = %self.inner.name, "no server message while idling; probing");
                     break;
                 }
-                next = tokio::time::timeout(cfg.idle_inactivity_timeout, handle.next()) => {
-                    match next {
-                        Err(_) => {
-                            // Silence: DONE below doubles as the probe; a dead link fails it.
-                            debug!(source = %self.inner.name, "no server message while idling; probing");
-                            break;
+                Ok(None) => {
+                    return Err(ImapError::Protocol("connection closed while idling".into()).into());
+                }
+                Ok(Some(Err(e))) => return Err(ImapError::Io(e).into()),
+                Ok(Some(Ok(resp))) => {
+                    self.touch_server(true);
+                    match resp.parsed() {
+                        Response::Data {
+                            status: Status::Bye,
+                            ..
+                        } => {
+                            return Err(ImapError::Protocol(
+                                "server closed the connection (BYE)".into(),
+                            )
+                            .into());
                         }
-                        Ok(None) => {
-                            return Err(ImapError::Protocol("connection closed while idling".into()).into());
+                        Response::Data {
+                            status: Status::Ok, ..
                         }
-                        Ok(Some(Err(e))) => return Err(ImapError::Io(e).into()),
-                        Ok(Some(Ok(resp))) => {
-                            self.touch_server(true);
-                            match resp.parsed() {
-                                Response::Data { status: Status::Bye, .. } => {
-                                    return Err(ImapError::Protocol("server closed the connection (BYE)".into()).into());
-                                }
-                                Response::Data { status: Status::Ok, .. } | Response::Continue(_) => {}
-                                // EXISTS, EXPUNGE, FETCH, ...: a hint; catch up from the checkpoint.
-                                _ => break,
-                            }
-                        }
+                        | Response::Continue(_) => {}
+                        // EXISTS, EXPUNGE, FETCH, ...: a hint; catch up from the checkpoint.
+                        _ => break,
                     }
                 }
             }
@@ -613,6 +640,11 @@ impl TaskSource for ImapSource {
             d.insert("last_uid".into(), s.checkpoint.last_uid.into());
             d.insert("duplicates".into(), s.duplicates.into());
             d.insert("cycles".into(), s.cycles.into());
+            d.insert("idle_wakeups".into(), s.idle_wakeups.into());
+            d.insert(
+                "ack_refused".into(),
+                self.inner.acknowledger.refused().into(),
+            );
             d.insert(
                 "last_server_message_age_seconds".into(),
                 s.last_server_message

@@ -7,7 +7,7 @@ use runtime_adapters_imap::{ImapAcknowledger, ImapMode, MessageKey, TAG_REJECTED
 use runtime_contracts::{FinalOutcome, SourceAcknowledger, Task, TaskSource};
 use runtime_testkit::dovecot::DovecotServer;
 
-use crate::support::{Running, config, eventually, mail, source};
+use crate::support::{CuttingProxy, Running, config, eventually, mail, source};
 
 fn key_of(tasks: &[Task], tag: &str) -> String {
     tasks
@@ -236,6 +236,7 @@ async fn a_folder_the_server_refuses_is_a_permanent_error_and_leaves_mail_unseen
     let err = ack.acknowledge(&key, &ok()).await.unwrap_err();
     assert!(err.is_permanent(), "{err:?}");
     assert!(err.to_string().contains("refused"), "{err}");
+    assert_eq!(ack.refused(), 1);
     // Not \Seen: a restart would find it again rather than strand it.
     let msgs = server.messages("INBOX").await.unwrap();
     assert_eq!(msgs.len(), 1);
@@ -250,4 +251,140 @@ async fn a_folder_the_server_refuses_is_a_permanent_error_and_leaves_mail_unseen
         msgs[0].has("$OrderBotFailed") && !msgs[0].has("\\Seen"),
         "{msgs:?}"
     );
+}
+
+async fn cut_move_case(server: DovecotServer, cut: &'static str) {
+    server.append("INBOX", &mail("cut")).await.unwrap();
+    let mut cfg = config(&server);
+    cfg.processed_folder = "Processed".into();
+    let running = Running::start(source("inbox", cfg.clone(), ImapMode::Poll));
+    let tasks = running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    running.stop().await;
+    let key = key_of(&tasks, "cut");
+
+    // Every connection through the proxy dies the moment the move (or copy) is sent.
+    let proxy = CuttingProxy::start(&server, cut).await;
+    let mut cut_cfg = cfg.clone();
+    cut_cfg.port = Some(proxy.port());
+    let ack = ImapAcknowledger::new(cut_cfg, "inbox").unwrap();
+    let err = ack.acknowledge(&key, &ok()).await.unwrap_err();
+    assert!(!err.is_permanent(), "{err:?}");
+    // Neither seen nor moved: a restart finds it again and files it.
+    let msgs = server.messages("INBOX").await.unwrap();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(!msgs[0].has("\\Seen"), "{msgs:?}");
+    assert!(
+        server
+            .messages("Processed")
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let running = Running::start(source("inbox", cfg.clone(), ImapMode::Poll));
+    running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    running.stop().await;
+
+    // Without the cut the same acknowledgement files it, seen.
+    let ack = ImapAcknowledger::new(cfg, "inbox").unwrap();
+    ack.acknowledge(&key, &ok()).await.unwrap();
+    assert!(server.messages("INBOX").await.unwrap().is_empty());
+    let filed = server.messages("Processed").await.unwrap();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    assert!(filed[0].has("\\Seen"), "{filed:?}");
+}
+
+#[tokio::test]
+async fn a_move_cut_off_midway_leaves_mail_unseen_and_in_place() {
+    cut_move_case(DovecotServer::start().await.unwrap(), "UID MOVE").await;
+}
+
+#[tokio::test]
+async fn a_copy_cut_off_midway_leaves_mail_unseen_and_in_place() {
+    let server = DovecotServer::builder()
+        .without_move()
+        .start()
+        .await
+        .unwrap();
+    cut_move_case(server, "UID COPY").await;
+}
+
+#[tokio::test]
+async fn the_watched_mailbox_follows_the_servers_hierarchy_delimiter_too() {
+    // Configured with `/`; the fixture's delimiter is `.`.
+    let server = DovecotServer::start().await.unwrap();
+    server.append("Orders.Inbox", &mail("w")).await.unwrap();
+    let mut cfg = config(&server);
+    cfg.mailbox = "Orders/Inbox".into();
+    cfg.processed_folder = "Orders/Processed".into();
+    let running = Running::start(source("inbox", cfg.clone(), ImapMode::Poll));
+    let tasks = running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    running.stop().await;
+    let key: MessageKey = key_of(&tasks, "w").parse().unwrap();
+    assert_eq!(key.mailbox, "Orders.Inbox");
+
+    let ack = ImapAcknowledger::new(cfg, "inbox").unwrap();
+    ack.acknowledge(&key.to_string(), &ok()).await.unwrap();
+    assert!(server.messages("Orders.Inbox").await.unwrap().is_empty());
+    let filed = server.messages("Orders.Processed").await.unwrap();
+    assert_eq!(filed.len(), 1, "{:?}", server.mailboxes().await);
+    assert!(filed[0].has("\\Seen"), "{filed:?}");
+}
+
+#[tokio::test]
+async fn refused_acknowledgements_are_counted_in_the_source_status() {
+    let mut server = DovecotServer::start().await.unwrap();
+    server.append("INBOX", &mail("c")).await.unwrap();
+    let mut cfg = config(&server);
+    cfg.processed_folder = "Orders//Processed".into();
+    let running = Running::start(source("inbox", cfg, ImapMode::Poll));
+    let tasks = running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    let key = key_of(&tasks, "c");
+    let refused = || running.source.status().details["ack_refused"].clone();
+    assert_eq!(refused(), 0);
+
+    // The source's own acknowledger: what /status shows for the source counts it.
+    let ack = running.source.acknowledger().unwrap();
+    for n in 1..=2 {
+        let err = ack.acknowledge(&key, &ok()).await.unwrap_err();
+        assert!(err.is_permanent(), "{err:?}");
+        assert_eq!(refused(), n);
+    }
+    // An outage is not a refusal.
+    server.stop();
+    let err = ack.acknowledge(&key, &ok()).await.unwrap_err();
+    assert!(!err.is_permanent(), "{err:?}");
+    assert_eq!(refused(), 2);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_copy_left_unseen_by_a_cut_after_the_move_is_flagged_on_redelivery() {
+    let server = DovecotServer::start().await.unwrap();
+    server.append("INBOX", &mail("half")).await.unwrap();
+    let mut cfg = config(&server);
+    cfg.processed_folder = "Processed".into();
+    let running = Running::start(source("inbox", cfg.clone(), ImapMode::Poll));
+    let tasks = running.wait_for_tasks(1, Duration::from_secs(10)).await;
+    running.stop().await;
+    let key = key_of(&tasks, "half");
+
+    // The connection dies right after the move, before the copy is flagged (as if the
+    // process had been killed there): filed, but unseen.
+    let proxy = CuttingProxy::start(&server, "SELECT \"PROCESSED\"").await;
+    let mut cut_cfg = cfg.clone();
+    cut_cfg.port = Some(proxy.port());
+    let ack = ImapAcknowledger::new(cut_cfg, "inbox").unwrap();
+    ack.acknowledge(&key, &ok()).await.unwrap();
+    assert!(server.messages("INBOX").await.unwrap().is_empty());
+    let filed = server.messages("Processed").await.unwrap();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    assert!(!filed[0].has("\\Seen"), "{filed:?}");
+
+    // The task comes back (its queue ack never happened): the message is gone from the
+    // inbox, and its filed copy is flagged after all.
+    let ack = ImapAcknowledger::new(cfg, "inbox").unwrap();
+    ack.acknowledge(&key, &ok()).await.unwrap();
+    let filed = server.messages("Processed").await.unwrap();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    assert!(filed[0].has("\\Seen"), "{filed:?}");
 }

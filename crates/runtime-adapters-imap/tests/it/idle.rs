@@ -104,3 +104,25 @@ async fn a_server_without_idle_is_polled() {
     running.wait_for_tasks(1, Duration::from_secs(5)).await;
     running.stop().await;
 }
+
+/// An IDLE source with nothing to do sleeps: no wake-ups, no catch-ups, until mail comes.
+#[tokio::test]
+async fn an_idle_source_does_not_spin() {
+    let server = DovecotServer::start().await.unwrap();
+    let running = Running::start(source("inbox", idle_config(&server), ImapMode::Idle));
+    wait_idle_mode(&running, "idle").await;
+    let count = |key: &str| running.source.status().details[key].as_u64().unwrap();
+    let (cycles, wakeups) = (count("cycles"), count("idle_wakeups"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (woke, caught_up) = (count("idle_wakeups") - wakeups, count("cycles") - cycles);
+    // Dovecot's keepalive comes every two minutes: nothing is due in 2.5 s.
+    assert!(woke <= 2, "{woke} idle wake-ups in 2.5 s");
+    assert!(caught_up <= 1, "{caught_up} catch-ups in 2.5 s");
+
+    // The counters are live: one message wakes it and is published.
+    server.append("INBOX", &mail("wake")).await.unwrap();
+    running.wait_for_tasks(1, Duration::from_secs(5)).await;
+    assert!(count("idle_wakeups") > wakeups + woke);
+    assert!(count("cycles") > cycles + caught_up);
+    running.stop().await;
+}

@@ -201,3 +201,59 @@ pub fn mail(tag: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// A TCP proxy in front of the server that cuts a connection (both ways, without
+/// forwarding) the moment the client sends a command containing `cut` — a connection
+/// lost in the middle of an exchange, at an exact point.
+pub struct CuttingProxy {
+    port: u16,
+    task: JoinHandle<()>,
+}
+
+impl CuttingProxy {
+    pub async fn start(server: &DovecotServer, cut: &'static str) -> CuttingProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = (server.host().to_owned(), server.port());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let down = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let text = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
+                        if text.contains(cut) || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Dropping both halves closes both sockets.
+                    down.abort();
+                });
+            }
+        });
+        CuttingProxy { port, task }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
