@@ -38,6 +38,8 @@ pub const EXAMPLE_CONFIG: &str = "mail-order-bot.toml";
 pub const UNIT: &str = "mail-order-bot.service";
 /// The catalog shipped with the bundle and embedded in the ConfigMap.
 pub const CATALOG: &str = "apps/mail-order-bot/samples/catalog.csv";
+/// The cargo profile of the shipped binary (release without line tables, stripped).
+pub const DIST_PROFILE: &str = "dist";
 /// The file naming a bundle's contents; its presence marks a directory as ours.
 pub const BUNDLE_MANIFEST: &str = "BUNDLE";
 
@@ -361,11 +363,18 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<()> {
     let binary = if args.no_build {
         None
     } else {
-        let cargo_args = ["build", "--release", "--locked", "-p", "mail-order-bot"];
+        let cargo_args = [
+            "build",
+            "--profile",
+            DIST_PROFILE,
+            "--locked",
+            "-p",
+            "mail-order-bot",
+        ];
         let line = process::display_cargo(&cargo_args);
         eprintln!("deploy: {line}");
         process::run_ok(&mut process::cargo_command(cargo_args), &line)?;
-        Some(target_dir(&root).join("release").join("mail-order-bot"))
+        Some(target_dir(&root).join(DIST_PROFILE).join("mail-order-bot"))
     };
 
     let rendered = render_all(&root)?;
