@@ -7,6 +7,7 @@ mod audit;
 mod endpoints;
 mod metrics;
 mod prom;
+mod protocol_errors;
 mod slow_clients;
 mod stub;
 
