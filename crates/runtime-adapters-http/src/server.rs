@@ -137,7 +137,8 @@ impl ControlEndpoint for HttpControlPlane {
             admin = self.config.token.as_ref().is_some_and(|t| !t.is_empty()),
             "control plane listening"
         );
-        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let cap = crate::fds::connection_cap(self.config.max_connections).await;
+        let permits = Arc::new(Semaphore::new(cap));
         let mut connections = JoinSet::new();
         loop {
             let accepted = tokio::select! {
@@ -155,10 +156,7 @@ impl ControlEndpoint for HttpControlPlane {
             };
             // Over the cap the connection is closed at once, not queued.
             let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::debug!(
-                    max = self.config.max_connections,
-                    "control plane connection refused: too many open"
-                );
+                tracing::debug!(max = cap, "control plane connection refused: too many open");
                 drop(stream);
                 continue;
             };

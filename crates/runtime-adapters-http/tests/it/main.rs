@@ -5,6 +5,7 @@
 mod admin;
 mod audit;
 mod endpoints;
+mod fd_reserve;
 mod metrics;
 mod prom;
 mod protocol_errors;
