@@ -88,3 +88,40 @@ async fn a_configured_idle_timeout_closes_silent_connections() {
     stop.stop();
     server.await.unwrap().unwrap();
 }
+
+const RAISE_CHILD: &str = "MOB_TEST_RAISE_NOFILE_CHILD";
+
+/// `run` raises the soft open-files limit to the hard one (the control plane sizes its
+/// connection cap from it). The limit is process-wide, so a child process checks it.
+#[test]
+fn the_soft_open_files_limit_is_raised_to_the_hard_limit() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    if std::env::var_os(RAISE_CHILD).is_some() {
+        rlimit::setrlimit(rlimit::Resource::NOFILE, soft.min(hard).min(256), hard).unwrap();
+        mail_order_bot::app::raise_open_files_limit();
+        let (raised, hard_after) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        assert_eq!(hard_after, hard);
+        assert_eq!(raised, hard, "the soft limit stays at {raised}");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "control_config::the_soft_open_files_limit_is_raised_to_the_hard_limit",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(RAISE_CHILD, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
+}
