@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `queue.backend` | [`MemoryQueue`] (capacity, visibility, attempts) or [`RedisQueue`] (connected lazily, so the bot starts, not ready, while Redis is down) |
 //! | `tracing.exporter` | the core's id-only factory (`none`) or [`OtelTraceFactory`] (`stdout`, `otlp`) |
-//! | `control.enabled`, `control.bind`, `control.token` | the HTTP control plane |
+//! | `control.enabled`, `control.bind`, `control.token`, `control.header_read_timeout`, `control.idle_timeout`, `control.max_connections` | the HTTP control plane |
 //! | `mail.source` | the source, inside [`MailOrderModule`] |
 //!
 //! [`run`] is `mail-order-bot run`: logs, config watchers (file changes, SIGHUP), the
@@ -168,10 +168,17 @@ pub async fn bind_control(
     if !c.enabled {
         return Ok(None);
     }
+    // Unset keys keep the control plane's own defaults (defined once, in HttpConfig).
+    let defaults = HttpConfig::default();
     let config = HttpConfig {
         bind: c.bind,
         token: c.token.clone(),
-        ..HttpConfig::default()
+        header_read_timeout: c
+            .header_read_timeout
+            .unwrap_or(defaults.header_read_timeout),
+        idle_timeout: c.idle_timeout.unwrap_or(defaults.idle_timeout),
+        max_connections: c.max_connections.unwrap_or(defaults.max_connections),
+        ..defaults
     };
     match HttpControlPlane::bind(config.clone()).await {
         Ok(plane) => Ok(Some((Arc::new(plane), None))),
@@ -228,6 +235,17 @@ pub fn init_logging(platform: &PlatformConfig) -> Result<(), AppError> {
     runtime_core::logging::init(&platform.tracing).map_err(|e| AppError::setup(e.to_string()))
 }
 
+/// Raises the soft open-files limit to the hard one, as servers commonly do: the default
+/// soft limit (often 1024) is low for a process holding connections and files, and the
+/// control plane sizes its connection cap from it. A failure only costs headroom.
+pub fn raise_open_files_limit() {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Err(error) => warn!(%error, "cannot raise the open-files limit; keeping the current one"),
+    }
+}
+
 /// Reloads on config file changes and SIGHUP until `stop` fires; a watcher that cannot
 /// start is logged, not fatal (the admin endpoint still reloads).
 pub fn spawn_config_watchers(config: &Arc<ConfigurationManager>, stop: &StopToken) {
@@ -240,6 +258,7 @@ pub fn spawn_config_watchers(config: &Arc<ConfigurationManager>, stop: &StopToke
 pub async fn run(args: &ConfigArgs) -> Result<(), AppError> {
     let config = load(args).await?;
     init_logging(&config.platform())?;
+    raise_open_files_limit();
     let composed = compose(config.clone(), &ComposeOptions::default()).await?;
     let watchers = StopToken::new();
     spawn_config_watchers(&config, &watchers);

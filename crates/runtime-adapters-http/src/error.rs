@@ -2,7 +2,9 @@
 //!
 //! `{"error": {"code": 404, "message": "..."}}` — for our own errors, and also for what
 //! axum answers by itself (unknown path, wrong method, bad JSON, body too large), which
-//! [`json_errors`] rewrites from plain text. Panics and timeouts become JSON too.
+//! [`json_errors`] rewrites from plain text. Panics and timeouts become JSON too, and so
+//! do the answers hyper gives by itself before any route runs (an oversized head, a
+//! request line that does not parse), which the connection's writer in `server.rs` swaps.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;

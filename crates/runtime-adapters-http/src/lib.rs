@@ -27,6 +27,7 @@
 mod auth;
 mod config;
 mod error;
+mod fds;
 mod metrics;
 mod process;
 mod routes;

@@ -193,6 +193,17 @@ pub(crate) fn render(status: &RuntimeStatus, process: &ProcessStats) -> String {
     );
 
     // Queues.
+    o.family(
+        "plba_queue_stats_age_seconds",
+        "gauge",
+        "Age of the oldest queue statistics in this scrape; they are gathered in the \
+         background, so a stalled backend shows its last numbers and a growing age.",
+    );
+    o.sample(
+        "plba_queue_stats_age_seconds",
+        &[],
+        status.stats_age_ms as f64 / 1000.0,
+    );
     let q = &status.queues;
     let ql = |s: &QueueStats| vec![("queue", s.name.clone()), ("backend", s.backend.clone())];
     let gauges: [Metric<QueueStats>; 6] = [
@@ -438,6 +449,7 @@ mod tests {
                 ..Default::default()
             }],
             dropped_spans: 0,
+            stats_age_ms: 2500,
         }
     }
 
@@ -465,6 +477,7 @@ mod tests {
         assert!(text.contains("# TYPE plba_process_resident_memory_bytes gauge\n"));
         assert!(!text.contains("\nplba_process_resident_memory_bytes "));
         assert!(text.contains("plba_config_reloads_total{result=\"rejected\"} 1\n"));
+        assert!(text.contains("plba_queue_stats_age_seconds 2.5\n"));
     }
 
     #[test]

@@ -43,7 +43,8 @@ fn cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / USER_HZ)
 }
 
-async fn count_fds() -> Option<u64> {
+/// Descriptors open in this process now (`None` where `/proc` does not tell).
+pub(crate) async fn count_fds() -> Option<u64> {
     let mut dir = tokio::fs::read_dir("/proc/self/fd").await.ok()?;
     let mut n = 0u64;
     while let Ok(Some(_)) = dir.next_entry().await {

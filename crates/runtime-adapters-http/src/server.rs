@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::Router;
+use axum::http::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use runtime_contracts::{ControlEndpoint, ControlPlane, EndpointError, StopSignal};
@@ -18,12 +19,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::HttpConfig;
+use crate::error::error_body;
 use crate::routes::router;
 
 /// How long open connections may finish after stop before they are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Pause after a failed accept (e.g. no free descriptor), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Largest request head (request line and headers); a larger one gets 431. The control
+/// plane's requests are small; hyper's own default (about 400 KiB) is far more than needed.
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// The HTTP control plane: a bound listener waiting for [`ControlEndpoint::serve`].
 pub struct HttpControlPlane {
@@ -132,7 +137,8 @@ impl ControlEndpoint for HttpControlPlane {
             admin = self.config.token.as_ref().is_some_and(|t| !t.is_empty()),
             "control plane listening"
         );
-        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let cap = crate::fds::connection_cap(self.config.max_connections).await;
+        let permits = Arc::new(Semaphore::new(cap));
         let mut connections = JoinSet::new();
         loop {
             let accepted = tokio::select! {
@@ -150,10 +156,7 @@ impl ControlEndpoint for HttpControlPlane {
             };
             // Over the cap the connection is closed at once, not queued.
             let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::debug!(
-                    max = self.config.max_connections,
-                    "control plane connection refused: too many open"
-                );
+                tracing::debug!(max = cap, "control plane connection refused: too many open");
                 drop(stream);
                 continue;
             };
@@ -197,11 +200,13 @@ async fn serve_connection(
         inner: stream,
         epoch,
         last: last.clone(),
+        rewrite: None,
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout);
+        .header_read_timeout(config.header_read_timeout)
+        .max_header_size(MAX_HEAD_BYTES);
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
     tokio::pin!(conn);
     let idle = config.idle_timeout;
@@ -229,11 +234,20 @@ async fn serve_connection(
     }
 }
 
-/// A stream that records when it last moved bytes, for the idle watchdog.
+/// A stream that records when it last moved bytes, for the idle watchdog, and puts hyper's
+/// own answers to requests it cannot parse into our JSON error shape.
+///
+/// Hyper answers a malformed or oversized request head itself, before any route runs,
+/// with an empty body and no way to change it; such an answer is the only 4xx without a
+/// content type (every answer of the router has one), so the writer recognises it and
+/// writes [`protocol_error_answer`] in its place. Hyper writes a head in one piece (the
+/// stream is not vectored, so it flattens), and closes the connection after it.
 struct Activity {
     inner: TcpStream,
     epoch: Instant,
     last: Arc<AtomicU64>,
+    /// The replacement being written and how much of it is out.
+    rewrite: Option<(Vec<u8>, usize)>,
 }
 
 impl Activity {
@@ -264,6 +278,35 @@ impl AsyncWrite for Activity {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.rewrite.is_none()
+            && let Some(status) = hyper_error_status(data)
+        {
+            tracing::debug!(
+                status = status.as_u16(),
+                "control plane refused a malformed request"
+            );
+            self.rewrite = Some((protocol_error_answer(status), 0));
+        }
+        if let Some((bytes, mut sent)) = self.rewrite.take() {
+            // Hyper's bytes count as written once all of ours are.
+            while sent < bytes.len() {
+                match Pin::new(&mut self.inner).poll_write(cx, &bytes[sent..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        sent += n;
+                        self.touch();
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        self.rewrite = Some((bytes, sent));
+                        return Poll::Pending;
+                    }
+                }
+            }
+            return Poll::Ready(Ok(data.len()));
+        }
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.touch();
@@ -278,4 +321,53 @@ impl AsyncWrite for Activity {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// The status of hyper's own answer to a request it could not parse (400, 414, 431: a
+/// whole head without a body or content type), `None` for anything else.
+fn hyper_error_status(data: &[u8]) -> Option<StatusCode> {
+    let head = data.strip_suffix(b"\r\n\r\n")?;
+    let head = std::str::from_utf8(head).ok()?;
+    let mut lines = head.split("\r\n");
+    let code = lines
+        .next()?
+        .strip_prefix("HTTP/1.")?
+        .split(' ')
+        .nth(1)?
+        .parse::<u16>()
+        .ok()?;
+    let status = StatusCode::from_u16(code).ok()?;
+    let ours = lines.any(|l| {
+        l.split_once(':')
+            .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("content-type"))
+    });
+    let automatic = matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::URI_TOO_LONG
+            | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    (automatic && !ours).then_some(status)
+}
+
+/// Our whole answer (head and JSON body) for a request hyper refused; the connection
+/// closes after it, as hyper closes it.
+fn protocol_error_answer(status: StatusCode) -> Vec<u8> {
+    let message = match status {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            format!("request head is larger than the limit of {MAX_HEAD_BYTES} bytes")
+        }
+        StatusCode::URI_TOO_LONG => "request URI is too long".to_owned(),
+        _ => "malformed request: the request line or a header cannot be parsed".to_owned(),
+    };
+    let body = serde_json::to_vec(&error_body(status, &message)).unwrap_or_default();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Bad Request"),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
 }

@@ -59,6 +59,10 @@ pub struct RuntimeStatus {
     pub pools: Vec<PoolStatus>,
     /// Spans the exporter dropped.
     pub dropped_spans: u64,
+    /// Age in milliseconds of the oldest queue stats in `queues`: they are gathered in the
+    /// background, so a stalled backend shows its last numbers and a growing age.
+    #[serde(default)]
+    pub stats_age_ms: u64,
 }
 
 /// A dead letter with the queue it is in.

@@ -29,6 +29,7 @@ pub mod logging;
 pub mod runtime;
 pub mod signal;
 pub mod sources;
+mod stats;
 pub mod supervisor;
 pub mod trace;
 pub mod worker;

@@ -18,6 +18,7 @@ use crate::control::ControlPlaneService;
 use crate::health::{HealthRegistry, QueueHealth};
 use crate::signal::{StopToken, Termination};
 use crate::sources::SourceRunner;
+use crate::stats::QueueStatsCache;
 use crate::supervisor::{DrainReport, PoolSettings, SupervisorError, WorkerSupervisor};
 use crate::trace::{IdTraceFactory, TraceService};
 use crate::worker::Acknowledgers;
@@ -148,6 +149,7 @@ impl RuntimeBuilder {
                 queues: RwLock::new(queues),
                 sources: RwLock::new(Vec::new()),
                 health,
+                queue_stats: Arc::default(),
                 trace,
                 acks,
                 services: RwLock::new(self.services),
@@ -175,6 +177,7 @@ pub(crate) struct Inner {
     pub(crate) supervisor: Arc<WorkerSupervisor>,
     pub(crate) sources: RwLock<Vec<Arc<SourceRunner>>>,
     pub(crate) health: HealthRegistry,
+    queue_stats: Arc<QueueStatsCache>,
     trace: TraceService,
     acks: Arc<Acknowledgers>,
     services: RwLock<Services>,
@@ -209,18 +212,14 @@ impl Inner {
 
     pub(crate) async fn status(&self) -> RuntimeStatus {
         let queues = self.queue_list();
-        let stats = futures_util::future::join_all(queues.iter().map(|q| async move {
-            match tokio::time::timeout(Duration::from_secs(2), q.stats()).await {
-                Ok(Ok(stats)) => stats,
-                // A backend that is down still shows up, with what is known: its name.
-                _ => runtime_contracts::QueueStats {
-                    name: q.name().to_owned(),
-                    backend: q.backend().to_owned(),
-                    ..Default::default()
-                },
-            }
-        }))
-        .await;
+        let gathered =
+            futures_util::future::join_all(queues.iter().map(|q| self.queue_stats.get(q))).await;
+        let stats_age = gathered
+            .iter()
+            .map(|(_, age)| *age)
+            .max()
+            .unwrap_or_default();
+        let stats = gathered.into_iter().map(|(stats, _)| stats).collect();
         let (reloads, failures) = self.config.reload_counts();
         RuntimeStatus {
             state: self.state(),
@@ -239,6 +238,7 @@ impl Inner {
             queues: stats,
             pools: self.supervisor.status(),
             dropped_spans: self.trace.factory().dropped_spans(),
+            stats_age_ms: u64::try_from(stats_age.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }

@@ -5,8 +5,10 @@
 mod admin;
 mod audit;
 mod endpoints;
+mod fd_reserve;
 mod metrics;
 mod prom;
+mod protocol_errors;
 mod slow_clients;
 mod stub;
 

@@ -47,6 +47,7 @@ impl ControlPlane for Stub {
             queues: vec![],
             pools: vec![],
             dropped_spans: 7,
+            stats_age_ms: 1500,
         }
     }
     async fn liveness(&self) -> ComponentHealth {
@@ -198,6 +199,9 @@ async fn admin_errors_map_to_status_codes_and_panics_do_not_kill_the_server() {
     let m = crate::prom::parse(&text).unwrap();
     assert_eq!(m.value("plba_runtime_state", &[("state", "stopping")]), 1.0);
     assert_eq!(m.value("plba_trace_spans_dropped_total", &[]), 7.0);
+    // How old the queue stats are, in both views.
+    assert_eq!(m.value("plba_queue_stats_age_seconds", &[]), 1.5);
+    assert_eq!(c.get("/status").await.json()["stats_age_ms"], 1500);
 
     // It serves once; stop ends it promptly.
     let again = http

@@ -151,6 +151,24 @@ impl PlatformConfig {
                 "expected a non-empty token; remove the key to turn the admin routes off",
             );
         }
+        for (key, d) in [
+            (
+                "control.header_read_timeout",
+                self.control.header_read_timeout,
+            ),
+            ("control.idle_timeout", self.control.idle_timeout),
+        ] {
+            if let Some(d) = d.filter(|d| d.is_zero()) {
+                bad(key, dur(d), "expected a duration above zero, like \"10s\"");
+            }
+        }
+        if self.control.max_connections == Some(0) {
+            bad(
+                "control.max_connections",
+                "0".into(),
+                "expected a whole number of at least 1",
+            );
+        }
         if self.tracing.exporter == TraceExporter::Otlp
             && !(self.tracing.otlp_endpoint.starts_with("http://")
                 || self.tracing.otlp_endpoint.starts_with("https://"))
@@ -269,6 +287,16 @@ pub struct ControlConfig {
     pub bind: SocketAddr,
     /// Bearer token for `/admin/*`; without one the admin routes answer 403.
     pub token: Option<Secret>,
+    /// Longest time a client may take to send a request head. Unset: the control
+    /// plane's own default (it owns its defaults; see `docs/configuration.md`).
+    #[serde(default, with = "runtime_contracts::duration::option")]
+    pub header_read_timeout: Option<Duration>,
+    /// A connection without traffic for this long is closed. Unset: the control plane's
+    /// default.
+    #[serde(default, with = "runtime_contracts::duration::option")]
+    pub idle_timeout: Option<Duration>,
+    /// Connections served at once. Unset: the control plane's default.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ControlConfig {
@@ -277,6 +305,9 @@ impl Default for ControlConfig {
             enabled: true,
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            header_read_timeout: None,
+            idle_timeout: None,
+            max_connections: None,
         }
     }
 }

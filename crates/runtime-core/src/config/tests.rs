@@ -820,3 +820,41 @@ fn real_environment_variables_override_files_and_name_themselves_in_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn control_connection_keys_are_read_and_range_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "c.toml",
+        "[control]\nheader_read_timeout = \"2s\"\nidle_timeout = \"300ms\"\n",
+    );
+    let _env = EnvGuard::set(&[("PLBA_TCTL_CONTROL__MAX_CONNECTIONS", "7")]);
+    let m = cli::load_config(&spec("PLBA_TCTL").env_vars(test_env), &args(&[&f]))
+        .await
+        .unwrap();
+    let c = m.platform().control.clone();
+    assert_eq!(c.header_read_timeout, Some(Duration::from_secs(2)));
+    assert_eq!(c.idle_timeout, Some(Duration::from_millis(300)));
+    assert_eq!(c.max_connections, Some(7));
+    // Unset keys stay unset: the control plane's own defaults apply.
+    let m = cli::load_config(&spec("PLBA_TCTL0"), &ConfigArgs::default())
+        .await
+        .unwrap();
+    assert_eq!(m.platform().control.idle_timeout, None);
+
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[control]\nheader_read_timeout = \"0s\"\nidle_timeout = \"0s\"\nmax_connections = 0\n",
+    );
+    let (code, text) = errors_of(&spec("PLBA_TCTLBAD"), &args(&[&bad])).await;
+    assert_eq!(code, cli::EXIT_CONFIG, "{text}");
+    for key in [
+        "control.header_read_timeout",
+        "control.idle_timeout",
+        "control.max_connections",
+    ] {
+        assert!(text.contains(key), "{key} in:\n{text}");
+    }
+}

@@ -5,6 +5,7 @@
 mod lifecycle;
 mod outcomes;
 mod signals;
+mod status_stats;
 mod tracing_ctx;
 
 use std::sync::Arc;
