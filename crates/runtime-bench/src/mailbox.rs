@@ -35,6 +35,26 @@ pub async fn bot(
     source: &str,
     poll_interval: &str,
 ) -> Result<Composed> {
+    let mail = format!(
+        r#"source = "{source}"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+username = "{user}"
+password = "{password}"
+poll_interval = "{poll_interval}"
+ack_connections = {acks}
+"#,
+        port = imap.port(),
+        user = imap.user(),
+        password = imap.password(),
+        acks = std::env::var("BENCH_ACK_CONNECTIONS").unwrap_or_else(|_| "8".into()),
+    );
+    bot_with_mail(dir, &mail).await
+}
+
+/// Composes the bot with `mail` as the body of its `[mail]` section, SQLite in `dir`.
+pub async fn bot_with_mail(dir: &Path, mail: &str) -> Result<Composed> {
     let catalog =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../apps/mail-order-bot/samples/catalog.csv");
     let config = format!(
@@ -46,24 +66,13 @@ level = "warn"
 [workers]
 concurrency = 8
 [mail]
-source = "{source}"
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-username = "{user}"
-password = "{password}"
-poll_interval = "{poll_interval}"
-ack_connections = {acks}
+{mail}
 [orders]
 database_url = "sqlite://{db}"
 catalog_file = "{catalog}"
 "#,
-        port = imap.port(),
-        user = imap.user(),
-        password = imap.password(),
         db = dir.join("orders.db").display(),
         catalog = catalog.display(),
-        acks = std::env::var("BENCH_ACK_CONNECTIONS").unwrap_or_else(|_| "8".into()),
     );
     let file = dir.join("bot.toml");
     std::fs::write(&file, config).context("write config")?;
