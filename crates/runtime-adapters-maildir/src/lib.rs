@@ -48,7 +48,7 @@ mod source;
 
 pub use ack::MaildirAcknowledger;
 pub use config::MaildirConfig;
-pub use maildir::{Maildir, MessageFile, unique_name};
+pub use maildir::{Maildir, MessageFile, key_of, unique_name};
 pub use source::MaildirSource;
 
 /// The task route of Maildir tasks.

@@ -8,14 +8,14 @@ use runtime_contracts::{FinalOutcome, HealthStatus, SourceState, TaskSource};
 
 use crate::support::{RecordingSink, Stop, deliver, make_dirs, message, names};
 
-type Running = (
+pub type Running = (
     Arc<MaildirSource>,
     Arc<RecordingSink>,
     Arc<Stop>,
     tokio::task::JoinHandle<Result<(), runtime_contracts::SourceError>>,
 );
 
-fn start(config: MaildirConfig) -> Running {
+pub fn start(config: MaildirConfig) -> Running {
     let source = Arc::new(MaildirSource::new(config, "inbox"));
     let sink = Arc::new(RecordingSink::default());
     let stop = Arc::new(Stop::default());
@@ -235,7 +235,14 @@ async fn an_unusable_path_is_an_error_and_reported() {
     std::fs::write(&file, "x").unwrap();
     let (source, _sink, _stop, handle) = start(MaildirConfig::new(&file));
     let err = handle.await.unwrap().unwrap_err();
-    assert!(err.to_string().contains("cannot create maildir"), "{err}");
+    // Restarting cannot help: a configuration error naming the path, not an outage.
+    assert!(err.is_permanent(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("is a file, not a Maildir directory"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
     assert_eq!(source.status().errors, 1);
     let health = source.health().unwrap().check().await;
     assert_eq!(health.status, HealthStatus::Down);
