@@ -109,6 +109,11 @@ fn read_batch(
                 out.push(Read::Gone);
                 continue;
             }
+            // No stamp to tell a new version by: reported the first time only.
+            Err(_) if failed.is_some() => {
+                out.push(Read::StillFailed);
+                continue;
+            }
             Err(error) => {
                 out.push(Read::Failed {
                     unique: file.unique.clone(),

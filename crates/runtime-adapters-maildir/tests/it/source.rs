@@ -115,8 +115,8 @@ async fn an_idle_source_does_not_wake_itself() {
     let md = dir.path().to_path_buf();
     make_dirs(&md);
     // A handled backlog in cur/: every scan lists it, which raises inotify access events.
-    for i in 0..500 {
-        std::fs::write(md.join(format!("cur/{i}.H.host:2,S")), message("h")).unwrap();
+    for i in 0..20_000 {
+        std::fs::write(md.join(format!("cur/{i}.H.host:2,S")), "h").unwrap();
     }
     let mut config = MaildirConfig::new(&md);
     config.poll_interval = Duration::from_secs(3600);
@@ -128,12 +128,18 @@ async fn an_idle_source_does_not_wake_itself() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let before = scans();
+    let listings = source.status().details["listings"].as_u64().unwrap();
     // Idle for two seconds: only the watcher could wake it, and nothing changes.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let woken = scans() - before;
     assert!(
         woken <= 4,
         "an idle maildir source scanned {woken} times in 2 s"
+    );
+    let relisted = source.status().details["listings"].as_u64().unwrap() - listings;
+    assert!(
+        relisted <= 2 * woken,
+        "{relisted} listings in {woken} wake-ups"
     );
     stop.stop();
     handle.await.unwrap().unwrap();
