@@ -267,22 +267,22 @@ pub fn validate_mail(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
             ));
         }
     } else {
-        if own.maildir.as_os_str().is_empty() {
-            issues.push(issue(
-                snapshot,
-                "mail.maildir",
-                "a Maildir directory is required with source = \"maildir\"",
-            ));
-        }
-        if imap.poll_interval.is_zero() {
-            issues.push(issue(snapshot, "mail.poll_interval", "must be above zero"));
-        }
-        if imap.max_message_bytes == 0 {
-            issues.push(issue(
-                snapshot,
-                "mail.max_message_bytes",
-                "must be above zero",
-            ));
+        let mail = MailConfig {
+            source: own.source,
+            maildir: own.maildir.clone(),
+            leader_lease: own.leader_lease,
+            imap: imap.clone(),
+        };
+        // The adapter's own rules (a path that is a file, zero sizes), under this
+        // section's key names, with the value's origin.
+        if let Err(ConfigError::Invalid(found)) = mail.maildir_config().validate() {
+            issues.extend(found.into_iter().map(|i| {
+                let key = match i.key.as_str() {
+                    "path" => "mail.maildir".to_owned(),
+                    other => format!("mail.{other}"),
+                };
+                issue(snapshot, &key, i.message)
+            }));
         }
     }
     issues
@@ -502,6 +502,22 @@ mod tests {
         let snap = snapshot(json!({"mail": {"source": "pop3"}}));
         let keys: Vec<_> = validate_mail(&snap).into_iter().map(|i| i.key).collect();
         assert_eq!(keys, vec!["mail.source".to_owned()]);
+    }
+
+    #[test]
+    fn a_maildir_that_is_a_file_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mail");
+        std::fs::write(&file, "x").unwrap();
+        let snap = snapshot(json!({"mail": {"source": "maildir", "maildir": file}}));
+        let issues = validate_mail(&snap);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].key, "mail.maildir");
+        assert!(issues[0].message.contains("is a file"), "{issues:?}");
+        assert!(issues[0].origin.is_some(), "names bot.toml:3: {issues:?}");
+        let snap = snapshot(json!({"mail": {"source": "maildir"}}));
+        let keys: Vec<_> = validate_mail(&snap).into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, vec!["mail.maildir".to_owned()]);
     }
 
     #[test]

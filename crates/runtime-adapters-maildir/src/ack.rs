@@ -1,7 +1,8 @@
 //! Filing a message once its task's outcome is final.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use runtime_contracts::{FinalOutcome, SourceAcknowledger, SourceError};
@@ -9,19 +10,48 @@ use tracing::{debug, warn};
 
 use crate::REJECTED_TAG;
 use crate::config::MaildirConfig;
-use crate::maildir::Maildir;
+use crate::maildir::{Maildir, is_valid_key};
+
+/// Keys whose dead letter could not be recorded on disk, with the reason: shared with
+/// the source, which then reports them as failed instead of producing them again.
+pub(crate) type Refusals = Arc<Mutex<HashMap<String, String>>>;
 
 /// Files messages by their unique name: works in any process that sees the same
 /// directory, from the task's origin key alone.
 #[derive(Clone, Debug)]
 pub struct MaildirAcknowledger {
     config: Arc<MaildirConfig>,
+    refusals: Option<Refusals>,
 }
 
 impl MaildirAcknowledger {
     /// An acknowledger for the Maildir of `config`.
     pub fn new(config: Arc<MaildirConfig>) -> Self {
-        MaildirAcknowledger { config }
+        MaildirAcknowledger {
+            config,
+            refusals: None,
+        }
+    }
+
+    /// One that tells its source which dead letters it could not file.
+    pub(crate) fn with_refusals(config: Arc<MaildirConfig>, refusals: Refusals) -> Self {
+        MaildirAcknowledger {
+            config,
+            refusals: Some(refusals),
+        }
+    }
+
+    fn refuse(&self, key: &str, outcome: &FinalOutcome, reason: String) -> SourceError {
+        warn!(key, %reason, "maildir message cannot be filed");
+        if matches!(outcome, FinalOutcome::DeadLettered { .. })
+            && let Some(refusals) = &self.refusals
+        {
+            refusals
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(key.to_owned(), reason.clone());
+        }
+        SourceError::Permanent(reason)
     }
 }
 
@@ -88,8 +118,8 @@ pub(crate) fn file_message(
 #[async_trait]
 impl SourceAcknowledger for MaildirAcknowledger {
     async fn acknowledge(&self, key: &str, outcome: &FinalOutcome) -> Result<(), SourceError> {
-        if key.is_empty() || key.contains(['/', '\\']) || key.starts_with('.') {
-            return Err(SourceError::Config(format!("invalid maildir key {key:?}")));
+        if !is_valid_key(key) {
+            return Err(self.refuse(key, outcome, format!("invalid maildir key {key:?}")));
         }
         let config = Arc::clone(&self.config);
         let unique = key.to_owned();
@@ -109,6 +139,12 @@ impl SourceAcknowledger for MaildirAcknowledger {
                 warn!(key, "maildir message to acknowledge is gone");
                 Ok(())
             }
+            // The file system will never take the new name (too long, say).
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidFilename => Err(self.refuse(
+                key,
+                outcome,
+                format!("cannot file maildir message {key}: {error}"),
+            )),
             Err(error) => Err(SourceError::unavailable(
                 format!("cannot file maildir message {key}"),
                 error,

@@ -23,7 +23,8 @@
 //! ## Acknowledgement
 //!
 //! The task's origin key is the message's *unique name* (the file name before `:2,`),
-//! which survives every move. [`MaildirAcknowledger`] finds the file wherever it is now
+//! which survives every move; a name that is not UTF-8 or holds a `\` gets an escaped
+//! key ([`key_of`]), and the file keeps its name on disk. [`MaildirAcknowledger`] finds the file wherever it is now
 //! (`new/`, `cur/` or a configured sub-folder) and renames it — atomic on one
 //! filesystem, and idempotent: a file already where it should be is left alone.
 //!
@@ -39,7 +40,20 @@
 //! that could not start. A message published recently is not read again on every scan: it
 //! is re-published only after `republish_after`, and the queue refuses a second live task
 //! for the same origin anyway. Oversized messages (`max_message_bytes`) are published as
-//! their header only, with the task header [`OVERSIZE_HEADER`] giving the size.
+//! their header only, with the task header [`OVERSIZE_HEADER`] giving the size. A batch
+//! holds at most 100 messages and `max_batch_bytes` (16 MiB) of them; a larger message
+//! goes alone. A directory is read again only when its modification time changed, so an
+//! idle source with a large handled backlog in `cur/` costs a `stat` per scan (status
+//! detail `listings` counts full readings).
+//!
+//! ## Nothing skipped silently
+//!
+//! Every entry of `new/` and `cur/` but hidden ones is a candidate. A symlink is followed
+//! to a regular file inside the Maildir only. An entry that cannot be read (a directory,
+//! a dangling or looping link, a link leading outside) is logged once per version of the
+//! entry, counted in the status's `errors`, and shown in the status detail `failed` while
+//! it waits; it is read again once it changes. A dead letter whose file cannot be filed
+//! (a name too long for its flags) is reported the same way instead of produced again.
 
 mod ack;
 mod config;
@@ -48,7 +62,7 @@ mod source;
 
 pub use ack::MaildirAcknowledger;
 pub use config::MaildirConfig;
-pub use maildir::{Maildir, MessageFile, unique_name};
+pub use maildir::{Maildir, MessageFile, key_of, unique_name};
 pub use source::MaildirSource;
 
 /// The task route of Maildir tasks.

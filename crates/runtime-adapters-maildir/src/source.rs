@@ -13,9 +13,9 @@ use runtime_contracts::{
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::ack::MaildirAcknowledger;
-use crate::config::MaildirConfig;
-use crate::maildir::Maildir;
+use crate::ack::{MaildirAcknowledger, Refusals};
+use crate::config::{MaildirConfig, path_problem};
+use crate::maildir::{FileStamp, HEADER_READ_LIMIT, ListingCache, Maildir, MessageFile, read_file};
 use crate::{OVERSIZE_HEADER, ROUTE};
 
 /// Tasks published per `publish_batch` call.
@@ -26,6 +26,10 @@ pub struct MaildirSource {
     name: String,
     config: Arc<MaildirConfig>,
     state: Arc<Mutex<State>>,
+    /// The last directory listings; only the scan (one at a time) uses it.
+    listing: Arc<Mutex<ListingCache>>,
+    /// Dead letters the acknowledger could not file.
+    refusals: Refusals,
 }
 
 impl std::fmt::Debug for MaildirSource {
@@ -37,10 +41,19 @@ impl std::fmt::Debug for MaildirSource {
     }
 }
 
+/// A waiting message that could not become a task, reported once.
+struct Failure {
+    /// The entry version that failed; `None` for a dead letter the acknowledger could
+    /// not file, which no new version of the file changes.
+    stamp: Option<FileStamp>,
+}
+
 #[derive(Default)]
 struct State {
     /// Unique name -> when it was last published.
     published: HashMap<String, Instant>,
+    /// Unique name -> why it fails; not read again until the entry changes.
+    failed: HashMap<String, Failure>,
     produced: u64,
     errors: u64,
     last_error: Option<String>,
@@ -48,9 +61,121 @@ struct State {
     pending: u64,
     watching: bool,
     scans: u64,
+    listings: u64,
     running: bool,
     /// False after a failed scan, until one succeeds.
     scan_failed: bool,
+}
+
+/// What reading one due message gave.
+enum Read {
+    Message {
+        unique: String,
+        bytes: Vec<u8>,
+        size: u64,
+        truncated: bool,
+    },
+    /// Failed before and unchanged since: already reported.
+    StillFailed,
+    /// Moved or deleted since the listing: not ours to publish now.
+    Gone,
+    Failed {
+        unique: String,
+        path: std::path::PathBuf,
+        stamp: FileStamp,
+        error: std::io::Error,
+    },
+}
+
+/// Reads due messages from the front of `files` until the batch holds [`BATCH`] messages
+/// or `budget` bytes (a message larger than the budget goes alone). Returns what was
+/// read and how many of `files` that used.
+fn read_batch(
+    root: &Maildir,
+    files: &[(MessageFile, Option<FileStamp>)],
+    max_message_bytes: u64,
+    budget: u64,
+) -> (Vec<Read>, usize) {
+    let mut out = Vec::new();
+    let mut bytes = 0u64;
+    let mut messages = 0usize;
+    for (used, (file, failed)) in files.iter().enumerate() {
+        if messages == BATCH {
+            return (out, used);
+        }
+        let stamp = match FileStamp::of(&file.path) {
+            Ok(stamp) => stamp,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                out.push(Read::Gone);
+                continue;
+            }
+            // No stamp to tell a new version by: reported the first time only.
+            Err(_) if failed.is_some() => {
+                out.push(Read::StillFailed);
+                continue;
+            }
+            Err(error) => {
+                out.push(Read::Failed {
+                    unique: file.unique.clone(),
+                    path: file.path.clone(),
+                    stamp: FileStamp::default(),
+                    error,
+                });
+                continue;
+            }
+        };
+        if *failed == Some(stamp) {
+            out.push(Read::StillFailed);
+            continue;
+        }
+        let opened = root.open_message(&file.path).and_then(|f| {
+            let size = f.metadata()?.len();
+            Ok((f, size))
+        });
+        let (handle, size) = match opened {
+            Ok(opened) => opened,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                out.push(Read::Gone);
+                continue;
+            }
+            Err(error) => {
+                out.push(Read::Failed {
+                    unique: file.unique.clone(),
+                    path: file.path.clone(),
+                    stamp,
+                    error,
+                });
+                continue;
+            }
+        };
+        let cost = if size <= max_message_bytes {
+            size
+        } else {
+            HEADER_READ_LIMIT
+        };
+        if messages > 0 && bytes.saturating_add(cost) > budget {
+            return (out, used);
+        }
+        match read_file(handle, max_message_bytes) {
+            Ok((data, size, truncated)) => {
+                bytes = bytes.saturating_add(data.len() as u64);
+                messages += 1;
+                out.push(Read::Message {
+                    unique: file.unique.clone(),
+                    bytes: data,
+                    size,
+                    truncated,
+                });
+            }
+            Err(error) => out.push(Read::Failed {
+                unique: file.unique.clone(),
+                path: file.path.clone(),
+                stamp,
+                error,
+            }),
+        }
+    }
+    (out, files.len())
 }
 
 impl MaildirSource {
@@ -60,6 +185,8 @@ impl MaildirSource {
             name: name.into(),
             config: Arc::new(config),
             state: Arc::new(Mutex::new(State::default())),
+            listing: Arc::new(Mutex::new(ListingCache::default())),
+            refusals: Refusals::default(),
         }
     }
 
@@ -79,60 +206,95 @@ impl MaildirSource {
         state.last_error = Some(error.to_string());
     }
 
+    /// Reports a message that cannot become a task: once per entry version, as a
+    /// warning, an error in the status and a `failed` count while it stays.
+    fn record_failure(
+        &self,
+        state: &mut State,
+        unique: String,
+        stamp: Option<FileStamp>,
+        reason: String,
+    ) {
+        warn!(source = %self.name, key = %unique, %reason, "maildir message failed, not producing it");
+        state.errors += 1;
+        state.last_error = Some(reason);
+        state.published.remove(&unique);
+        state.failed.insert(unique, Failure { stamp });
+    }
+
     /// One scan: lists waiting messages and publishes those not published recently.
     async fn scan(&self, sink: &dyn TaskSink) -> Result<(), SourceError> {
         let root = Maildir::new(&self.config.path);
-        let pending = tokio::task::spawn_blocking(move || root.pending())
-            .await
-            .map_err(|e| SourceError::unavailable("maildir scan did not finish", e))?
-            .map_err(|e| {
-                SourceError::unavailable(
-                    format!("cannot list maildir {}", self.config.path.display()),
-                    e,
-                )
-            })?;
+        let listing = Arc::clone(&self.listing);
+        let (pending, listings) = tokio::task::spawn_blocking(move || {
+            let mut cache = listing.lock().unwrap_or_else(|p| p.into_inner());
+            root.pending_cached(&mut cache)
+                .map(|p| (p, cache.listings()))
+        })
+        .await
+        .map_err(|e| SourceError::unavailable("maildir scan did not finish", e))?
+        .map_err(|e| {
+            SourceError::unavailable(
+                format!("cannot list maildir {}", self.config.path.display()),
+                e,
+            )
+        })?;
+        let refused: Vec<(String, String)> = lock_refusals(&self.refusals).drain().collect();
 
         let now = Instant::now();
         let due: Vec<_> = {
             let mut state = self.state();
+            state.listings = listings;
             // Forget what is no longer waiting (filed by an acknowledger, deleted).
             let waiting: std::collections::HashSet<&str> =
                 pending.iter().map(|f| f.unique.as_str()).collect();
             state.published.retain(|k, _| waiting.contains(k.as_str()));
+            state.failed.retain(|k, _| waiting.contains(k.as_str()));
+            for (key, reason) in refused {
+                if waiting.contains(key.as_str()) {
+                    let reason = format!("dead letter cannot be filed: {reason}");
+                    self.record_failure(&mut state, key, None, reason);
+                }
+            }
             state.pending = pending.len() as u64;
             pending
                 .into_iter()
-                .filter(|f| {
-                    state
+                .filter_map(|f| {
+                    let failed = match state.failed.get(&f.unique) {
+                        Some(Failure { stamp: None }) => return None,
+                        Some(Failure { stamp }) => *stamp,
+                        None => None,
+                    };
+                    let recent = state
                         .published
                         .get(&f.unique)
-                        .is_none_or(|at| now.duration_since(*at) >= self.config.republish_after)
+                        .is_some_and(|at| now.duration_since(*at) < self.config.republish_after);
+                    (!recent).then_some((f, failed))
                 })
                 .collect()
         };
 
-        for chunk in due.chunks(BATCH) {
-            let files = chunk.to_vec();
-            let max = self.config.max_message_bytes;
-            let read = tokio::task::spawn_blocking(move || {
-                files
-                    .into_iter()
-                    .filter_map(|f| match Maildir::read(&f.path, max) {
-                        Ok(read) => Some(Ok((f.unique, read))),
-                        // Moved or deleted since the listing: not ours to publish now.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                        Err(e) => Some(Err((f.path, e))),
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(|e| SourceError::unavailable("maildir read did not finish", e))?;
+        let due = Arc::new(due);
+        let mut next = 0;
+        while next < due.len() {
+            let (root, files) = (Maildir::new(&self.config.path), Arc::clone(&due));
+            let (max, budget) = (self.config.max_message_bytes, self.config.max_batch_bytes);
+            let (read, used) =
+                tokio::task::spawn_blocking(move || read_batch(&root, &files[next..], max, budget))
+                    .await
+                    .map_err(|e| SourceError::unavailable("maildir read did not finish", e))?;
+            next += used.max(1);
 
             let mut tasks = Vec::with_capacity(read.len());
             let mut keys = Vec::with_capacity(read.len());
             for item in read {
                 match item {
-                    Ok((unique, (bytes, size, truncated))) => {
+                    Read::Message {
+                        unique,
+                        bytes,
+                        size,
+                        truncated,
+                    } => {
                         let mut task = Task::new(ROUTE, bytes).with_origin(&self.name, &unique);
                         if truncated {
                             info!(source = %self.name, key = %unique, size, "message over the size limit, publishing its header only");
@@ -141,12 +303,16 @@ impl MaildirSource {
                         tasks.push(task);
                         keys.push(unique);
                     }
-                    Err((path, error)) => {
+                    Read::StillFailed | Read::Gone => {}
+                    Read::Failed {
+                        unique,
+                        path,
+                        stamp,
+                        error,
+                    } => {
                         // One unreadable file must not stop the others.
-                        warn!(source = %self.name, path = %path.display(), %error, "cannot read maildir message");
-                        let mut state = self.state();
-                        state.errors += 1;
-                        state.last_error = Some(format!("cannot read {}: {error}", path.display()));
+                        let reason = format!("cannot read {}: {error}", path.display());
+                        self.record_failure(&mut self.state(), unique, Some(stamp), reason);
                     }
                 }
             }
@@ -160,6 +326,7 @@ impl MaildirSource {
                 if outcome == runtime_contracts::PublishOutcome::Enqueued {
                     state.produced += 1;
                 }
+                state.failed.remove(&key);
                 state.published.insert(key, now);
             }
         }
@@ -219,6 +386,12 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn lock_refusals(refusals: &Refusals) -> MutexGuard<'_, HashMap<String, String>> {
+    refusals
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[async_trait]
 impl TaskSource for MaildirSource {
     fn name(&self) -> &str {
@@ -234,6 +407,14 @@ impl TaskSource for MaildirSource {
         sink: Arc<dyn TaskSink>,
         stop: Arc<dyn StopSignal>,
     ) -> Result<(), SourceError> {
+        if let Some(problem) = path_problem(&self.config.path) {
+            let error = SourceError::Config(format!(
+                "maildir path {}: {problem}",
+                self.config.path.display()
+            ));
+            self.record_error(&error);
+            return Err(error);
+        }
         let root = Maildir::new(&self.config.path);
         let created = tokio::task::spawn_blocking(move || root.create())
             .await
@@ -292,6 +473,10 @@ impl TaskSource for MaildirSource {
         details.insert("watching".to_owned(), serde_json::json!(state.watching));
         details.insert("pending".to_owned(), serde_json::json!(state.pending));
         details.insert("scans".to_owned(), serde_json::json!(state.scans));
+        // Full directory readings: an idle source answers its scans from the cache.
+        details.insert("listings".to_owned(), serde_json::json!(state.listings));
+        // Waiting messages that cannot become tasks (each reported once).
+        details.insert("failed".to_owned(), serde_json::json!(state.failed.len()));
         details.insert(
             "poll_interval_seconds".to_owned(),
             serde_json::json!(self.config.poll_interval.as_secs_f64()),
@@ -321,7 +506,10 @@ impl TaskSource for MaildirSource {
     }
 
     fn acknowledger(&self) -> Option<Arc<dyn SourceAcknowledger>> {
-        Some(Arc::new(MaildirAcknowledger::new(Arc::clone(&self.config))))
+        Some(Arc::new(MaildirAcknowledger::with_refusals(
+            Arc::clone(&self.config),
+            Arc::clone(&self.refusals),
+        )))
     }
 }
 

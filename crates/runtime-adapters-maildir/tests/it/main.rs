@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ack;
+mod failures;
 mod source;
 mod support;

@@ -8,14 +8,14 @@ use runtime_contracts::{FinalOutcome, HealthStatus, SourceState, TaskSource};
 
 use crate::support::{RecordingSink, Stop, deliver, make_dirs, message, names};
 
-type Running = (
+pub type Running = (
     Arc<MaildirSource>,
     Arc<RecordingSink>,
     Arc<Stop>,
     tokio::task::JoinHandle<Result<(), runtime_contracts::SourceError>>,
 );
 
-fn start(config: MaildirConfig) -> Running {
+pub fn start(config: MaildirConfig) -> Running {
     let source = Arc::new(MaildirSource::new(config, "inbox"));
     let sink = Arc::new(RecordingSink::default());
     let stop = Arc::new(Stop::default());
@@ -115,8 +115,8 @@ async fn an_idle_source_does_not_wake_itself() {
     let md = dir.path().to_path_buf();
     make_dirs(&md);
     // A handled backlog in cur/: every scan lists it, which raises inotify access events.
-    for i in 0..500 {
-        std::fs::write(md.join(format!("cur/{i}.H.host:2,S")), message("h")).unwrap();
+    for i in 0..20_000 {
+        std::fs::write(md.join(format!("cur/{i}.H.host:2,S")), "h").unwrap();
     }
     let mut config = MaildirConfig::new(&md);
     config.poll_interval = Duration::from_secs(3600);
@@ -128,12 +128,18 @@ async fn an_idle_source_does_not_wake_itself() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let before = scans();
+    let listings = source.status().details["listings"].as_u64().unwrap();
     // Idle for two seconds: only the watcher could wake it, and nothing changes.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let woken = scans() - before;
     assert!(
         woken <= 4,
         "an idle maildir source scanned {woken} times in 2 s"
+    );
+    let relisted = source.status().details["listings"].as_u64().unwrap() - listings;
+    assert!(
+        relisted <= 2 * woken,
+        "{relisted} listings in {woken} wake-ups"
     );
     stop.stop();
     handle.await.unwrap().unwrap();
@@ -235,7 +241,14 @@ async fn an_unusable_path_is_an_error_and_reported() {
     std::fs::write(&file, "x").unwrap();
     let (source, _sink, _stop, handle) = start(MaildirConfig::new(&file));
     let err = handle.await.unwrap().unwrap_err();
-    assert!(err.to_string().contains("cannot create maildir"), "{err}");
+    // Restarting cannot help: a configuration error naming the path, not an outage.
+    assert!(err.is_permanent(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("is a file, not a Maildir directory"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
     assert_eq!(source.status().errors, 1);
     let health = source.health().unwrap().check().await;
     assert_eq!(health.status, HealthStatus::Down);

@@ -15,6 +15,8 @@ use tokio::sync::Notify;
 pub struct RecordingSink {
     pub tasks: Mutex<Vec<Task>>,
     pub duplicates: AtomicU64,
+    /// Per `publish_batch` call: (tasks, payload bytes).
+    pub batches: Mutex<Vec<(usize, usize)>>,
     changed: Notify,
 }
 
@@ -64,6 +66,8 @@ impl TaskSink for RecordingSink {
     }
 
     async fn publish_batch(&self, tasks: Vec<Task>) -> Result<Vec<PublishOutcome>, QueueError> {
+        let bytes = tasks.iter().map(|t| t.payload.len()).sum();
+        self.batches.lock().unwrap().push((tasks.len(), bytes));
         let mut out = Vec::new();
         for task in tasks {
             out.push(self.publish(task).await?);
@@ -129,5 +133,58 @@ pub fn names(dir: &Path) -> Vec<String> {
 pub fn make_dirs(maildir: &Path) {
     for d in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(maildir.join(d)).unwrap();
+    }
+}
+
+/// Counts WARN events whose message contains a text, on the thread it is installed on
+/// (a current-thread test runtime runs the source there too).
+pub struct WarnCounter {
+    pub count: std::sync::Arc<AtomicU64>,
+    needle: &'static str,
+}
+
+impl WarnCounter {
+    /// Installs a counter for this thread; keep the guard alive.
+    pub fn install(
+        needle: &'static str,
+    ) -> (std::sync::Arc<AtomicU64>, tracing::subscriber::DefaultGuard) {
+        use tracing_subscriber::layer::SubscriberExt;
+        let count = std::sync::Arc::new(AtomicU64::new(0));
+        let layer = WarnCounter {
+            count: count.clone(),
+            needle,
+        };
+        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        (count, guard)
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for WarnCounter {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        if *event.metadata().level() != tracing::Level::WARN {
+            return;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        if message.0.contains(self.needle) {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Waits until `check` holds (fails after 10 s), polling every few milliseconds.
+pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
