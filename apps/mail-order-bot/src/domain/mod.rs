@@ -41,6 +41,14 @@ pub const MAX_QUANTITY: u64 = 10_000;
 /// `too_many_lines`. A stranger controls the count, so it bounds the work per message.
 pub const MAX_ORDER_LINES: usize = 10_000;
 
+/// Longest customer address, in characters (64 local + `@` + 255 domain, RFC 5321's
+/// parts); a longer `From` is rejected as `invalid_sender` rather than stored.
+pub const MAX_CUSTOMER_CHARS: usize = 320;
+
+/// Longest purchase-order reference, in characters; a longer one is rejected as
+/// `po_too_long` rather than stored (no real PO number comes close).
+pub const MAX_PO_CHARS: usize = 128;
+
 /// Turns one raw message into an order.
 ///
 /// `reported_size` is the size the source saw when it sent only the header (the
@@ -85,4 +93,73 @@ fn read_within_limit(
         return Err(Box::new(Order::rejected(&parsed, RejectReason::TooLarge)));
     }
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog::from_items([CatalogItem {
+            sku: "A-1".into(),
+            name: "a".into(),
+            price_cents: 100,
+        }])
+        .unwrap_or_default()
+    }
+
+    fn order(raw: &[u8]) -> Order {
+        process_message(raw, &catalog(), DEFAULT_MAX_MESSAGE_BYTES, None)
+    }
+
+    fn reason(raw: &[u8]) -> Option<String> {
+        order(raw).reason.map(|r| r.to_string())
+    }
+
+    #[test]
+    fn a_message_without_a_sender_is_rejected_as_no_sender() {
+        // No header at all: the whole text is the body.
+        let headerless = order(b"\nA-1 x 2\n");
+        assert_eq!(headerless.reason, Some(RejectReason::NoSender));
+        assert_eq!(headerless.customer, "");
+        assert_eq!(
+            reason(b"Subject: hi\r\nMessage-ID: <a@b>\r\n\r\nA-1 x 2\r\n").as_deref(),
+            Some("no_sender")
+        );
+        assert_eq!(
+            reason(b"From: Buyer <buyer@x.example>\r\n\r\nA-1 x 2\r\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn an_oversized_customer_or_po_is_rejected_and_not_stored() {
+        let long_po = "P".repeat(MAX_PO_CHARS + 1);
+        let raw = format!("From: b@x.example\r\nSubject: PO: {long_po}\r\n\r\nA-1 x 2\r\n");
+        let rejected = order(raw.as_bytes());
+        assert_eq!(rejected.reason, Some(RejectReason::PoTooLong));
+        assert_eq!(rejected.po_number, None);
+        let at_cap = "P".repeat(MAX_PO_CHARS);
+        let raw = format!("From: b@x.example\r\nSubject: PO: {at_cap}\r\n\r\nA-1 x 2\r\n");
+        assert_eq!(order(raw.as_bytes()).po_number, Some(at_cap));
+
+        let long_local = "c".repeat(MAX_CUSTOMER_CHARS);
+        let raw = format!("From: <{long_local}@x.example>\r\n\r\nA-1 x 2\r\n");
+        let rejected = order(raw.as_bytes());
+        assert_eq!(rejected.reason, Some(RejectReason::InvalidSender));
+        assert_eq!(rejected.customer, "");
+    }
+
+    #[test]
+    fn an_undecodable_sender_is_rejected_never_stored_as_replacement_characters() {
+        let raw = b"From: M\xfcller <m\xfcller@x.example>\r\n\r\nA-1 x 2\r\n";
+        let rejected = order(raw);
+        assert_eq!(rejected.reason, Some(RejectReason::InvalidSender));
+        assert!(!rejected.customer.contains('\u{fffd}'));
+        // An undecodable display name does not matter; the address is clean.
+        let raw = b"From: M\xfcller <mueller@x.example>\r\n\r\nA-1 x 2\r\n";
+        let accepted = order(raw);
+        assert_eq!(accepted.reason, None);
+        assert_eq!(accepted.customer, "mueller@x.example");
+    }
 }
