@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::catalog::Catalog;
-use super::lines::{LineItem, parse_csv_order, parse_order_lines};
+use super::lines::{LineItem, parse_order_lines};
 use super::mime::ParsedMessage;
 use super::{MAX_CUSTOMER_CHARS, MAX_ORDER_LINES, MAX_PO_CHARS, MAX_QUANTITY};
 
@@ -226,13 +226,15 @@ pub fn evaluate_until(
     {
         return Some(Order::rejected(message, RejectReason::PoTooLong));
     }
-    let mut items = parse_order_lines(&content.text);
+    // One line past the cap is enough to know there are too many.
+    let mut items = parse_order_lines(&content.text, MAX_ORDER_LINES + 1);
     for csv in &content.csv {
         if items.len() > MAX_ORDER_LINES || cancel.load(Ordering::Relaxed) {
             break;
         }
-        if let Some(rows) = parse_csv_order(&csv.text) {
-            items.extend(rows);
+        if let Some(rows) = &csv.lines {
+            let room = MAX_ORDER_LINES + 1 - items.len();
+            items.extend(rows.iter().take(room).cloned());
         }
     }
     if cancel.load(Ordering::Relaxed) {
