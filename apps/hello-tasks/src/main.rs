@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         capacity: platform.queue.capacity,
         visibility_timeout: platform.queue.visibility_timeout,
         max_attempts: platform.queue.max_attempts,
+        ..MemoryQueueConfig::default()
     });
 
     // 3. The runtime: the queue and the app's module.

@@ -127,6 +127,7 @@ pub fn build_queue(platform: &PlatformConfig) -> Result<Arc<dyn TaskQueue>, AppE
             capacity: q.capacity,
             visibility_timeout: q.visibility_timeout,
             max_attempts: q.max_attempts,
+            ..MemoryQueueConfig::default()
         })),
         QueueBackend::Redis => {
             let config = RedisQueueConfig {

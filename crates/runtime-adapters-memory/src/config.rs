@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The default `capacity_bytes`: 256 MiB of payloads, ten mails at the 25 MiB limit.
+pub const DEFAULT_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Settings of one in-memory queue. Every field has a default, so `{}` is a valid config.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -12,6 +15,12 @@ pub struct MemoryQueueConfig {
     pub name: String,
     /// Bound on pending + delayed + in-flight tasks; `publish` waits beyond it.
     pub capacity: usize,
+    /// Bound on the payload bytes of pending + delayed + in-flight tasks; `publish` waits
+    /// beyond it exactly as beyond `capacity`. A count alone lets 10,000 mails of 25 MiB
+    /// fill memory; this bounds what the queue holds whatever the payloads. One task
+    /// larger than the bound is still taken when the queue is empty, so it cannot wait
+    /// for ever.
+    pub capacity_bytes: u64,
     /// How long a delivery may stay unsettled before the task is delivered again
     /// (`"30s"`, `"500ms"`).
     #[serde(with = "runtime_contracts::duration")]
@@ -25,6 +34,7 @@ impl Default for MemoryQueueConfig {
         MemoryQueueConfig {
             name: "default".to_owned(),
             capacity: 10_000,
+            capacity_bytes: DEFAULT_CAPACITY_BYTES,
             visibility_timeout: Duration::from_secs(30),
             max_attempts: 5,
         }
@@ -54,6 +64,12 @@ impl MemoryQueueConfig {
         if self.capacity == 0 {
             return Err(InvalidConfig {
                 key: "capacity",
+                message: "expected at least 1",
+            });
+        }
+        if self.capacity_bytes == 0 {
+            return Err(InvalidConfig {
+                key: "capacity_bytes",
                 message: "expected at least 1",
             });
         }

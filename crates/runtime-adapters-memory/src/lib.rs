@@ -5,7 +5,8 @@
 //! at-least-once delivery with leases and a visibility timeout, attempts and a
 //! dead-letter set, `release` without an attempt, origin dedupe, scheduled tasks — and it
 //! is bounded: `publish` waits while pending + delayed + in-flight tasks fill the
-//! capacity, so backpressure reaches the source (`stats().blocked_publishers` shows it).
+//! capacity (a count) or their payloads fill `capacity_bytes`, so backpressure reaches
+//! the source (`stats().blocked_publishers` shows it).
 //! Tasks live only as long as the process; use the Redis queue for durability.
 //!
 //! ## How it is built
@@ -37,7 +38,7 @@ mod config;
 mod queue;
 mod state;
 
-pub use config::{InvalidConfig, MemoryQueueConfig};
+pub use config::{DEFAULT_CAPACITY_BYTES, InvalidConfig, MemoryQueueConfig};
 pub use queue::MemoryQueue;
 pub use state::MemoryUsage;
 

@@ -19,6 +19,7 @@ use crate::state::{MemoryUsage, Offer, State};
 pub struct MemoryQueue {
     name: String,
     capacity: usize,
+    capacity_bytes: u64,
     visibility_timeout: Duration,
     max_attempts: u32,
     state: Mutex<State>,
@@ -36,6 +37,7 @@ impl std::fmt::Debug for MemoryQueue {
         f.debug_struct("MemoryQueue")
             .field("name", &self.name)
             .field("capacity", &self.capacity)
+            .field("capacity_bytes", &self.capacity_bytes)
             .field("visibility_timeout", &self.visibility_timeout)
             .field("max_attempts", &self.max_attempts)
             .finish_non_exhaustive()
@@ -71,14 +73,15 @@ impl Drop for SleeperGuard<'_> {
 }
 
 impl MemoryQueue {
-    /// A queue built from `config`. Out-of-range values are clamped (capacity and
-    /// max attempts to at least 1, the visibility timeout to at least 1 ms); use
+    /// A queue built from `config`. Out-of-range values are clamped (capacity, capacity
+    /// bytes and max attempts to at least 1, the visibility timeout to at least 1 ms); use
     /// [`MemoryQueueConfig::validate`] to reject them instead.
     pub fn new(config: MemoryQueueConfig) -> Self {
         let capacity = config.capacity.max(1);
         MemoryQueue {
             name: config.name,
             capacity,
+            capacity_bytes: config.capacity_bytes.max(1),
             visibility_timeout: config.visibility_timeout.max(Duration::from_millis(1)),
             max_attempts: config.max_attempts.max(1),
             state: Mutex::new(State::new(capacity)),
@@ -91,6 +94,11 @@ impl MemoryQueue {
     /// Bound on pending + delayed + in-flight tasks.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Bound on the payload bytes of pending + delayed + in-flight tasks.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_bytes
     }
 
     /// Approximate memory held for live tasks (see [`MemoryUsage`]).
@@ -138,7 +146,7 @@ impl MemoryQueue {
                 if state.closed {
                     return Err(QueueError::Closed);
                 }
-                match state.offer(task, self.capacity) {
+                match state.offer(task, self.capacity, self.capacity_bytes) {
                     Offer::Done { outcome, wake } => {
                         drop(state);
                         self.wake_consumer(wake);
@@ -221,7 +229,7 @@ impl TaskQueue for MemoryQueue {
         if state.closed {
             return Err(QueueError::Closed);
         }
-        match state.offer(task, self.capacity) {
+        match state.offer(task, self.capacity, self.capacity_bytes) {
             Offer::Done { outcome, wake } => {
                 drop(state);
                 self.wake_consumer(wake);
@@ -251,7 +259,7 @@ impl TaskQueue for MemoryQueue {
                     return Err(QueueError::Closed);
                 }
                 for task in tasks.by_ref() {
-                    match state.offer(task, self.capacity) {
+                    match state.offer(task, self.capacity, self.capacity_bytes) {
                         Offer::Done { outcome, wake: w } => {
                             wake |= w;
                             out.push(outcome);

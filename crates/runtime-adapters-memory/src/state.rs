@@ -92,6 +92,8 @@ pub struct MemoryUsage {
     pub overhead_bytes: usize,
     /// Tasks in the dead-letter set (not counted above).
     pub dead_tasks: usize,
+    /// Sum of payload lengths over live tasks (what `capacity_bytes` bounds).
+    pub payload_bytes: u64,
 }
 
 pub(crate) struct State {
@@ -121,6 +123,8 @@ pub(crate) struct State {
     next_sleeper: u64,
     /// Sum of `Task::heap_bytes` over live tasks.
     heap_bytes: usize,
+    /// Sum of payload lengths over live tasks: what `capacity_bytes` bounds.
+    payload_bytes: u64,
     pub(crate) counters: Counters,
     pub(crate) closed: bool,
 }
@@ -166,6 +170,7 @@ impl State {
             sleepers: Vec::new(),
             next_sleeper: 0,
             heap_bytes: 0,
+            payload_bytes: 0,
             counters: Counters::default(),
             closed: false,
         }
@@ -243,6 +248,7 @@ impl State {
     #[inline]
     fn enqueue(&mut self, task: Task, now_ms: Option<u64>) -> bool {
         self.heap_bytes += task.heap_bytes();
+        self.payload_bytes += task.payload.len() as u64;
         if let Some(origin) = &task.origin {
             self.add_origin(origin);
         }
@@ -268,9 +274,10 @@ impl State {
         self.needs_rearm(Instant::now() + wait)
     }
 
-    /// Publishes one task unless the queue is full.
+    /// Publishes one task unless the queue is full: `capacity` tasks, or payloads past
+    /// `capacity_bytes` (an empty queue takes any one task, however large).
     #[inline]
-    pub(crate) fn offer(&mut self, task: Task, capacity: usize) -> Offer {
+    pub(crate) fn offer(&mut self, task: Task, capacity: usize, capacity_bytes: u64) -> Offer {
         if let Some(origin) = &task.origin
             && self.origins.contains_key(origin)
         {
@@ -279,7 +286,9 @@ impl State {
                 wake: false,
             };
         }
-        if self.live() >= capacity {
+        let live = self.live();
+        let bytes = self.payload_bytes.saturating_add(task.payload.len() as u64);
+        if live >= capacity || (live > 0 && bytes > capacity_bytes) {
             return Offer::Full(task);
         }
         self.counters.published += 1;
@@ -459,6 +468,7 @@ impl State {
     #[inline]
     fn forget(&mut self, task: &Task) {
         self.heap_bytes -= task.heap_bytes();
+        self.payload_bytes -= task.payload.len() as u64;
         if let Some(origin) = &task.origin {
             self.drop_origin(origin);
         }
@@ -619,6 +629,7 @@ impl State {
             task_heap_bytes: self.heap_bytes,
             overhead_bytes: overhead,
             dead_tasks: self.dead.len(),
+            payload_bytes: self.payload_bytes,
         }
     }
 }

@@ -16,6 +16,7 @@ fn queue(capacity: usize, visibility_timeout: Duration) -> Arc<MemoryQueue> {
         capacity,
         visibility_timeout,
         max_attempts: 3,
+        ..MemoryQueueConfig::default()
     }))
 }
 
@@ -214,7 +215,7 @@ async fn sleeping_consumer_rearms_for_a_new_lease_deadline() {
     }
     // Enqueue without waking the sleeper, so this test's own consume takes the task;
     // then this "consumer" dies holding it.
-    let offered = q.with_state(|s| s.offer(Task::new("r", "x"), 10));
+    let offered = q.with_state(|s| s.offer(Task::new("r", "x"), 10, u64::MAX));
     assert!(matches!(offered, crate::state::Offer::Done { .. }));
     let first = q.consume(1, Duration::ZERO).await.unwrap();
     assert_eq!(first.len(), 1);
@@ -376,4 +377,66 @@ async fn stale_lease_after_slot_reuse_is_refused() {
         Err(QueueError::LeaseLost(_))
     ));
     q.ack(&b[0]).await.unwrap();
+}
+
+fn byte_queue(capacity_bytes: u64) -> Arc<MemoryQueue> {
+    Arc::new(MemoryQueue::new(MemoryQueueConfig {
+        name: "bytes".to_owned(),
+        capacity: 100,
+        capacity_bytes,
+        visibility_timeout: LONG,
+        max_attempts: 1,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_bound_holds_publishers_like_the_count_bound() {
+    let q = byte_queue(100);
+    q.publish(Task::new("r", vec![0u8; 60])).await.unwrap();
+    q.publish(Task::new("r", vec![0u8; 40])).await.unwrap();
+    assert_eq!(q.memory_usage().payload_bytes, 100);
+    // Far below the count bound, but one byte past the byte bound: full, as for a count.
+    let back = q.try_publish(Task::new("r", vec![0u8; 1])).unwrap();
+    assert!(
+        back.is_err(),
+        "a publish past capacity_bytes must find the queue full"
+    );
+    let waiting = {
+        let q = q.clone();
+        tokio::spawn(async move { q.publish(Task::new("r", vec![0u8; 50])).await })
+    };
+    until_blocked(&q, 1).await;
+    // Acking the 60-byte task makes room for the 50 bytes; a dead letter frees bytes too.
+    let first = q.consume(1, Duration::ZERO).await.unwrap();
+    q.ack(&first[0]).await.unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), PublishOutcome::Enqueued);
+    assert_eq!(q.memory_usage().payload_bytes, 90);
+    let rest = q.consume(10, Duration::ZERO).await.unwrap();
+    for d in &rest {
+        q.nack(d, None, "bad").await.unwrap();
+    }
+    assert_eq!(q.memory_usage().payload_bytes, 0);
+    // One task larger than the bound still goes into an empty queue instead of waiting
+    // for ever, and then it alone fills the queue.
+    q.publish(Task::new("r", vec![0u8; 500])).await.unwrap();
+    assert!(
+        q.try_publish(Task::new("r", vec![0u8; 1]))
+            .unwrap()
+            .is_err()
+    );
+}
+
+#[test]
+fn capacity_bytes_has_a_default_and_must_be_positive() {
+    let c: MemoryQueueConfig = serde_json::from_str(r#"{"capacity_bytes":1024}"#).unwrap();
+    assert_eq!(c.capacity_bytes, 1024);
+    assert_eq!(
+        MemoryQueueConfig::default().capacity_bytes,
+        crate::DEFAULT_CAPACITY_BYTES
+    );
+    let zero = MemoryQueueConfig {
+        capacity_bytes: 0,
+        ..MemoryQueueConfig::default()
+    };
+    assert_eq!(zero.validate().unwrap_err().key, "capacity_bytes");
 }

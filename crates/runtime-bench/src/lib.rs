@@ -206,6 +206,7 @@ pub mod pipeline {
             capacity: CAPACITY,
             max_attempts: 5,
             visibility_timeout: Duration::from_secs(60),
+            ..MemoryQueueConfig::default()
         }));
         let handler = Arc::new(Counter {
             done: AtomicU64::new(0),

@@ -335,6 +335,7 @@ pub fn memory_queue(
         capacity,
         max_attempts,
         visibility_timeout,
+        ..MemoryQueueConfig::default()
     }))
 }
 

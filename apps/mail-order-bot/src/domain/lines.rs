@@ -24,10 +24,15 @@ pub struct LineItem {
     pub alternative: Option<(String, Option<u64>)>,
 }
 
-/// Extracts the order lines of a body text.
-pub fn parse_order_lines(text: &str) -> Vec<LineItem> {
+/// Extracts the order lines of a body text, at most `limit` of them: a caller that
+/// allows n lines asks for n + 1 to learn that there are too many, without holding a
+/// line item for every line of a huge body.
+pub fn parse_order_lines(text: &str, limit: usize) -> Vec<LineItem> {
     let mut items = Vec::new();
     for raw_line in text.lines() {
+        if items.len() >= limit {
+            break;
+        }
         let line = raw_line.trim_end();
         if line == "--" {
             break;
@@ -169,82 +174,70 @@ fn whole(s: &str) -> Option<u64> {
 /// must name a `sku` column and a `qty` or `quantity` column (any case; other columns are
 /// ignored). The delimiter is `,`, `;` or tab, whichever the header uses. Rows without a
 /// SKU are skipped. `None` when the header does not fit (the attachment is not an order).
-pub fn parse_csv_order(text: &str) -> Option<Vec<LineItem>> {
+///
+/// RFC 4180 quoting (delimiters, newlines and `""` inside quotes) is the `csv` crate's.
+/// Rows are read one at a time into one reused record and at most `limit` items are
+/// kept (as for [`parse_order_lines`]), so the memory is bounded whatever the size of
+/// the attachment: materialising every row as strings cost ~35 times the CSV.
+pub fn parse_csv_order(text: &str, limit: usize) -> Option<Vec<LineItem>> {
     let text = text.trim_start_matches('\u{feff}');
     let header_line = text.lines().find(|l| !l.trim().is_empty())?;
-    let delimiter = [',', ';', '\t']
+    let delimiter = [b',', b';', b'\t']
         .into_iter()
-        .fold((',', 0), |best, d| {
-            let n = header_line.matches(d).count();
+        .fold((b',', 0), |best, d| {
+            let n = header_line.bytes().filter(|&b| b == d).count();
             if n > best.1 { (d, n) } else { best }
         })
         .0;
-    let rows = csv_rows(text, delimiter);
-    let mut rows = rows
-        .into_iter()
-        .filter(|r| r.iter().any(|c| !c.trim().is_empty()));
-    let header = rows.next()?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes());
+    let mut record = csv::ByteRecord::new();
+    if !next_row(&mut reader, &mut record) {
+        return None;
+    }
     let column = |names: &[&str]| {
-        header
-            .iter()
-            .position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
+        record.iter().position(|h| {
+            let h = h.trim_ascii();
+            names.iter().any(|n| h.eq_ignore_ascii_case(n.as_bytes()))
+        })
     };
     let sku_col = column(&["sku"])?;
     let qty_col = column(&["qty", "quantity"])?;
     let mut items = Vec::new();
-    for row in rows {
-        let sku = row.get(sku_col).map_or("", |s| s.trim());
+    while items.len() < limit && next_row(&mut reader, &mut record) {
+        let cell = |at: usize| {
+            record
+                .get(at)
+                .and_then(|c| std::str::from_utf8(c.trim_ascii()).ok())
+                .unwrap_or("")
+        };
+        let sku = cell(sku_col);
         if !is_sku(sku) {
             continue;
         }
-        let qty = row.get(qty_col).map_or("", |s| s.trim());
         items.push(LineItem {
             sku: sku.to_ascii_uppercase(),
-            quantity: whole(qty),
+            quantity: whole(cell(qty_col)),
             alternative: None,
         });
     }
     Some(items)
 }
 
-/// RFC 4180 rows: quoted fields may hold delimiters, newlines and `""`.
-fn csv_rows(text: &str, delimiter: char) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut in_quotes = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    field.push('"');
-                    chars.next();
-                }
-                '"' => in_quotes = false,
-                c => field.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if field.trim().is_empty() => {
-                field.clear();
-                in_quotes = true;
-            }
-            c if c == delimiter => row.push(std::mem::take(&mut field)),
-            '\r' => {}
-            '\n' => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            c => field.push(c),
+/// Reads the next row with a non-blank cell into `record`; false at the end. The reader
+/// works on bytes and is flexible about the number of cells, so the only error left is
+/// one it cannot get past: the rows end there, like a damaged part read as far as it goes.
+fn next_row(reader: &mut csv::Reader<&[u8]>, record: &mut csv::ByteRecord) -> bool {
+    loop {
+        match reader.read_byte_record(record) {
+            Ok(true) if record.iter().all(|c| c.trim_ascii().is_empty()) => continue,
+            Ok(true) => return true,
+            Ok(false) | Err(_) => return false,
         }
     }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
 }
 
 #[cfg(test)]
@@ -314,23 +307,23 @@ mod tests {
     #[test]
     fn quotes_and_signature() {
         let text = "Hi\n> OLD-1 x 5\nNEW-1 x 1\n-- \nBob\nSIG-1 x 2\n";
-        let items = parse_order_lines(text);
+        let items = parse_order_lines(text, usize::MAX);
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].sku, "NEW-1");
         let text = "A-1 x 1\r\n-----Original Message-----\r\nB-1 x 2\r\n";
-        assert_eq!(parse_order_lines(text).len(), 1);
+        assert_eq!(parse_order_lines(text, usize::MAX).len(), 1);
     }
 
     #[test]
     fn csv_with_header_and_quotes() {
         let csv = "\u{feff}Line;SKU;Description;Quantity\r\n1;ab-1;\"Bolt; 5mm\";10\r\n\r\n2;CD-2;\"multi\nline\";x\r\n3;;empty;4\r\n";
-        let items = parse_csv_order(csv).unwrap_or_default();
+        let items = parse_csv_order(csv, usize::MAX).unwrap_or_default();
         assert_eq!(items.len(), 2);
         assert_eq!(
             (items[0].sku.as_str(), items[0].quantity),
             ("AB-1", Some(10))
         );
         assert_eq!((items[1].sku.as_str(), items[1].quantity), ("CD-2", None));
-        assert_eq!(parse_csv_order("name,price\nx,1\n"), None);
+        assert_eq!(parse_csv_order("name,price\nx,1\n", usize::MAX), None);
     }
 }

@@ -14,7 +14,9 @@ use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
 
+use super::MAX_ORDER_LINES;
 use super::html::html_to_text;
+use super::lines::{LineItem, parse_csv_order};
 
 /// Message-IDs longer than this are replaced by their hash: a unique index on a huge
 /// text value fails in PostgreSQL, and no real Message-ID is this long.
@@ -43,17 +45,20 @@ pub struct MailContent {
     /// The body text: the plain parts, or the text of the HTML parts when there is no
     /// plain part, one part after the other.
     pub text: String,
-    /// CSV attachments, decoded to text.
+    /// CSV attachments, read into order lines.
     pub csv: Vec<CsvAttachment>,
 }
 
-/// One CSV attachment.
+/// One CSV attachment. Its rows are read while the message is parsed and its text is
+/// not kept: holding a decoded copy of a big attachment only to read it later cost as
+/// much memory again as the attachment.
 #[derive(Clone, PartialEq, Debug)]
 pub struct CsvAttachment {
     /// Its file name, if it has one.
     pub name: Option<String>,
-    /// Its text.
-    pub text: String,
+    /// Its order lines, at most `MAX_ORDER_LINES + 1` (enough to tell there are too
+    /// many); `None` when its header names no `sku` and `qty` columns.
+    pub lines: Option<Vec<LineItem>>,
 }
 
 /// Parses a raw message. With `headers_only`, the body is neither read nor hashed (an
@@ -149,24 +154,23 @@ fn content_hash(sender: &str, date: &str, subject: &str, body: &[u8]) -> String 
         hash.update(collapse_ws(field).as_bytes());
         hash.update(b"\n");
     }
-    let mut body: Vec<u8> = normalise_newlines(body);
-    while body.last().is_some_and(|b| b.is_ascii_whitespace()) {
-        body.pop();
-    }
-    hash.update(&body);
-    format!("sha256:{}", hex(&hash.finalize()))
-}
-
-fn normalise_newlines(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut iter = bytes.iter().peekable();
-    while let Some(&b) = iter.next() {
-        if b == b'\r' && iter.peek() == Some(&&b'\n') {
-            continue;
+    // Trimming the raw body first gives the same bytes as trimming after the CR-LF
+    // rewrite (CR is whitespace too); hashing the runs between CR-LFs then needs no copy
+    // of a body that may be 25 MiB.
+    let end = body
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let body = &body[..end];
+    let mut run_start = 0;
+    for (i, pair) in body.windows(2).enumerate() {
+        if pair == b"\r\n" {
+            hash.update(&body[run_start..i]);
+            run_start = i + 1;
         }
-        out.push(b);
     }
-    out
+    hash.update(&body[run_start..]);
+    format!("sha256:{}", hex(&hash.finalize()))
 }
 
 fn collapse_ws(s: &str) -> String {
@@ -236,8 +240,10 @@ pub fn po_reference(subject: &str) -> Option<String> {
 
 /// The body text and CSV attachments, or `None` when nothing could be decoded.
 fn extract_content(raw: &[u8], message: &Message<'_>) -> Option<MailContent> {
-    let mut plain: Vec<String> = Vec::new();
-    let mut html: Vec<String> = Vec::new();
+    // Parts are appended to one string each instead of collected and joined: a join
+    // copies the whole body once more.
+    let mut plain: Option<String> = None;
+    let mut html: Option<String> = None;
     let mut csv: Vec<CsvAttachment> = Vec::new();
     let mut readable = false;
 
@@ -263,7 +269,7 @@ fn extract_content(raw: &[u8], message: &Message<'_>) -> Option<MailContent> {
                 readable = true;
                 csv.push(CsvAttachment {
                     name: part.attachment_name().map(str::to_owned),
-                    text,
+                    lines: parse_csv_order(&text, MAX_ORDER_LINES + 1),
                 });
             }
             continue;
@@ -275,9 +281,9 @@ fn extract_content(raw: &[u8], message: &Message<'_>) -> Option<MailContent> {
             if let Some((text, is_html)) = recover_text(raw, part) {
                 readable = true;
                 if is_html {
-                    html.push(html_to_text(&text));
+                    append_part(&mut html, &html_to_text(&text));
                 } else {
-                    plain.push(text);
+                    append_part(&mut plain, &text);
                 }
             }
             continue;
@@ -285,11 +291,11 @@ fn extract_content(raw: &[u8], message: &Message<'_>) -> Option<MailContent> {
         match &part.body {
             PartType::Text(text) => {
                 readable = true;
-                plain.push(text.to_string());
+                append_part(&mut plain, text);
             }
             PartType::Html(text) => {
                 readable = true;
-                html.push(html_to_text(text));
+                append_part(&mut html, &html_to_text(text));
             }
             _ => {}
         }
@@ -298,11 +304,21 @@ fn extract_content(raw: &[u8], message: &Message<'_>) -> Option<MailContent> {
     if !readable {
         return None;
     }
-    let bodies = if plain.is_empty() { html } else { plain };
     Some(MailContent {
-        text: bodies.join("\n"),
+        text: plain.or(html).unwrap_or_default(),
         csv,
     })
+}
+
+/// Appends one body part, parts separated by a newline.
+fn append_part(body: &mut Option<String>, part: &str) {
+    match body {
+        Some(body) => {
+            body.push('\n');
+            body.push_str(part);
+        }
+        None => *body = Some(part.to_owned()),
+    }
 }
 
 fn content_type_is(part: &MessagePart<'_>, ctype: &str, subtype: &str) -> bool {
@@ -357,20 +373,21 @@ fn recover_text(raw: &[u8], part: &MessagePart<'_>) -> Option<(String, bool)> {
         .content_type()
         .and_then(|ct| ct.attribute("charset"))
         .map(str::to_owned);
-    let text = decode_charset(&decoded, charset.as_deref());
+    let text = decode_charset(&decoded, charset.as_deref()).into_owned();
     if text.trim().is_empty() {
         return None;
     }
     Some((text, content_type_is(part, "text", "html")))
 }
 
-fn csv_text(raw: &[u8], part: &MessagePart<'_>) -> Option<String> {
+/// The text of a CSV part, borrowed from the parsed message where it can be.
+fn csv_text<'p>(raw: &[u8], part: &'p MessagePart<'_>) -> Option<Cow<'p, str>> {
     if part.is_encoding_problem {
-        return recover_text(raw, part).map(|(text, _)| text);
+        return recover_text(raw, part).map(|(text, _)| Cow::Owned(text));
     }
     match &part.body {
         PartType::Text(text) | PartType::Html(text) => {
-            Some(text.trim_start_matches('\u{feff}').to_owned())
+            Some(Cow::Borrowed(text.trim_start_matches('\u{feff}')))
         }
         PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
             let charset = part
@@ -384,8 +401,9 @@ fn csv_text(raw: &[u8], part: &MessagePart<'_>) -> Option<String> {
 }
 
 /// Bytes to text: a BOM wins, then the declared charset, then UTF-8, then Windows-1252
-/// (what spreadsheet exports without a declared charset usually are).
-fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
+/// (what spreadsheet exports without a declared charset usually are). Valid UTF-8
+/// declared as UTF-8 (or not declared) is borrowed, not copied.
+fn decode_charset<'b>(bytes: &'b [u8], charset: Option<&str>) -> Cow<'b, str> {
     let (bytes, bom_charset): (&[u8], Option<&str>) = match bytes {
         [0xEF, 0xBB, 0xBF, rest @ ..] => (rest, Some("utf-8")),
         [0xFF, 0xFE, ..] => (bytes, Some("utf-16le")),
@@ -393,15 +411,22 @@ fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
         _ => (bytes, None),
     };
     let charset = bom_charset.or(charset);
-    if let Some(decoder) = charset.and_then(|c| charset_decoder(c.as_bytes())) {
-        return decoder(bytes).trim_start_matches('\u{feff}').to_owned();
+    let utf8_or_none =
+        charset.is_none_or(|c| c.eq_ignore_ascii_case("utf-8") || c.eq_ignore_ascii_case("utf8"));
+    if utf8_or_none && let Ok(text) = std::str::from_utf8(bytes) {
+        return Cow::Borrowed(text);
     }
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_owned(),
-        Err(_) => match charset_decoder(b"windows-1252") {
-            Some(decoder) => decoder(bytes),
-            None => String::from_utf8_lossy(bytes).into_owned(),
-        },
+    if let Some(decoder) = charset.and_then(|c| charset_decoder(c.as_bytes())) {
+        let mut text = decoder(bytes);
+        // In place: `trim_start_matches(..).to_owned()` copied the whole text once more.
+        if text.starts_with('\u{feff}') {
+            text.replace_range(..'\u{feff}'.len_utf8(), "");
+        }
+        return Cow::Owned(text);
+    }
+    match charset_decoder(b"windows-1252") {
+        Some(decoder) => Cow::Owned(decoder(bytes)),
+        None => String::from_utf8_lossy(bytes),
     }
 }
 

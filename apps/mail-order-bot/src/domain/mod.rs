@@ -6,7 +6,8 @@
 //!   identity (Message-ID or a content hash), body text (plain, or derived from HTML) and
 //!   CSV attachments. Damaged MIME is read as far as it goes.
 //! * [`lines`] is the order-line grammar (`SKU x QTY`, `QTY x SKU`, `SKU: QTY`, ...) and the
-//!   CSV reader.
+//!   CSV reader. Both stop one line past [`MAX_ORDER_LINES`] and read CSV row by row, so
+//!   a message's parsed form stays small whatever its size.
 //! * [`catalog`] says which SKUs exist and what they cost.
 //! * [`order`] decides the outcome exactly as the spec's table says.
 //!
@@ -40,6 +41,14 @@ pub const MAX_QUANTITY: u64 = 10_000;
 /// Most order lines (body lines plus CSV rows) one message may have; more is rejected as
 /// `too_many_lines`. A stranger controls the count, so it bounds the work per message.
 pub const MAX_ORDER_LINES: usize = 10_000;
+
+/// Longest customer address, in characters (64 local + `@` + 255 domain, RFC 5321's
+/// parts); a longer `From` is rejected as `invalid_sender` rather than stored.
+pub const MAX_CUSTOMER_CHARS: usize = 320;
+
+/// Longest purchase-order reference, in characters; a longer one is rejected as
+/// `po_too_long` rather than stored (no real PO number comes close).
+pub const MAX_PO_CHARS: usize = 128;
 
 /// Turns one raw message into an order.
 ///
@@ -85,4 +94,153 @@ fn read_within_limit(
         return Err(Box::new(Order::rejected(&parsed, RejectReason::TooLarge)));
     }
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog::from_items([CatalogItem {
+            sku: "A-1".into(),
+            name: "a".into(),
+            price_cents: 100,
+        }])
+        .unwrap_or_default()
+    }
+
+    fn order(raw: &[u8]) -> Order {
+        process_message(raw, &catalog(), DEFAULT_MAX_MESSAGE_BYTES, None)
+    }
+
+    fn reason(raw: &[u8]) -> Option<String> {
+        order(raw).reason.map(|r| r.to_string())
+    }
+
+    #[test]
+    fn a_message_without_a_sender_is_rejected_as_no_sender() {
+        // No header at all: the whole text is the body.
+        let headerless = order(b"\nA-1 x 2\n");
+        assert_eq!(headerless.reason, Some(RejectReason::NoSender));
+        assert_eq!(headerless.customer, "");
+        assert_eq!(
+            reason(b"Subject: hi\r\nMessage-ID: <a@b>\r\n\r\nA-1 x 2\r\n").as_deref(),
+            Some("no_sender")
+        );
+        assert_eq!(
+            reason(b"From: Buyer <buyer@x.example>\r\n\r\nA-1 x 2\r\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn an_oversized_customer_or_po_is_rejected_and_not_stored() {
+        let long_po = "P".repeat(MAX_PO_CHARS + 1);
+        let raw = format!("From: b@x.example\r\nSubject: PO: {long_po}\r\n\r\nA-1 x 2\r\n");
+        let rejected = order(raw.as_bytes());
+        assert_eq!(rejected.reason, Some(RejectReason::PoTooLong));
+        assert_eq!(rejected.po_number, None);
+        let at_cap = "P".repeat(MAX_PO_CHARS);
+        let raw = format!("From: b@x.example\r\nSubject: PO: {at_cap}\r\n\r\nA-1 x 2\r\n");
+        assert_eq!(order(raw.as_bytes()).po_number, Some(at_cap));
+
+        let long_local = "c".repeat(MAX_CUSTOMER_CHARS);
+        let raw = format!("From: <{long_local}@x.example>\r\n\r\nA-1 x 2\r\n");
+        let rejected = order(raw.as_bytes());
+        assert_eq!(rejected.reason, Some(RejectReason::InvalidSender));
+        assert_eq!(rejected.customer, "");
+    }
+
+    #[test]
+    fn an_undecodable_sender_is_rejected_never_stored_as_replacement_characters() {
+        let raw = b"From: M\xfcller <m\xfcller@x.example>\r\n\r\nA-1 x 2\r\n";
+        let rejected = order(raw);
+        assert_eq!(rejected.reason, Some(RejectReason::InvalidSender));
+        assert!(!rejected.customer.contains('\u{fffd}'));
+        // An undecodable display name does not matter; the address is clean.
+        let raw = b"From: M\xfcller <mueller@x.example>\r\n\r\nA-1 x 2\r\n";
+        let accepted = order(raw);
+        assert_eq!(accepted.reason, None);
+        assert_eq!(accepted.customer, "mueller@x.example");
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    /// A message with a CSV attachment of `rows` order rows, 8-bit and base64.
+    fn csv_mail(rows: usize, base64: bool) -> Vec<u8> {
+        let mut csv = String::from("sku,qty\r\n");
+        for i in 0..rows {
+            csv.push_str(&format!("SKU-{i:07},1\r\n"));
+        }
+        let (cte, body) = if base64 {
+            ("base64", lenient_encode(csv.as_bytes()))
+        } else {
+            ("8bit", csv)
+        };
+        format!(
+            "From: b@x.example\r\nMessage-ID: <big@x>\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+             Content-Type: text/plain\r\n\r\nattached\r\n--b\r\n\
+             Content-Type: text/csv\r\nContent-Transfer-Encoding: {cte}\r\n\r\n{body}\r\n--b--\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn lenient_encode(input: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for line in input.chunks(57) {
+            for c in line.chunks(3) {
+                let n = (c[0] as u32) << 16
+                    | (*c.get(1).unwrap_or(&0) as u32) << 8
+                    | *c.get(2).unwrap_or(&0) as u32;
+                for k in 0..4 {
+                    out.push(if k <= c.len() {
+                        A[(n >> (18 - 6 * k) & 63) as usize] as char
+                    } else {
+                        '='
+                    });
+                }
+            }
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    #[test]
+    fn a_huge_csv_attachment_keeps_one_line_past_the_cap_not_every_row() {
+        // Every row used to be materialised (strings per cell, then a line item per row):
+        // a 13.8 MB CSV mail peaked at 488 MB. Now the parsed form is capped.
+        for base64 in [false, true] {
+            let raw = csv_mail(5 * MAX_ORDER_LINES, base64);
+            let parsed = parse_message(&raw, false);
+            let content = parsed.content.unwrap_or_default();
+            assert_eq!(content.csv.len(), 1, "base64 {base64}");
+            let lines = content.csv[0].lines.as_ref().map_or(0, Vec::len);
+            assert_eq!(lines, MAX_ORDER_LINES + 1, "base64 {base64}");
+            let catalog = Catalog::default();
+            assert_eq!(
+                process_message(&raw, &catalog, u64::MAX, None).reason,
+                Some(RejectReason::TooManyLines)
+            );
+        }
+        // Under the cap every row counts.
+        let parsed = parse_message(&csv_mail(3, false), false);
+        let content = parsed.content.unwrap_or_default();
+        assert_eq!(content.csv[0].lines.as_ref().map(Vec::len), Some(3));
+    }
+
+    #[test]
+    fn a_huge_body_keeps_one_line_past_the_cap() {
+        let body: String = (0..3 * MAX_ORDER_LINES)
+            .map(|i| format!("SKU-{i:07} x 1\n"))
+            .collect();
+        assert_eq!(
+            parse_order_lines(&body, MAX_ORDER_LINES + 1).len(),
+            MAX_ORDER_LINES + 1
+        );
+    }
 }

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::catalog::Catalog;
-use super::lines::{LineItem, parse_csv_order, parse_order_lines};
+use super::lines::{LineItem, parse_order_lines};
 use super::mime::ParsedMessage;
-use super::{MAX_ORDER_LINES, MAX_QUANTITY};
+use super::{MAX_CUSTOMER_CHARS, MAX_ORDER_LINES, MAX_PO_CHARS, MAX_QUANTITY};
 
 /// `accepted` or `rejected`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -59,6 +59,13 @@ pub enum RejectReason {
     TooLarge,
     /// `too_many_lines`: more than [`MAX_ORDER_LINES`] order lines.
     TooManyLines,
+    /// `no_sender`: the message names no `From` (or `Sender`) address.
+    NoSender,
+    /// `invalid_sender`: the address is longer than [`MAX_CUSTOMER_CHARS`] or is not
+    /// clean text (undecodable bytes, control characters, whitespace).
+    InvalidSender,
+    /// `po_too_long`: the purchase-order reference is longer than [`MAX_PO_CHARS`].
+    PoTooLong,
 }
 
 impl fmt::Display for RejectReason {
@@ -70,6 +77,9 @@ impl fmt::Display for RejectReason {
             RejectReason::UnreadableMessage => f.write_str("unreadable_message"),
             RejectReason::TooLarge => f.write_str("too_large"),
             RejectReason::TooManyLines => f.write_str("too_many_lines"),
+            RejectReason::NoSender => f.write_str("no_sender"),
+            RejectReason::InvalidSender => f.write_str("invalid_sender"),
+            RejectReason::PoTooLong => f.write_str("po_too_long"),
         }
     }
 }
@@ -82,6 +92,9 @@ impl FromStr for RejectReason {
             "unreadable_message" => RejectReason::UnreadableMessage,
             "too_large" => RejectReason::TooLarge,
             "too_many_lines" => RejectReason::TooManyLines,
+            "no_sender" => RejectReason::NoSender,
+            "invalid_sender" => RejectReason::InvalidSender,
+            "po_too_long" => RejectReason::PoTooLong,
             _ => match s.split_once(':') {
                 Some(("unknown_sku", sku)) => RejectReason::UnknownSku(sku.to_owned()),
                 Some(("invalid_quantity", sku)) => RejectReason::InvalidQuantity(sku.to_owned()),
@@ -136,12 +149,21 @@ pub struct Order {
 }
 
 impl Order {
-    /// A rejected order for `message`.
+    /// A rejected order for `message`. A customer or PO reference that breaks its rule
+    /// is not stored (empty customer, no PO): the reason says what was wrong.
     pub fn rejected(message: &ParsedMessage, reason: RejectReason) -> Order {
+        let customer = match sender_problem(&message.customer) {
+            None => message.customer.clone(),
+            Some(_) => String::new(),
+        };
+        let po_number = message
+            .po_number
+            .clone()
+            .filter(|po| po.chars().count() <= MAX_PO_CHARS);
         Order {
             message_id: message.message_id.clone(),
-            customer: message.customer.clone(),
-            po_number: message.po_number.clone(),
+            customer,
+            po_number,
             status: OrderStatus::Rejected,
             reason: Some(reason),
             lines: Vec::new(),
@@ -155,9 +177,24 @@ impl Order {
     }
 }
 
+/// What is wrong with a customer address, if anything.
+fn sender_problem(customer: &str) -> Option<RejectReason> {
+    if customer.is_empty() {
+        return Some(RejectReason::NoSender);
+    }
+    // U+FFFD is what a lossy decoder leaves for bytes it could not read: storing it
+    // would record an address nobody can answer.
+    let unclean = |c: char| c == '\u{fffd}' || c.is_control() || c.is_whitespace();
+    if customer.chars().count() > MAX_CUSTOMER_CHARS || customer.chars().any(unclean) {
+        return Some(RejectReason::InvalidSender);
+    }
+    None
+}
+
 /// Applies the spec's outcome table to a parsed message.
 ///
-/// Precedence when several things are wrong: `unreadable_message`, then `too_many_lines`,
+/// Precedence when several things are wrong: `unreadable_message`, then `no_sender` /
+/// `invalid_sender`, then `po_too_long`, then `too_many_lines`,
 /// then `no_order_lines`, then the first unknown SKU (in order of appearance), then the
 /// first SKU whose quantity is invalid. Lines for the same SKU are summed; each line must
 /// be a whole number of at least 1 and the sum at most 10,000.
@@ -179,13 +216,25 @@ pub fn evaluate_until(
     let Some(content) = &message.content else {
         return Some(Order::rejected(message, RejectReason::UnreadableMessage));
     };
-    let mut items = parse_order_lines(&content.text);
+    if let Some(reason) = sender_problem(&message.customer) {
+        return Some(Order::rejected(message, reason));
+    }
+    if message
+        .po_number
+        .as_ref()
+        .is_some_and(|po| po.chars().count() > MAX_PO_CHARS)
+    {
+        return Some(Order::rejected(message, RejectReason::PoTooLong));
+    }
+    // One line past the cap is enough to know there are too many.
+    let mut items = parse_order_lines(&content.text, MAX_ORDER_LINES + 1);
     for csv in &content.csv {
         if items.len() > MAX_ORDER_LINES || cancel.load(Ordering::Relaxed) {
             break;
         }
-        if let Some(rows) = parse_csv_order(&csv.text) {
-            items.extend(rows);
+        if let Some(rows) = &csv.lines {
+            let room = MAX_ORDER_LINES + 1 - items.len();
+            items.extend(rows.iter().take(room).cloned());
         }
     }
     if cancel.load(Ordering::Relaxed) {
@@ -355,6 +404,9 @@ mod tests {
             "unreadable_message",
             "too_large",
             "too_many_lines",
+            "no_sender",
+            "invalid_sender",
+            "po_too_long",
         ] {
             assert_eq!(
                 r.parse::<RejectReason>().map(|r| r.to_string()),

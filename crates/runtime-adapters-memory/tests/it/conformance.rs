@@ -17,6 +17,7 @@ impl QueueFactory for Memory {
             capacity: opts.capacity,
             visibility_timeout: opts.visibility_timeout,
             max_attempts: opts.max_attempts,
+            ..MemoryQueueConfig::default()
         }))
     }
 

@@ -73,6 +73,7 @@ async fn queue_bytes_per_task(n: usize) -> Result<(f64, usize)> {
         capacity: n + 1,
         max_attempts: 5,
         visibility_timeout: Duration::from_secs(60),
+        ..MemoryQueueConfig::default()
     });
     let payload = 64usize;
     let before = rss_bytes().unwrap_or(0);
