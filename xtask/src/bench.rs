@@ -71,15 +71,42 @@ pub fn select<'a>(known: &'a [Bench], names: &[String]) -> anyhow::Result<Vec<&'
         .collect())
 }
 
-/// The first `//!` line of a benchmark's source, as its one-line description.
+/// The first sentence of a benchmark's `//!` doc (which may span lines), as its
+/// description: whole, never cut mid-sentence.
 pub fn describe(src_path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(src_path).ok()?;
-    text.lines()
+    let paragraph: Vec<&str> = text
+        .lines()
         .map(str::trim)
-        .filter_map(|l| l.strip_prefix("//!"))
+        .map_while(|l| l.strip_prefix("//!"))
         .map(|l| l.trim().trim_start_matches('#').trim())
-        .find(|l| !l.is_empty())
-        .map(str::to_string)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let joined = paragraph.join(" ");
+    let sentence = match joined.find(". ") {
+        Some(end) => &joined[..=end],
+        None => joined.as_str(),
+    };
+    (!sentence.is_empty()).then(|| sentence.trim().to_owned())
+}
+
+/// `text` wrapped to lines of at most `width` characters (words are not split).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().map(|l| l.len()).unwrap_or(0);
+        if line > 0 && line + 1 + word.len() > width {
+            lines.push(String::new());
+        }
+        if let Some(last) = lines.last_mut() {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -91,9 +118,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         let width = known.iter().map(|b| b.name.len()).max().unwrap_or(0);
         for bench in &known {
-            match describe(&bench.src_path) {
-                Some(about) => println!("{:<width$}  {about}", bench.name),
-                None => println!("{}", bench.name),
+            let about = describe(&bench.src_path).unwrap_or_default();
+            // Continuation lines start under the description, within 100 columns.
+            for (i, line) in wrap(&about, 98usize.saturating_sub(width).max(40))
+                .iter()
+                .enumerate()
+            {
+                let name = if i == 0 { bench.name.as_str() } else { "" };
+                println!("{name:<width$}  {line}");
             }
         }
         return Ok(());
@@ -189,6 +221,25 @@ mod tests {
         let selected = select(&known, &["router".into(), "queue".into()]).unwrap();
         let names: Vec<&str> = selected.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["router", "queue"]);
+    }
+
+    #[test]
+    fn descriptions_are_whole_sentences_and_wrap_between_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("b.rs");
+        std::fs::write(
+            &src,
+            "//! Time from an IMAP APPEND to the order being stored, one message at a time,\n\
+             //! with IDLE. Dovecot itself announces new mail late.\n//!\n//! More.\nfn main() {}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            describe(&src).unwrap(),
+            "Time from an IMAP APPEND to the order being stored, one message at a time, with IDLE."
+        );
+        let lines = wrap("aaa bbb ccc ddd", 7);
+        assert_eq!(lines, ["aaa bbb", "ccc ddd"]);
+        assert!(wrap("a-very-long-word x", 4).iter().all(|l| !l.is_empty()));
     }
 
     #[test]

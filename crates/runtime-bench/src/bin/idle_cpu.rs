@@ -100,7 +100,10 @@ fn main() -> Result<()> {
         }
         let composed = bot_with_mail(
             dir.path(),
-            &format!("source = \"maildir\"\nmaildir = \"{}\"\n", maildir.display()),
+            &format!(
+                "source = \"maildir\"\nmaildir = \"{}\"\n",
+                maildir.display()
+            ),
         )
         .await?;
         let new = maildir.join("new");
@@ -126,7 +129,10 @@ fn main() -> Result<()> {
             })
             .await?;
             row(
-                format!("{source}{}", if source == "imap-poll" { " (30 s)" } else { "" }),
+                format!(
+                    "{source}{}",
+                    if source == "imap-poll" { " (30 s)" } else { "" }
+                ),
                 measured,
             );
         }
