@@ -427,31 +427,72 @@ impl ImapSource {
         sizes.sort_unstable();
         sizes.dedup_by_key(|(uid, _)| *uid);
 
-        let (small, big): (Vec<_>, Vec<_>) = sizes
-            .iter()
-            .partition(|(_, size)| *size <= cfg.max_message_bytes);
-        let mut payloads: HashMap<u32, Vec<u8>> = HashMap::with_capacity(sizes.len());
-        // Bodies in groups bounded by bytes, so a chunk of large mail does not sit in
-        // memory all at once.
-        let mut group: Vec<u32> = Vec::new();
-        let mut group_bytes = 0u64;
-        for (i, (uid, size)) in small.iter().enumerate() {
-            group.push(*uid);
-            group_bytes += size;
-            if group_bytes >= FETCH_BYTES || i + 1 == small.len() {
-                fetch_section(session, t, &group, "BODY.PEEK[]", false, &mut payloads).await?;
-                group.clear();
-                group_bytes = 0;
+        // Fetched and published in groups bounded by bytes, in UID order: a chunk of
+        // large mail never sits in memory all at once (a message over the bound goes
+        // alone; one over max_message_bytes costs only its header).
+        let mut start = 0;
+        while start < sizes.len() {
+            let mut end = start;
+            let mut group_bytes = 0u64;
+            while let Some((_, size)) = sizes.get(end) {
+                let cost = if *size <= cfg.max_message_bytes {
+                    *size
+                } else {
+                    0
+                };
+                if end > start && group_bytes + cost > FETCH_BYTES {
+                    break;
+                }
+                group_bytes += cost;
+                end += 1;
+            }
+            let group = &sizes[start..end];
+            start = end;
+            if self
+                .fetch_group(session, selected, group, sink, stop)
+                .await?
+            {
+                return Ok(true);
             }
         }
+        if let Some(max) = uids.iter().max() {
+            self.with_shared(|s| s.checkpoint.last_uid = s.checkpoint.last_uid.max(*max));
+        }
+        Ok(false)
+    }
+
+    /// Fetches one byte-bounded group (bodies, or headers when oversized) and publishes
+    /// it in UID order. Returns true if stop fired while publishing.
+    async fn fetch_group(
+        &self,
+        session: &mut Session,
+        selected: &Selected,
+        sizes: &[(u32, u64)],
+        sink: &dyn TaskSink,
+        stop: &dyn StopSignal,
+    ) -> Result<bool, CycleError> {
+        let cfg = self.cfg();
+        let t = cfg.command_timeout;
+        let (small, big): (Vec<u32>, Vec<u32>) = {
+            let (s, b): (Vec<&(u32, u64)>, Vec<&(u32, u64)>) = sizes
+                .iter()
+                .partition(|(_, size)| *size <= cfg.max_message_bytes);
+            (
+                s.into_iter().map(|(uid, _)| *uid).collect(),
+                b.into_iter().map(|(uid, _)| *uid).collect(),
+            )
+        };
+        let mut payloads: HashMap<u32, Vec<u8>> = HashMap::with_capacity(sizes.len());
+        if !small.is_empty() {
+            fetch_section(session, t, &small, "BODY.PEEK[]", false, &mut payloads).await?;
+        }
         if !big.is_empty() {
-            let set: Vec<u32> = big.iter().map(|(uid, _)| *uid).collect();
-            fetch_section(session, t, &set, "BODY.PEEK[HEADER]", true, &mut payloads).await?;
+            fetch_section(session, t, &big, "BODY.PEEK[HEADER]", true, &mut payloads).await?;
         }
         self.touch_server(true);
 
         let mut tasks = Vec::with_capacity(sizes.len());
-        for (uid, size) in &sizes {
+        for (uid, size) in sizes {
             // A message expunged between search and fetch simply is not there.
             let Some(payload) = payloads.remove(uid) else {
                 continue;
@@ -488,9 +529,6 @@ impl ImapSource {
                 s.duplicates += duplicates;
             });
             debug!(source = %self.inner.name, enqueued, duplicates, "published");
-        }
-        if let Some(max) = uids.iter().max() {
-            self.with_shared(|s| s.checkpoint.last_uid = s.checkpoint.last_uid.max(*max));
         }
         Ok(false)
     }

@@ -78,6 +78,32 @@ async fn polling_publishes_each_unseen_message_once() {
     running.stop().await;
 }
 
+/// A fetch chunk of large mail is fetched and published in groups of at most 16 MiB
+/// (one message over it alone), not held in memory whole: three 7 MiB mails go as 14 + 7.
+#[tokio::test]
+async fn large_mail_is_published_in_byte_bounded_groups() {
+    let server = DovecotServer::start().await.unwrap();
+    for i in 0..3 {
+        let mut m = mail(&format!("large{i}"));
+        for _ in 0..(7 * 1024 * 1024 / 78) {
+            m.extend_from_slice(&[b'y'; 76]);
+            m.extend_from_slice(b"\r\n");
+        }
+        server.append("INBOX", &m).await.unwrap();
+    }
+    let mut cfg = config(&server);
+    cfg.max_message_bytes = 25 * 1024 * 1024;
+    let running = Running::start(source("inbox", cfg, ImapMode::Poll));
+    running.wait_for_tasks(3, Duration::from_secs(60)).await;
+    let batches = running.sink.batch_bytes();
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    assert!(
+        batches.iter().all(|b| *b <= 16 * 1024 * 1024),
+        "a batch over 16 MiB: {batches:?}"
+    );
+    running.stop().await;
+}
+
 #[tokio::test]
 async fn oversized_messages_are_published_as_header_only() {
     let server = DovecotServer::start().await.unwrap();

@@ -27,6 +27,8 @@ struct SinkState {
     enqueued: Vec<Task>,
     live: HashSet<TaskOrigin>,
     duplicates: u64,
+    /// Payload bytes of each `publish_batch` call.
+    batch_bytes: Vec<usize>,
 }
 
 impl RecordingSink {
@@ -38,6 +40,9 @@ impl RecordingSink {
     }
     pub fn duplicates(&self) -> u64 {
         self.inner.lock().unwrap().duplicates
+    }
+    pub fn batch_bytes(&self) -> Vec<usize> {
+        self.inner.lock().unwrap().batch_bytes.clone()
     }
 }
 
@@ -56,6 +61,8 @@ impl TaskSink for RecordingSink {
     }
 
     async fn publish_batch(&self, tasks: Vec<Task>) -> Result<Vec<PublishOutcome>, QueueError> {
+        let bytes = tasks.iter().map(|t| t.payload.len()).sum();
+        self.inner.lock().unwrap().batch_bytes.push(bytes);
         let mut out = Vec::with_capacity(tasks.len());
         for t in tasks {
             out.push(self.publish(t).await?);
