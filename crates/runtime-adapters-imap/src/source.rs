@@ -473,15 +473,14 @@ impl ImapSource {
     ) -> Result<bool, CycleError> {
         let cfg = self.cfg();
         let t = cfg.command_timeout;
-        let (small, big): (Vec<u32>, Vec<u32>) = {
-            let (s, b): (Vec<&(u32, u64)>, Vec<&(u32, u64)>) = sizes
+        let uids = |oversized: bool| -> Vec<u32> {
+            sizes
                 .iter()
-                .partition(|(_, size)| *size <= cfg.max_message_bytes);
-            (
-                s.into_iter().map(|(uid, _)| *uid).collect(),
-                b.into_iter().map(|(uid, _)| *uid).collect(),
-            )
+                .filter(|(_, size)| (*size > cfg.max_message_bytes) == oversized)
+                .map(|(uid, _)| *uid)
+                .collect()
         };
+        let (small, big) = (uids(false), uids(true));
         let mut payloads: HashMap<u32, Vec<u8>> = HashMap::with_capacity(sizes.len());
         if !small.is_empty() {
             fetch_section(session, t, &small, "BODY.PEEK[]", false, &mut payloads).await?;
