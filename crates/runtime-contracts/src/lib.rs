@@ -42,6 +42,7 @@ mod control;
 pub mod duration;
 mod error;
 mod handler;
+mod headers;
 mod health;
 mod module;
 mod queue;
@@ -61,6 +62,7 @@ pub use control::{
 };
 pub use error::{BoxError, EndpointError, ModuleError, SourceError};
 pub use handler::{TaskContext, TaskError, TaskHandler};
+pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
 pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, Services, SourceSpec};
 pub use queue::{DeadLetter, NackOutcome, PublishOutcome, QueueError, QueueStats, TaskQueue};
@@ -68,7 +70,7 @@ pub use signal::StopSignal;
 pub use source::{
     FinalOutcome, SourceAcknowledger, SourceState, SourceStatus, TaskSink, TaskSource,
 };
-pub use task::{Delivery, Headers, Lease, ParseTaskIdError, Task, TaskId, TaskOrigin, now_millis};
+pub use task::{Delivery, Lease, ParseTaskIdError, Task, TaskId, TaskOrigin, now_millis};
 pub use trace::{
     AttributeValue, NoopSpan, SpanKind, SpanSpec, TRACEPARENT, TRACESTATE, TaskSpan, TraceContext,
     TraceFactory, TraceParent,

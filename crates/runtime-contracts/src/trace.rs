@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::task::Headers;
+use crate::headers::Headers;
 
 /// Header name of the W3C trace parent.
 pub const TRACEPARENT: &str = "traceparent";
