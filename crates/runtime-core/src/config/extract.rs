@@ -16,7 +16,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::Validator;
-use super::platform::PLATFORM_SECTIONS;
 
 /// Reads the section at `path` (missing = empty table, so defaults apply) as `T`.
 ///
@@ -109,28 +108,6 @@ pub fn section_validator<T: DeserializeOwned + 'static>(path: &'static str) -> V
             Err(other) => vec![issue(snapshot, path, other.to_string())],
         },
     )
-}
-
-/// A validator that rejects top-level sections nobody owns (`[workrs]`), suggesting the
-/// closest known one. `app_sections` are the application's; platform sections are added.
-pub fn known_sections_validator(app_sections: Vec<String>) -> Validator {
-    std::sync::Arc::new(move |snapshot: &ConfigSnapshot| {
-        let mut known: Vec<String> = PLATFORM_SECTIONS.iter().map(|s| (*s).to_owned()).collect();
-        known.extend(app_sections.iter().cloned());
-        let Value::Object(top) = &snapshot.tree else {
-            return Vec::new();
-        };
-        top.keys()
-            .filter(|k| !known.contains(k))
-            .map(|k| {
-                let mut message = format!("unknown section; known sections: {}", known.join(", "));
-                if let Some(s) = suggest(k, known.iter().map(String::as_str)) {
-                    message.push_str(&format!("; did you mean `{s}`?"));
-                }
-                issue(snapshot, k, message)
-            })
-            .collect()
-    })
 }
 
 /// An issue for `key` with its origin and its value (redacted) filled in from `snapshot`.

@@ -26,13 +26,12 @@ mod watch;
 mod tests;
 
 pub use extract::{
-    issue, known_sections_validator, lookup_origin, redact_url, redacted_tree, render_value,
-    section, section_validator,
+    issue, lookup_origin, redact_url, redacted_tree, render_value, section, section_validator,
 };
 pub use layers::{DefaultsProvider, EnvProvider, EnvSource, PlainFileProvider, parse_value};
 pub use platform::{
     ControlConfig, LogFormat, PLATFORM_SECTIONS, PlatformConfig, QueueBackend, QueueConfig,
-    RuntimeConfig, TraceExporter, TracingConfig, WorkersConfig,
+    RuntimeConfig, TraceExporter, TracingConfig, WorkersConfig, known_sections_validator,
 };
 pub use secrets::read_secret_file;
 pub use toml_out::to_toml;

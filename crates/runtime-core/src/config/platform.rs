@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, Secret};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Validator;
+use super::extract::{issue, suggest};
 
 /// All platform sections.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -25,6 +29,28 @@ pub struct PlatformConfig {
 
 /// The platform section names.
 pub const PLATFORM_SECTIONS: [&str; 5] = ["runtime", "queue", "workers", "control", "tracing"];
+
+/// A validator that rejects top-level sections nobody owns (`[workrs]`), suggesting the
+/// closest known one. `app_sections` are the application's; platform sections are added.
+pub fn known_sections_validator(app_sections: Vec<String>) -> Validator {
+    std::sync::Arc::new(move |snapshot: &ConfigSnapshot| {
+        let mut known: Vec<String> = PLATFORM_SECTIONS.iter().map(|s| (*s).to_owned()).collect();
+        known.extend(app_sections.iter().cloned());
+        let Value::Object(top) = &snapshot.tree else {
+            return Vec::new();
+        };
+        top.keys()
+            .filter(|k| !known.contains(k))
+            .map(|k| {
+                let mut message = format!("unknown section; known sections: {}", known.join(", "));
+                if let Some(s) = suggest(k, known.iter().map(String::as_str)) {
+                    message.push_str(&format!("; did you mean `{s}`?"));
+                }
+                issue(snapshot, k, message)
+            })
+            .collect()
+    })
+}
 
 impl PlatformConfig {
     /// Reads and checks the platform sections of a snapshot; every problem is reported,
