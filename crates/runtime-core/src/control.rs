@@ -8,7 +8,7 @@ use runtime_contracts::{
     QueueError, ReloadReport, RuntimeState, RuntimeStatus, SourceStatus, TaskId,
 };
 
-use crate::runtime::Inner;
+use crate::inner::Inner;
 
 /// Implements [`ControlPlane`] over a running runtime; transports (HTTP) expose it.
 pub struct ControlPlaneService {

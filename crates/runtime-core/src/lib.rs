@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod health;
+mod inner;
 pub mod logging;
 pub mod runtime;
 pub mod signal;

@@ -1,13 +1,12 @@
 //! The RuntimeManager: the seed's ten-step flow, start and stop order, status.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use runtime_contracts::{
     ApplicationModule, ConfigChange, ConfigSubscriber, ControlEndpoint, ControlPlane,
-    HealthContributor, ModuleContext, ModuleError, ModuleStatus, PoolSpec, RuntimeState,
-    RuntimeStatus, Services, TaskQueue, TraceFactory,
+    HealthContributor, ModuleContext, ModuleError, PoolSpec, RuntimeState, RuntimeStatus, Services,
+    TaskQueue, TraceFactory,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -16,9 +15,9 @@ use crate::backoff::Backoff;
 use crate::config::ConfigurationManager;
 use crate::control::ControlPlaneService;
 use crate::health::{HealthRegistry, QueueHealth};
+use crate::inner::Inner;
 use crate::signal::{StopToken, Termination};
 use crate::sources::SourceRunner;
-use crate::stats::QueueStatsCache;
 use crate::supervisor::{DrainReport, PoolSettings, SupervisorError, WorkerSupervisor};
 use crate::trace::{IdTraceFactory, TraceService};
 use crate::worker::Acknowledgers;
@@ -164,81 +163,6 @@ impl RuntimeBuilder {
                 pool_settings,
                 started_once: std::sync::atomic::AtomicBool::new(false),
             }),
-        }
-    }
-}
-
-pub(crate) struct Inner {
-    pub(crate) config: Arc<ConfigurationManager>,
-    pub(crate) state: watch::Sender<RuntimeState>,
-    started: Instant,
-    modules: Vec<Arc<dyn ApplicationModule>>,
-    pub(crate) queues: RwLock<BTreeMap<String, Arc<dyn TaskQueue>>>,
-    pub(crate) supervisor: Arc<WorkerSupervisor>,
-    pub(crate) sources: RwLock<Vec<Arc<SourceRunner>>>,
-    pub(crate) health: HealthRegistry,
-    queue_stats: Arc<QueueStatsCache>,
-    trace: TraceService,
-    acks: Arc<Acknowledgers>,
-    services: RwLock<Services>,
-    endpoints: Vec<Arc<dyn ControlEndpoint>>,
-    pub(crate) shutdown_requested: StopToken,
-    sources_stop: StopToken,
-    endpoints_stop: StopToken,
-    background: Mutex<Vec<JoinHandle<()>>>,
-    /// Turns SIGINT/SIGTERM into a stop request (and a second one into exit 130).
-    signal_task: Mutex<Option<JoinHandle<()>>>,
-    source_tasks: Mutex<Vec<JoinHandle<()>>>,
-    handle_signals: bool,
-    pool_settings: PoolSettings,
-    started_once: std::sync::atomic::AtomicBool,
-}
-
-impl Inner {
-    pub(crate) fn state(&self) -> RuntimeState {
-        *self.state.borrow()
-    }
-
-    pub(crate) fn queue_list(&self) -> Vec<Arc<dyn TaskQueue>> {
-        self.queues
-            .read()
-            .map(|q| q.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn source_list(&self) -> Vec<Arc<SourceRunner>> {
-        self.sources.read().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    pub(crate) async fn status(&self) -> RuntimeStatus {
-        let queues = self.queue_list();
-        let gathered =
-            futures_util::future::join_all(queues.iter().map(|q| self.queue_stats.get(q))).await;
-        let stats_age = gathered
-            .iter()
-            .map(|(_, age)| *age)
-            .max()
-            .unwrap_or_default();
-        let stats = gathered.into_iter().map(|(stats, _)| stats).collect();
-        let (reloads, failures) = self.config.reload_counts();
-        RuntimeStatus {
-            state: self.state(),
-            uptime_seconds: self.started.elapsed().as_secs_f64(),
-            config_version: self.config.current().version,
-            config_reloads: reloads,
-            config_reload_failures: failures,
-            modules: self
-                .modules
-                .iter()
-                .map(|m| ModuleStatus {
-                    name: m.name().to_owned(),
-                })
-                .collect(),
-            sources: self.source_list().iter().map(|s| s.status()).collect(),
-            queues: stats,
-            pools: self.supervisor.status(),
-            dropped_spans: self.trace.factory().dropped_spans(),
-            stats_age_ms: u64::try_from(stats_age.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -462,7 +386,6 @@ impl RuntimeManager {
         for q in inner.queue_list() {
             inner.health.register(Arc::new(QueueHealth::new(q)));
         }
-        let queue = |name: &str| inner.queues.read().ok().and_then(|q| q.get(name).cloned());
 
         // Sources are checked before anything runs, so a bad wiring fails cleanly.
         let mut runners = Vec::new();
@@ -471,10 +394,12 @@ impl RuntimeManager {
             if runners.iter().any(|r: &Arc<SourceRunner>| r.name() == name) {
                 return Err(RuntimeError::DuplicateSource(name));
             }
-            let q = queue(&spec.queue).ok_or_else(|| RuntimeError::UnknownQueue {
-                source_name: name.clone(),
-                queue: spec.queue.clone(),
-            })?;
+            let q = inner
+                .queue(&spec.queue)
+                .ok_or_else(|| RuntimeError::UnknownQueue {
+                    source_name: name.clone(),
+                    queue: spec.queue.clone(),
+                })?;
             if let Some(ack) = spec.source.acknowledger() {
                 inner.acks.insert(name.clone(), ack);
             }
@@ -491,10 +416,12 @@ impl RuntimeManager {
 
         // Workers.
         for spec in pools {
-            let q = queue(&spec.queue).ok_or_else(|| SupervisorError::UnknownQueue {
-                pool: spec.name.clone(),
-                queue: spec.queue.clone(),
-            })?;
+            let q = inner
+                .queue(&spec.queue)
+                .ok_or_else(|| SupervisorError::UnknownQueue {
+                    pool: spec.name.clone(),
+                    queue: spec.queue.clone(),
+                })?;
             // The pool's own spec carries its task timeout.
             inner
                 .supervisor
