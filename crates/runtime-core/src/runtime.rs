@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use runtime_contracts::{
     ApplicationModule, ConfigChange, ConfigSubscriber, ControlEndpoint, ControlPlane,
     HealthContributor, ModuleContext, ModuleError, PoolSpec, RuntimeState, RuntimeStatus, Services,
-    TaskQueue, TraceFactory,
+    SourceSpec, TaskQueue, TraceFactory,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -305,6 +305,23 @@ impl RuntimeManager {
     /// Steps 3–9 of the flow: register modules, start queues, workers, sources and the
     /// control plane. On error nothing keeps running.
     pub async fn start(&self) -> Result<(), RuntimeError> {
+        self.claim_start()?;
+        self.listen_for_signals();
+        let (pools, sources) = self.register_modules().await?;
+        self.subscribe_to_config();
+        self.register_queue_health();
+        let runners = self.build_sources(sources)?;
+        self.start_pools(pools)?;
+        self.start_sources(runners);
+        self.start_heartbeat();
+        self.start_control_plane();
+        self.inner.state.send_replace(RuntimeState::Running);
+        tracing::info!("runtime running");
+        Ok(())
+    }
+
+    /// Marks the runtime as starting; a second `start` is refused.
+    fn claim_start(&self) -> Result<(), RuntimeError> {
         use std::sync::atomic::Ordering;
         let inner = &self.inner;
         if inner.started_once.swap(true, Ordering::SeqCst) {
@@ -315,29 +332,40 @@ impl RuntimeManager {
             config_version = inner.config.current().version,
             "runtime starting"
         );
-        if inner.handle_signals {
-            // Listening starts now, before anything runs, so no signal is lost to the
-            // default action (which would kill the process without draining).
-            let mut signals = Termination::listen();
-            let requested = inner.shutdown_requested.clone();
-            let task = tokio::spawn(async move {
-                loop {
-                    let signal = signals.next().await;
-                    if requested.is_stopped() {
-                        // An operator who asks twice means it.
-                        tracing::warn!(signal, "second stop signal; exiting at once");
-                        std::process::exit(130);
-                    }
-                    tracing::info!(signal, "stop requested");
-                    requested.stop();
-                }
-            });
-            if let Ok(mut slot) = inner.signal_task.lock() {
-                *slot = Some(task);
-            }
-        }
+        Ok(())
+    }
 
-        // Modules register, in order, each seeing the services of those before it.
+    /// Turns SIGINT/SIGTERM into a stop request, when signals are handled.
+    fn listen_for_signals(&self) {
+        let inner = &self.inner;
+        if !inner.handle_signals {
+            return;
+        }
+        // Listening starts now, before anything runs, so no signal is lost to the
+        // default action (which would kill the process without draining).
+        let mut signals = Termination::listen();
+        let requested = inner.shutdown_requested.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let signal = signals.next().await;
+                if requested.is_stopped() {
+                    // An operator who asks twice means it.
+                    tracing::warn!(signal, "second stop signal; exiting at once");
+                    std::process::exit(130);
+                }
+                tracing::info!(signal, "stop requested");
+                requested.stop();
+            }
+        });
+        if let Ok(mut slot) = inner.signal_task.lock() {
+            *slot = Some(task);
+        }
+    }
+
+    /// Modules register, in order, each seeing the services of those before it. Returns
+    /// the pools and sources they asked for.
+    async fn register_modules(&self) -> Result<(Vec<PoolSpec>, Vec<SourceSpec>), RuntimeError> {
+        let inner = &self.inner;
         let mut pools: Vec<PoolSpec> = Vec::new();
         let mut sources = Vec::new();
         for module in &inner.modules {
@@ -378,16 +406,31 @@ impl RuntimeManager {
             sources.extend(regs.sources);
             tracing::info!(module = %module.name(), "module registered");
         }
-        inner.config.subscribe(Arc::new(RuntimeConfigSubscriber {
-            inner: Arc::downgrade(inner),
-        }));
+        Ok((pools, sources))
+    }
 
-        // Queues: their health decides readiness.
-        for q in inner.queue_list() {
-            inner.health.register(Arc::new(QueueHealth::new(q)));
+    /// Live config changes the runtime owns (after the modules' own subscribers).
+    fn subscribe_to_config(&self) {
+        self.inner
+            .config
+            .subscribe(Arc::new(RuntimeConfigSubscriber {
+                inner: Arc::downgrade(&self.inner),
+            }));
+    }
+
+    /// Queues: their health decides readiness.
+    fn register_queue_health(&self) {
+        for q in self.inner.queue_list() {
+            self.inner.health.register(Arc::new(QueueHealth::new(q)));
         }
+    }
 
-        // Sources are checked before anything runs, so a bad wiring fails cleanly.
+    /// Sources are checked before anything runs, so a bad wiring fails cleanly.
+    fn build_sources(
+        &self,
+        sources: Vec<SourceSpec>,
+    ) -> Result<Vec<Arc<SourceRunner>>, RuntimeError> {
+        let inner = &self.inner;
         let mut runners = Vec::new();
         for spec in sources {
             let name = spec.source.name().to_owned();
@@ -413,8 +456,12 @@ impl RuntimeManager {
                 inner.sources_stop.clone(),
             )));
         }
+        Ok(runners)
+    }
 
-        // Workers.
+    /// Workers: one pool per spec, then the supervisor starts them all.
+    fn start_pools(&self, pools: Vec<PoolSpec>) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
         for spec in pools {
             let q = inner
                 .queue(&spec.queue)
@@ -429,8 +476,12 @@ impl RuntimeManager {
         }
         inner.health.register(inner.supervisor.health());
         inner.supervisor.start();
+        Ok(())
+    }
 
-        // Sources.
+    /// Sources run, each in its own task.
+    fn start_sources(&self, runners: Vec<Arc<SourceRunner>>) {
+        let inner = &self.inner;
         let handles: Vec<JoinHandle<()>> = runners
             .iter()
             .map(|r| tokio::spawn(r.clone().run()))
@@ -441,8 +492,11 @@ impl RuntimeManager {
         if let Ok(mut t) = inner.source_tasks.lock() {
             t.extend(handles);
         }
+    }
 
-        // Liveness heartbeat: proves the runtime's loop still turns.
+    /// Liveness heartbeat: proves the runtime's loop still turns.
+    fn start_heartbeat(&self) {
+        let inner = &self.inner;
         let weak = Arc::downgrade(inner);
         let beat_stop = inner.endpoints_stop.clone();
         let heartbeat = tokio::spawn(async move {
@@ -458,11 +512,17 @@ impl RuntimeManager {
                 }
             }
         });
+        if let Ok(mut b) = inner.background.lock() {
+            b.push(heartbeat);
+        }
         inner.health.beat();
+    }
 
-        // Control plane last: when it answers, everything behind it runs.
+    /// Control plane last: when it answers, everything behind it runs.
+    fn start_control_plane(&self) {
+        let inner = &self.inner;
         let plane: Arc<dyn ControlPlane> = Arc::new(ControlPlaneService::new(inner.clone()));
-        let mut background = vec![heartbeat];
+        let mut background = Vec::new();
         for endpoint in &inner.endpoints {
             let endpoint = endpoint.clone();
             let plane = plane.clone();
@@ -478,9 +538,6 @@ impl RuntimeManager {
         if let Ok(mut b) = inner.background.lock() {
             b.extend(background);
         }
-        inner.state.send_replace(RuntimeState::Running);
-        tracing::info!("runtime running");
-        Ok(())
     }
 
     /// Waits for a stop request: SIGINT/SIGTERM (when signals are handled) or
