@@ -14,8 +14,8 @@
 //!
 //! Routes: `GET /health/live`, `/health/ready`, `/health`, `/status`, `/metrics`
 //! (Prometheus text, documented in `docs/metrics.md`), and under `/admin` (bearer token):
-//! pause/resume a source, reload config, list/retry/delete dead letters, resize a pool,
-//! shut down.
+//! pause/resume a source, reload config, list/retry/delete/purge dead letters, resize a
+//! pool, shut down.
 //!
 //! The key design decision: every answer that is not a success has one JSON shape,
 //! `{"error": {"code": N, "message": "..."}}`, enforced by an outer middleware that also

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -37,7 +38,10 @@ pub(crate) fn router(plane: Arc<dyn ControlPlane>, config: &HttpConfig) -> Route
         .route("/sources/{name}/pause", post(pause_source))
         .route("/sources/{name}/resume", post(resume_source))
         .route("/config/reload", post(reload_config))
-        .route("/dead-letters", get(list_dead_letters))
+        .route(
+            "/dead-letters",
+            get(list_dead_letters).delete(purge_dead_letters),
+        )
         .route("/dead-letters/{id}/retry", post(retry_dead_letter))
         .route("/dead-letters/{id}", delete(delete_dead_letter))
         .route("/pools/{name}/concurrency", post(set_concurrency))
@@ -239,6 +243,44 @@ async fn list_dead_letters(
             .map_err(ApiError::from)
     };
     finish(&caller, "list_dead_letters", &object, StatusCode::OK, r)
+}
+
+/// Unknown parameters are refused: `?limit=10` must not silently purge everything.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeQuery {
+    queue: Option<String>,
+}
+
+/// Answers the total and the count per queue; the audit line carries the total.
+async fn purge_dead_letters(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<PurgeQuery>, QueryRejection>,
+) -> Response {
+    let action = "purge_dead_letters";
+    let (object, r) = match query {
+        Ok(Query(q)) => (
+            q.queue.clone().unwrap_or_else(|| "*".into()),
+            s.plane
+                .purge_dead_letters(q.queue.as_deref())
+                .await
+                .map_err(ApiError::from),
+        ),
+        Err(e) => ("*".into(), Err(ApiError::bad_request(e.body_text()))),
+    };
+    match r {
+        Ok(queues) => {
+            let total: u64 = queues.iter().map(|q| q.purged).sum();
+            let result = format!("ok: purged {total}");
+            audit(&caller, action, &object, StatusCode::OK, &result);
+            Json(json!({"purged": total, "queues": queues})).into_response()
+        }
+        Err(e) => {
+            audit(&caller, action, &object, e.status, &e.message);
+            e.into_response()
+        }
+    }
 }
 
 fn task_id(raw: &str) -> Result<TaskId, ApiError> {

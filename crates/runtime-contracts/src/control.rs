@@ -75,6 +75,15 @@ pub struct DeadLetterEntry {
     pub letter: DeadLetter,
 }
 
+/// How many dead letters a purge deleted from one queue.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct PurgedDeadLetters {
+    /// Queue name.
+    pub queue: String,
+    /// Dead letters deleted.
+    pub purged: u64,
+}
+
 /// The result of a reload request.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct ReloadReport {
@@ -134,6 +143,11 @@ pub trait ControlPlane: Send + Sync + 'static {
     async fn retry_dead_letter(&self, id: TaskId) -> Result<(), AdminError>;
     /// Deletes a dead letter.
     async fn delete_dead_letter(&self, id: TaskId) -> Result<(), AdminError>;
+    /// Deletes every dead letter of every queue (or one); how many, per queue.
+    async fn purge_dead_letters(
+        &self,
+        queue: Option<&str>,
+    ) -> Result<Vec<PurgedDeadLetters>, AdminError>;
     /// Changes a pool's concurrency live.
     async fn set_concurrency(
         &self,

@@ -57,8 +57,8 @@ pub use config::{
     ConfigSnapshot, ConfigSubscriber, Secret, is_secret_key, parse_value, redact_url, toml_to_json,
 };
 pub use control::{
-    AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, ModuleStatus, ReloadReport,
-    RuntimeState, RuntimeStatus,
+    AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, ModuleStatus, PurgedDeadLetters,
+    ReloadReport, RuntimeState, RuntimeStatus,
 };
 pub use error::{BoxError, EndpointError, ModuleError, SourceError};
 pub use handler::{TaskContext, TaskError, TaskHandler};

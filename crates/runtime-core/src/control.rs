@@ -5,7 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use runtime_contracts::{
     AdminError, ComponentHealth, ControlPlane, DeadLetterEntry, HealthReport, PoolStatus,
-    QueueError, ReloadReport, RuntimeState, RuntimeStatus, SourceStatus, TaskId,
+    PurgedDeadLetters, QueueError, ReloadReport, RuntimeState, RuntimeStatus, SourceStatus, TaskId,
+    TaskQueue,
 };
 
 use crate::inner::Inner;
@@ -35,6 +36,22 @@ impl ControlPlaneService {
             .into_iter()
             .find(|s| s.name() == name)
             .ok_or_else(|| AdminError::NotFound(format!("source {name:?}")))
+    }
+
+    /// Every queue, or the one named (which must exist).
+    fn queues(&self, queue: Option<&str>) -> Result<Vec<Arc<dyn TaskQueue>>, AdminError> {
+        let queues = self.inner.queue_list();
+        match queue {
+            None => Ok(queues),
+            Some(name) => {
+                let one: Vec<_> = queues.into_iter().filter(|q| q.name() == name).collect();
+                if one.is_empty() {
+                    Err(AdminError::NotFound(format!("queue {name:?}")))
+                } else {
+                    Ok(one)
+                }
+            }
+        }
     }
 
     fn running(&self) -> Result<(), AdminError> {
@@ -93,17 +110,8 @@ impl ControlPlane for ControlPlaneService {
         queue: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeadLetterEntry>, AdminError> {
-        let queues = self.inner.queue_list();
-        if let Some(name) = queue
-            && !queues.iter().any(|q| q.name() == name)
-        {
-            return Err(AdminError::NotFound(format!("queue {name:?}")));
-        }
         let mut out = Vec::new();
-        for q in queues
-            .iter()
-            .filter(|q| queue.is_none_or(|name| q.name() == name))
-        {
+        for q in self.queues(queue)? {
             for letter in q.dead_letters(limit).await.map_err(queue_error)? {
                 out.push(DeadLetterEntry {
                     queue: q.name().to_owned(),
@@ -132,6 +140,24 @@ impl ControlPlane for ControlPlaneService {
             }
         }
         Err(AdminError::NotFound(format!("dead letter {id}")))
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        queue: Option<&str>,
+    ) -> Result<Vec<PurgedDeadLetters>, AdminError> {
+        let mut out = Vec::new();
+        for q in self.queues(queue)? {
+            let purged = q.purge_dead_letters().await.map_err(queue_error)?;
+            // Logged per queue as it happens: if a later queue fails, the log still
+            // shows what was already deleted.
+            tracing::info!(queue = %q.name(), purged, "dead letters purged");
+            out.push(PurgedDeadLetters {
+                queue: q.name().to_owned(),
+                purged,
+            });
+        }
+        Ok(out)
     }
 
     async fn set_concurrency(

@@ -202,6 +202,58 @@ async fn dead_letters_are_listed_retried_and_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_purged_all_at_once() {
+    let handler = FnHandler::new(Duration::ZERO, |_: &Task, _: &_| {
+        Err::<(), _>(TaskError::reject("never"))
+    });
+    let tasks = vec![
+        Task::new("t", "1"),
+        Task::new("t", "2"),
+        Task::new("t", "3"),
+    ];
+    let mut opts = Opts::new(handler);
+    opts.sources = vec![VecSource::new("src", tasks)];
+    let h = start(opts).await;
+    let c = &h.client;
+    let q = h.queue.clone();
+    assert!(
+        eventually_async(Duration::from_secs(5), || async {
+            q.stats().await.unwrap().dead == 3
+        })
+        .await
+    );
+
+    c.admin(Method::DELETE, "/admin/dead-letters?queue=ghost")
+        .await
+        .assert_error(404);
+    assert_eq!(
+        q.stats().await.unwrap().dead,
+        3,
+        "a refused purge purges nothing"
+    );
+    let r = c.admin(Method::DELETE, "/admin/dead-letters?queue=q").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"purged": 3, "queues": [{"queue": "q", "purged": 3}]})
+    );
+    assert_eq!(
+        c.admin(Method::GET, "/admin/dead-letters").await.json()["count"],
+        0
+    );
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.dead, stats.pending, stats.in_flight), (0, 0, 0));
+    // Nothing left: a purge of every queue deletes none and says so.
+    let r = c.admin(Method::DELETE, "/admin/dead-letters").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"purged": 0, "queues": [{"queue": "q", "purged": 0}]})
+    );
+    h.rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_concurrency_changes_live() {
     let handler = FnHandler::new(Duration::ZERO, |_: &Task, _: &_| Ok::<(), TaskError>(()));
     let h = start(Opts::new(handler)).await;

@@ -58,6 +58,8 @@ async fn admin_actions_are_audited_without_the_token() {
     c.send(Method::POST, "/admin/shutdown", Some("guess"), None)
         .await
         .assert_error(401);
+    let r = c.admin(Method::DELETE, "/admin/dead-letters?queue=q").await;
+    assert_eq!(r.status, 200, "{}", r.text());
     h.rt.stop().await;
 
     let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
@@ -75,6 +77,12 @@ async fn admin_actions_are_audited_without_the_token() {
     );
     let not_found = find(&["action=\"pause_source\"", "object=\"ghost\"", "status=404"]);
     assert!(not_found.contains("not found"), "{not_found}");
+    let purged = find(&[
+        "action=\"purge_dead_letters\"",
+        "object=\"q\"",
+        "status=200",
+    ]);
+    assert!(purged.contains("result=\"ok: purged 0\""), "{purged}");
     find(&[
         "who=\"unauthenticated\"",
         "POST /admin/shutdown",

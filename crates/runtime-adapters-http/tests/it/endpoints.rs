@@ -211,6 +211,13 @@ async fn admin_routes_need_the_token() {
     c.send(Method::POST, "/admin/secret-route", None, None)
         .await
         .assert_error(401);
+    // Purge, the one destructive call on this path, is refused alike.
+    c.send(Method::DELETE, path, None, None)
+        .await
+        .assert_error(401);
+    c.send(Method::DELETE, path, Some("wrong"), None)
+        .await
+        .assert_error(401);
     // Nothing happened: the runtime still runs.
     c.send(Method::POST, "/admin/shutdown", Some("wrong"), None)
         .await
@@ -233,6 +240,9 @@ async fn admin_routes_need_the_token() {
         .await
         .assert_error(403);
     c.send(Method::GET, path, Some(TOKEN), None)
+        .await
+        .assert_error(403);
+    c.send(Method::DELETE, path, Some(TOKEN), None)
         .await
         .assert_error(403);
     c.send(Method::POST, "/admin/shutdown", Some(TOKEN), None)

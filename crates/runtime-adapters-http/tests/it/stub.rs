@@ -10,8 +10,8 @@ use axum::http::Method;
 use runtime_adapters_http::{HttpConfig, HttpControlPlane};
 use runtime_contracts::{
     AdminError, ComponentHealth, ControlEndpoint, ControlPlane, DeadLetterEntry, EndpointError,
-    HealthReport, HealthStatus, PoolStatus, ReloadReport, RuntimeState, RuntimeStatus, Secret,
-    SourceStatus, TaskId,
+    HealthReport, HealthStatus, PoolStatus, PurgedDeadLetters, ReloadReport, RuntimeState,
+    RuntimeStatus, Secret, SourceStatus, TaskId,
 };
 use runtime_testkit::runtime_core::StopToken;
 
@@ -85,6 +85,25 @@ impl ControlPlane for Stub {
     }
     async fn delete_dead_letter(&self, _id: TaskId) -> Result<(), AdminError> {
         Err(AdminError::Unavailable("redis down".into()))
+    }
+    /// All queues: two with letters; one named: that name picks the error.
+    async fn purge_dead_letters(
+        &self,
+        queue: Option<&str>,
+    ) -> Result<Vec<PurgedDeadLetters>, AdminError> {
+        match queue {
+            None => Ok(vec![
+                PurgedDeadLetters {
+                    queue: "a".into(),
+                    purged: 2,
+                },
+                PurgedDeadLetters {
+                    queue: "b".into(),
+                    purged: 3,
+                },
+            ]),
+            Some(name) => Err(err(name)),
+        }
     }
     async fn set_concurrency(&self, pool: &str, _c: usize) -> Result<PoolStatus, AdminError> {
         Err(err(pool))
@@ -213,6 +232,41 @@ async fn admin_errors_map_to_status_codes_and_panics_do_not_kill_the_server() {
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("serve returns after stop")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_dead_letters_answers_the_total_and_each_queue() {
+    let (_http, _stub, stop, server, c) = serve_stub(Duration::ZERO, Duration::from_secs(5)).await;
+    let r = c.admin(Method::DELETE, "/admin/dead-letters").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"purged": 5, "queues": [
+            {"queue": "a", "purged": 2},
+            {"queue": "b", "purged": 3},
+        ]})
+    );
+    c.admin(Method::DELETE, "/admin/dead-letters?queue=down")
+        .await
+        .assert_error(503);
+    c.admin(Method::DELETE, "/admin/dead-letters?queue=conflict")
+        .await
+        .assert_error(409);
+    let m = c
+        .admin(Method::DELETE, "/admin/dead-letters?queue=ghost")
+        .await
+        .assert_error(404);
+    assert!(m.contains("ghost"), "{m}");
+    // A parameter purge does not take is refused, not ignored (that would purge all).
+    c.admin(Method::DELETE, "/admin/dead-letters?limit=1")
+        .await
+        .assert_error(400);
+    stop.stop();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
         .unwrap()
         .unwrap();
 }

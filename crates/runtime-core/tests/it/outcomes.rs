@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use runtime_contracts::{FinalOutcome, TaskError, TaskQueue};
+use runtime_contracts::{AdminError, FinalOutcome, PurgedDeadLetters, TaskError, TaskQueue};
 use runtime_testkit::fakes::{
     FnHandler, RecordingAcknowledger, VecSource, memory_queue, reloadable_config,
 };
@@ -515,4 +515,62 @@ async fn a_permanently_refused_acknowledgement_dead_letters_with_the_reason() {
     rt.stop().await;
     let stats = q.stats().await.unwrap();
     assert_eq!(stats.acked_total, 0);
+}
+
+/// Dead-letters `n` tasks in `q` by hand (no runtime running).
+async fn kill(q: &Arc<runtime_testkit::fakes::MemoryQueue>, n: usize) {
+    for i in 0..n {
+        q.publish(runtime_contracts::Task::new("t", format!("{i}")))
+            .await
+            .unwrap();
+        let d = q.consume(1, Duration::from_secs(1)).await.unwrap();
+        q.dead_letter(&d[0], "hopeless").await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_empties_the_dead_sets_of_every_queue_or_one_and_counts_each() {
+    let a = memory_queue("a", 100, 3, Duration::from_secs(2));
+    let b = memory_queue("b", 100, 3, Duration::from_secs(2));
+    let rt = runtime_core::RuntimeManager::builder(
+        runtime_testkit::fakes::config(fast_platform(serde_json::json!({}))).await,
+    )
+    .queue(a.clone())
+    .queue(b.clone())
+    .handle_signals(false)
+    .build();
+    let plane = rt.handle().control_plane();
+    kill(&a, 2).await;
+    kill(&b, 1).await;
+
+    let err = plane.purge_dead_letters(Some("ghost")).await.unwrap_err();
+    assert!(
+        matches!(err, AdminError::NotFound(ref m) if m.contains("ghost")),
+        "{err:?}"
+    );
+    assert_eq!(
+        a.stats().await.unwrap().dead,
+        2,
+        "an unknown queue purges nothing"
+    );
+
+    let one = plane.purge_dead_letters(Some("b")).await.unwrap();
+    assert_eq!(one, vec![purged("b", 1)]);
+    assert_eq!(a.stats().await.unwrap().dead, 2, "only the named queue");
+
+    kill(&b, 1).await;
+    let all = plane.purge_dead_letters(None).await.unwrap();
+    assert_eq!(all, vec![purged("a", 2), purged("b", 1)]);
+    for q in [&a, &b] {
+        let s = q.stats().await.unwrap();
+        assert_eq!((s.dead, s.pending, s.in_flight), (0, 0, 0));
+    }
+    assert!(plane.dead_letters(None, 10).await.unwrap().is_empty());
+}
+
+fn purged(queue: &str, purged: u64) -> PurgedDeadLetters {
+    PurgedDeadLetters {
+        queue: queue.into(),
+        purged,
+    }
 }
