@@ -1,10 +1,10 @@
 //! The order store: `orders` and `order_lines` on SQLite (the default) or PostgreSQL,
 //! chosen by the URL's scheme.
 //!
-//! * Migrations are embedded SQL, one set per backend (the SQL differs in id and time
-//!   types), applied by sqlx's migrator at start-up — and lazily before the first query
-//!   when the store was created with [`OrderStore::connect_lazy`] while the database was
-//!   down, so the runtime can start during an outage and catch up.
+//! * Migrations are embedded SQL (`sqlx::migrate!`), one set per backend (the SQL differs
+//!   in id and time types), applied by sqlx's migrator at start-up — and lazily before
+//!   the first query when the store was created with [`OrderStore::connect_lazy`] while
+//!   the database was down, so the runtime can start during an outage and catch up.
 //! * [`OrderStore::save`] is idempotent by `message_id` and runs in one transaction:
 //!   `INSERT .. ON CONFLICT (message_id) DO NOTHING RETURNING id`, then the lines. A
 //!   second save of the same message (a redelivery, a concurrent worker in another
