@@ -26,7 +26,7 @@ use runtime_adapters_imap::ImapConfig;
 use runtime_adapters_maildir::MaildirConfig;
 use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot};
 use runtime_core::cli::{AppConfigSpec, resolve_path};
-use runtime_core::config::{Validator, issue, section};
+use runtime_core::config::{Validator, issue, section, suggest};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Catalog, CatalogItem};
@@ -230,7 +230,7 @@ pub fn validate_mail(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
             .collect();
         for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
             let mut message = "unknown key".to_owned();
-            match suggest(key, &known) {
+            match suggest(key, known.iter().copied()) {
                 Some(s) => message.push_str(&format!("; did you mean `{s}`?")),
                 None => message.push_str(&format!("; known keys here: {}", known.join(", "))),
             }
@@ -370,30 +370,6 @@ fn collect<T>(result: Result<T, ConfigError>, issues: &mut Vec<ConfigIssue>) -> 
             None
         }
     }
-}
-
-/// The closest known key within two edits.
-fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
-    fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1; b.len() + 1];
-            for (j, cb) in b.iter().enumerate() {
-                cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1);
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    }
-    known
-        .iter()
-        .map(|k| (distance(word, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
 }
 
 /// The validators of the application's sections.

@@ -16,9 +16,7 @@
 //! deleting the key, a process frozen past its deadline) is absorbed by the queue, which
 //! refuses a second live task for the same origin.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -241,31 +239,17 @@ impl RedisLease {
 
 /// `host:pid:random`, the random part fresh per call.
 fn holder_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "host".to_owned());
-    format!("{host}:{}:{:08x}", std::process::id(), random_u64() as u32)
-}
-
-/// A random number from std's OS-seeded hasher keys (no rand crate for a few bits).
-fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
+    format!(
+        "{}:{}:{:08x}",
+        crate::host_name(),
+        std::process::id(),
+        fastrand::u32(..)
+    )
 }
 
 /// `base` scaled by a random factor in [0.75, 1.25), so standbys do not knock in step.
 fn jittered(base: Duration) -> Duration {
-    let permille = 750 + random_u64() % 500;
+    let permille = 750 + fastrand::u64(..500);
     base.mul_f64(permille as f64 / 1000.0)
 }
 
@@ -625,6 +609,7 @@ mod tests {
         let b = holder_id();
         assert_ne!(a, b);
         assert!(a.contains(&format!(":{}:", std::process::id())), "{a}");
+        assert!(a.starts_with(&format!("{}:", crate::host_name())), "{a}");
     }
 
     #[test]

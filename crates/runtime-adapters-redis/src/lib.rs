@@ -40,3 +40,14 @@ mod scripts;
 pub use config::RedisQueueConfig;
 pub use lease::{LeaderSource, LeaseError, RedisLease};
 pub use queue::RedisQueue;
+
+/// This machine's name for consumer and lease-holder ids (`HOSTNAME` where `/proc` has
+/// none, e.g. some sandboxes).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".to_owned())
+}

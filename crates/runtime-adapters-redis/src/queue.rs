@@ -382,13 +382,8 @@ impl Drop for WaitGuard {
 fn consumer_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| "host".to_owned());
-        let random = (TaskId::new().0 >> 64) as u32 ^ (now_millis() as u32);
+        let host = crate::host_name();
+        let random = fastrand::u32(..);
         format!("{host}:{}:{random:08x}", std::process::id())
     })
 }

@@ -1,6 +1,7 @@
 //! HTML to text, as much as order lines need: block elements end a line, tags go, entities
-//! are decoded, and text inside `<blockquote>` comes out as `> ` quoted lines so that a
-//! quoted earlier order in an HTML reply is ignored like a quoted plain-text one.
+//! are decoded (by `htmlize`, with the whole WHATWG table), and text inside `<blockquote>`
+//! comes out as `> ` quoted lines so that a quoted earlier order in an HTML reply is
+//! ignored like a quoted plain-text one.
 //!
 //! Written here rather than taken from `mail-parser`, whose converter breaks lines only at
 //! `br` and `p` (the spec also needs `div`, `li` and `tr`).
@@ -103,7 +104,7 @@ pub fn html_to_text(html: &str) -> String {
         if !skip_depth.is_empty() {
             continue;
         }
-        let decoded = decode_entities(text);
+        let decoded = htmlize::unescape(text);
         for ch in decoded.chars() {
             match ch {
                 '\n' if pre_depth > 0 => out.end_line(),
@@ -189,86 +190,6 @@ fn read_tag(s: &str) -> Option<(Tag, &str)> {
     Some((Tag { name, closing }, ""))
 }
 
-/// Decodes character references: numeric ones and the named ones that appear in mail.
-pub fn decode_entities(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_owned();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        let end = rest[1..]
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))
-            .map(|e| e + 1)
-            .unwrap_or(rest.len());
-        let name = &rest[1..end];
-        match entity(name) {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[end..];
-                rest = rest.strip_prefix(';').unwrap_or(rest);
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn entity(name: &str) -> Option<char> {
-    if let Some(num) = name.strip_prefix('#') {
-        let code = match num.strip_prefix(['x', 'X']) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-            None => num.parse::<u32>().ok()?,
-        };
-        return Some(char::from_u32(code).unwrap_or('\u{fffd}'));
-    }
-    Some(match name {
-        "amp" | "AMP" => '&',
-        "lt" | "LT" => '<',
-        "gt" | "GT" => '>',
-        "quot" | "QUOT" => '"',
-        "apos" => '\'',
-        "nbsp" => ' ',
-        "times" => '×',
-        "bull" => '•',
-        "middot" => '·',
-        "ndash" => '–',
-        "mdash" => '—',
-        "hellip" => '…',
-        "lsquo" => '‘',
-        "rsquo" => '’',
-        "ldquo" => '“',
-        "rdquo" => '”',
-        "euro" => '€',
-        "pound" => '£',
-        "yen" => '¥',
-        "cent" => '¢',
-        "copy" => '©',
-        "reg" => '®',
-        "trade" => '™',
-        "deg" => '°',
-        "shy" => '\u{ad}',
-        "auml" => 'ä',
-        "ouml" => 'ö',
-        "uuml" => 'ü',
-        "Auml" => 'Ä',
-        "Ouml" => 'Ö',
-        "Uuml" => 'Ü',
-        "szlig" => 'ß',
-        "eacute" => 'é',
-        "egrave" => 'è',
-        "agrave" => 'à',
-        "ccedil" => 'ç',
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,11 +215,19 @@ mod tests {
     #[test]
     fn entities_and_stray_brackets() {
         assert_eq!(
-            decode_entities("a &amp; b &#215; &#x2022; &bogus; &"),
+            htmlize::unescape("a &amp; b &#215; &#x2022; &bogus; &"),
             "a & b × • &bogus; &"
         );
         assert_eq!(html_to_text("1 < 2 and 3 > 2"), "1 < 2 and 3 > 2\n");
         assert_eq!(html_to_text("<p>Grüße</p>äöü<b>x</b>"), "Grüße\näöüx\n");
         assert_eq!(html_to_text("<a href='x>y'>link</a> text"), "link text\n");
+    }
+
+    #[test]
+    fn named_entities_beyond_the_common_ones() {
+        assert_eq!(
+            html_to_text("<p>&Eacute;clair &frac12; &oacute;&rarr;&Omega;</p>"),
+            "Éclair ½ ó→Ω\n"
+        );
     }
 }

@@ -1,10 +1,10 @@
 //! The order store: `orders` and `order_lines` on SQLite (the default) or PostgreSQL,
 //! chosen by the URL's scheme.
 //!
-//! * Migrations are embedded SQL, one set per backend (the SQL differs in id and time
-//!   types), applied by sqlx's migrator at start-up — and lazily before the first query
-//!   when the store was created with [`OrderStore::connect_lazy`] while the database was
-//!   down, so the runtime can start during an outage and catch up.
+//! * Migrations are embedded SQL (`sqlx::migrate!`), one set per backend (the SQL differs
+//!   in id and time types), applied by sqlx's migrator at start-up — and lazily before
+//!   the first query when the store was created with [`OrderStore::connect_lazy`] while
+//!   the database was down, so the runtime can start during an outage and catch up.
 //! * [`OrderStore::save`] is idempotent by `message_id` and runs in one transaction:
 //!   `INSERT .. ON CONFLICT (message_id) DO NOTHING RETURNING id`, then the lines. A
 //!   second save of the same message (a redelivery, a concurrent worker in another
@@ -23,7 +23,6 @@
 mod group;
 mod health;
 
-use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sqlx::SqlSafeStr;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use tokio::sync::OnceCell;
@@ -41,16 +39,10 @@ use crate::domain::{Order, OrderLine};
 
 pub use health::StoreHealth;
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "orders",
-    include_str!("migrations/sqlite/0001_orders.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "orders",
-    include_str!("migrations/postgres/0001_orders.sql"),
-)];
+// Versions, names and SQL text are what databases already record in `_sqlx_migrations`
+// (sqlx checks each applied migration's checksum of the SQL): never edit a file, add one.
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("src/store/migrations/postgres");
 
 /// Pool settings.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -308,23 +300,10 @@ impl OrderStore {
         let kind = self.kind();
         self.migrated
             .get_or_try_init(|| async {
-                let set = match kind {
-                    Kind::Sqlite => SQLITE_MIGRATIONS,
-                    Kind::Postgres => POSTGRES_MIGRATIONS,
+                let migrator = match kind {
+                    Kind::Sqlite => &SQLITE_MIGRATOR,
+                    Kind::Postgres => &POSTGRES_MIGRATOR,
                 };
-                let migrations = set
-                    .iter()
-                    .map(|(version, name, sql)| {
-                        Migration::new(
-                            *version,
-                            Cow::Borrowed(*name),
-                            MigrationType::Simple,
-                            sql.into_sql_str(),
-                            false,
-                        )
-                    })
-                    .collect();
-                let migrator = Migrator::with_migrations(migrations);
                 // sqlx has no migration lock on SQLite: two processes (or two stores in
                 // one) opening a fresh file race on `_sqlx_migrations`, and the loser
                 // fails on its unique key. Running again then finds the work done.

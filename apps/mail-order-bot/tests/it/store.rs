@@ -294,3 +294,64 @@ async fn postgres_replays_burn_no_ids() {
     store.close().await;
     db.drop_now().await;
 }
+
+/// What databases migrated by earlier builds recorded in `_sqlx_migrations` (SHA-384 of
+/// each file's SQL): a store must keep writing the same, or sqlx refuses those databases
+/// with a checksum mismatch.
+const SQLITE_RECORDED: &[(i64, &str, &str)] = &[(
+    1,
+    "orders",
+    "c981f9d7fe22dca99d32d7ae2aa53fa4911603ae20c4496d467d3fe5967ca4e214e64e420e7a4dbda0fea934d0c69ee3",
+)];
+const POSTGRES_RECORDED: &[(i64, &str, &str)] = &[(
+    1,
+    "orders",
+    "ecc6da38ab8d0e53291a98101097177eb4fe7f8c9bebd83aaaa7b79b882001e707d6bb00471995abef915c1501ddb40d",
+)];
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const RECORDED_QUERY: &str =
+    "SELECT version, description, checksum FROM _sqlx_migrations ORDER BY version";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migrations_match_what_older_databases_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("orders.db").display());
+    OrderStore::connect(&url).await.unwrap().close().await;
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(RECORDED_QUERY)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let rows: Vec<(i64, String, String)> =
+        rows.into_iter().map(|(v, d, c)| (v, d, hex(&c))).collect();
+    let expected: Vec<(i64, String, String)> = SQLITE_RECORDED
+        .iter()
+        .map(|(v, d, c)| (*v, (*d).to_owned(), (*c).to_owned()))
+        .collect();
+    assert_eq!(rows, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migrations_match_what_older_databases_recorded() {
+    let db = PgDatabase::create().await;
+    OrderStore::connect(&db.url).await.unwrap().close().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(RECORDED_QUERY)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let rows: Vec<(i64, String, String)> =
+        rows.into_iter().map(|(v, d, c)| (v, d, hex(&c))).collect();
+    let expected: Vec<(i64, String, String)> = POSTGRES_RECORDED
+        .iter()
+        .map(|(v, d, c)| (*v, (*d).to_owned(), (*c).to_owned()))
+        .collect();
+    assert_eq!(rows, expected);
+    db.drop_now().await;
+}

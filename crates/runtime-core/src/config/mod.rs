@@ -27,6 +27,7 @@ mod tests;
 
 pub use extract::{
     issue, lookup_origin, redact_url, redacted_tree, render_value, section, section_validator,
+    suggest,
 };
 pub use layers::{DefaultsProvider, EnvProvider, EnvSource, PlainFileProvider, parse_value};
 pub use platform::{
