@@ -257,7 +257,7 @@ impl ImapConfig {
                 "password or password_file is required",
             ));
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = read_bounded(path).map_err(|e| {
             ConfigError::Invalid(vec![ConfigIssue {
                 key: "password_file".into(),
                 origin: None,
@@ -267,6 +267,23 @@ impl ImapConfig {
         })?;
         Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
     }
+}
+
+/// A secret file's text: a regular file of at most `MAX_SECRET_FILE_BYTES` (a path to
+/// `/dev/zero` must not read for ever).
+fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let max = runtime_contracts::MAX_SECRET_FILE_BYTES;
+    let mut text = String::new();
+    file.take(max + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok(text)
 }
 
 /// An IMAP atom: no spaces, parentheses, braces, quotes, wildcards or backslashes.
@@ -305,5 +322,32 @@ mod tests {
         let keys: Vec<_> = issues.iter().map(|i| i.key.as_str()).collect();
         assert!(keys.contains(&"host") && keys.contains(&"password"));
         assert!(keys.contains(&"failed_keyword"));
+    }
+
+    #[test]
+    fn a_password_file_must_be_a_small_regular_file() {
+        let with = |path: &str| ImapConfig {
+            password: None,
+            password_file: Some(path.into()),
+            ..ImapConfig::default()
+        };
+        // Before the bound, /dev/zero never returned and ate memory.
+        let err = with("/dev/zero")
+            .resolve_password()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; 70 * 1024]).unwrap();
+        let err = with(big.to_str().unwrap())
+            .resolve_password()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larger than"), "{err}");
+        let ok = dir.path().join("ok");
+        std::fs::write(&ok, "s3cret\n").unwrap();
+        let secret = with(ok.to_str().unwrap()).resolve_password().unwrap();
+        assert_eq!(secret.expose(), "s3cret");
     }
 }

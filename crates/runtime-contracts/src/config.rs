@@ -508,9 +508,16 @@ pub trait ConfigSubscriber: Send + Sync + 'static {
 
 /// A secret string: `Debug`, `Display` and `Serialize` show `***`. Read it with
 /// [`Secret::expose`] at the one place that needs it.
+///
+/// A secret read from a file (`password_file`, `token_file`) comes from a regular file of
+/// at most [`MAX_SECRET_FILE_BYTES`]: `/dev/zero` or a FIFO would never end, and a huge
+/// file is a mistake, not a password.
 #[derive(Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+/// The largest secret file any component reads (64 KiB).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 impl Secret {
     /// Wraps a secret.

@@ -54,7 +54,8 @@ mod worker;
 
 pub use config::{
     ConfigChange, ConfigEntry, ConfigError, ConfigIssue, ConfigLayer, ConfigOrigin, ConfigProvider,
-    ConfigSnapshot, ConfigSubscriber, Secret, is_secret_key, parse_value, redact_url, toml_to_json,
+    ConfigSnapshot, ConfigSubscriber, MAX_SECRET_FILE_BYTES, Secret, is_secret_key, parse_value,
+    redact_url, toml_to_json,
 };
 pub use control::{
     AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, ModuleStatus, PurgedDeadLetters,

@@ -12,7 +12,7 @@ use runtime_contracts::{ConfigIssue, ConfigLayer, ConfigOrigin, Secret, is_secre
 use serde_json::Value;
 
 /// The largest secret file read (64 KiB).
-pub const MAX_SECRET_FILE: u64 = 64 * 1024;
+pub const MAX_SECRET_FILE: u64 = runtime_contracts::MAX_SECRET_FILE_BYTES;
 
 /// Reads a secret from a file, trimming the trailing newline editors and `echo` add.
 ///
