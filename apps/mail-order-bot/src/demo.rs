@@ -271,9 +271,13 @@ pub async fn demo_in(dir: PathBuf) -> Result<(), AppError> {
     let mut shown = all.last().map_or(0, |o| o.id);
 
     if !interrupted {
+        // A Maildir delivery is a rename: a file copied straight into new/ can be read
+        // while it is still being written.
         say(&format!(
-            "\nwatching {} for new order emails (drop .eml files there); Ctrl-C to stop\n",
-            mail.maildir.join("new").display()
+            "\nwatching {new} for new order emails; Ctrl-C to stop\n\
+             deliver one the Maildir way: cp order.eml {tmp}/ && mv {tmp}/order.eml {new}/\n",
+            new = mail.maildir.join("new").display(),
+            tmp = mail.maildir.join("tmp").display(),
         ));
         loop {
             tokio::select! {
