@@ -464,6 +464,64 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A log file written in the config's folder (`tracing.level = "trace"`) used to trigger
+/// a reload per write, each logging again: only the config files' own events count.
+#[tokio::test]
+async fn writes_to_other_files_in_the_config_folder_do_not_reload() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "bot.toml", "[workers]\nconcurrency = 3\n");
+    let m = Arc::new(
+        cli::load_config(&spec("PLBA_TSIBLING"), &args(&[&f]))
+            .await
+            .unwrap(),
+    );
+    let stop = StopToken::new();
+    let watcher = m
+        .spawn_watchers_with(
+            WatchOptions {
+                files: true,
+                sighup: false,
+                debounce: Duration::from_millis(20),
+            },
+            stop.signal(),
+        )
+        .unwrap();
+    let log = dir.path().join("bot.log");
+    // Writes spaced beyond the debounce, so each would be a reload of its own.
+    for i in 0..5 {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(file, "line {i}").unwrap();
+        drop(file);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+    // The config file's own change is the event to wait for; by the time it is seen,
+    // the log writes before it have been seen too.
+    write(dir.path(), "bot.toml", "[workers]\nconcurrency = 5\n");
+    wait_for("the reload of the config file", || {
+        m.platform().workers.concurrency == 5
+    })
+    .await;
+    assert_eq!(m.reload_counts(), (1, 0));
+    let text = logs.text();
+    assert!(
+        !text.contains("configuration unchanged"),
+        "a write to another file reloaded the config:\n{text}"
+    );
+    stop.stop();
+    drop(watcher);
+}
+
 #[tokio::test]
 async fn reload_keeps_old_config_on_bad_file_and_notifies_on_good() {
     let logs = Captured::default();
