@@ -28,25 +28,13 @@ fn csv_text(bytes: usize) -> String {
     out
 }
 
+/// MIME base64: lines of 76 characters.
 fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len() / 3 * 4 + input.len() / 57 * 2 + 8);
-    for line in input.chunks(57) {
-        for c in line.chunks(3) {
-            let n = (c[0] as u32) << 16
-                | (*c.get(1).unwrap_or(&0) as u32) << 8
-                | *c.get(2).unwrap_or(&0) as u32;
-            for k in 0..4 {
-                if k <= c.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * k) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out.push_str("\r\n");
-    }
-    out
+    use base64::Engine as _;
+    input
+        .chunks(57)
+        .map(|line| base64::engine::general_purpose::STANDARD.encode(line) + "\r\n")
+        .collect()
 }
 
 fn mail(case: &str) -> Result<Vec<u8>> {

@@ -456,6 +456,18 @@ impl Captured {
     }
 }
 
+/// Debug logs of this thread, captured until the guard drops.
+fn capture_debug_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    (logs, guard)
+}
+
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cond() {
@@ -468,13 +480,7 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 /// a reload per write, each logging again: only the config files' own events count.
 #[tokio::test]
 async fn writes_to_other_files_in_the_config_folder_do_not_reload() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _default) = capture_debug_logs();
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "bot.toml", "[workers]\nconcurrency = 3\n");
     let m = Arc::new(
@@ -524,13 +530,7 @@ async fn writes_to_other_files_in_the_config_folder_do_not_reload() {
 
 #[tokio::test]
 async fn reload_keeps_old_config_on_bad_file_and_notifies_on_good() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _default) = capture_debug_logs();
 
     let dir = tempfile::tempdir().unwrap();
     let f = write(
