@@ -378,6 +378,24 @@ pub(crate) fn render(status: &RuntimeStatus, process: &ProcessStats) -> String {
         sl,
         |s| s.last_success_age_seconds,
     );
+    // A source's own numbers (a Maildir's `failed`, an IMAP acknowledger's `ack_refused`,
+    // `idle_wakeups`, ...): the same values /status shows in `details`, one series each.
+    o.family(
+        "plba_source_detail",
+        "gauge",
+        "A numeric detail the source reports in /status (`details`), by name.",
+    );
+    for src in s {
+        for (name, value) in &src.details {
+            if let Some(v) = value.as_f64() {
+                o.sample(
+                    "plba_source_detail",
+                    &[("source", &src.name), ("kind", &src.kind), ("detail", name)],
+                    v,
+                );
+            }
+        }
+    }
 
     // Process.
     let proc_gauges: [(&str, &str, &str, Option<f64>); 4] = [
@@ -422,6 +440,10 @@ mod tests {
     fn status() -> RuntimeStatus {
         let mut src = SourceStatus::new("in\"box\\\n", "imap");
         src.state = SourceState::Paused;
+        src.details
+            .insert("ack_refused".into(), serde_json::json!(2));
+        src.details
+            .insert("mailbox".into(), serde_json::json!("INBOX"));
         RuntimeStatus {
             state: RuntimeState::Running,
             uptime_seconds: 1.5,
@@ -478,6 +500,11 @@ mod tests {
         assert!(!text.contains("\nplba_process_resident_memory_bytes "));
         assert!(text.contains("plba_config_reloads_total{result=\"rejected\"} 1\n"));
         assert!(text.contains("plba_queue_stats_age_seconds 2.5\n"));
+        // Numeric source details become series; text ones do not.
+        assert!(text.contains(
+            "plba_source_detail{source=\"in\\\"box\\\\\\n\",kind=\"imap\",detail=\"ack_refused\"} 2\n"
+        ));
+        assert!(!text.contains("detail=\"mailbox\""));
     }
 
     #[test]
