@@ -1,0 +1,156 @@
+//! Per-component settings: stop-sequence timeouts from config, and a reload of
+//! `workers.concurrency` that leaves module- and admin-sized pools alone.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use runtime_contracts::{
+    ControlEndpoint, ControlPlane, EndpointError, PoolSpec, SourceError, SourceStatus, StopSignal,
+    TaskSink, TaskSource,
+};
+use runtime_core::RuntimeManager;
+use runtime_testkit::fakes::{FnHandler, PartsModule, config, memory_queue, reloadable_config};
+
+use crate::{eventually, fast_platform};
+
+/// A source that never stops producing (ignores its stop signal).
+struct StuckSource;
+
+#[async_trait]
+impl TaskSource for StuckSource {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    fn kind(&self) -> &str {
+        "test"
+    }
+    async fn run(
+        &self,
+        _sink: Arc<dyn TaskSink>,
+        _stop: Arc<dyn StopSignal>,
+    ) -> Result<(), SourceError> {
+        std::future::pending().await
+    }
+    fn status(&self) -> SourceStatus {
+        SourceStatus::new("stuck", "test")
+    }
+}
+
+/// A control endpoint that never returns from `serve`.
+struct StuckEndpoint;
+
+#[async_trait]
+impl ControlEndpoint for StuckEndpoint {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    async fn serve(
+        &self,
+        _plane: Arc<dyn ControlPlane>,
+        _stop: Arc<dyn StopSignal>,
+    ) -> Result<(), EndpointError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_waits_for_sources_and_endpoints_only_as_long_as_configured() {
+    let cfg = config(fast_platform(serde_json::json!({
+        "runtime": {"source_stop_timeout": "200ms", "control_stop_timeout": "200ms"}
+    })))
+    .await;
+    assert_eq!(
+        cfg.platform().runtime.source_stop_timeout,
+        Duration::from_millis(200)
+    );
+    let q = memory_queue("q", 100, 3, Duration::from_secs(2));
+    let module = PartsModule {
+        sources: vec![(Arc::new(StuckSource) as Arc<dyn TaskSource>, "q".into())],
+        ..Default::default()
+    };
+    let rt = RuntimeManager::builder(cfg)
+        .queue(q)
+        .module(Arc::new(module))
+        .endpoint(Arc::new(StuckEndpoint))
+        .handle_signals(false)
+        .build();
+    rt.start().await.unwrap();
+    let began = Instant::now();
+    rt.stop().await;
+    // The built-in budgets (10 s + 5 s) would take 15 s here.
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+}
+
+fn pool(name: &str, concurrency: usize) -> PoolSpec {
+    PoolSpec {
+        name: name.into(),
+        queue: "q".into(),
+        handler: FnHandler::new(Duration::ZERO, |_, _| Ok(())),
+        concurrency,
+        task_timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_reload_resizes_only_the_pools_sized_by_the_config() {
+    let platform = fast_platform(serde_json::json!({"workers": {"concurrency": 2}}));
+    let (cfg, layer) = reloadable_config(platform.clone()).await;
+    let q = memory_queue("q", 100, 3, Duration::from_secs(2));
+    let module = PartsModule {
+        pools: vec![
+            // Takes the configured value: follows reloads.
+            pool("from-config", 2),
+            // Chooses its own number: keeps it.
+            pool("from-module", 3),
+            // Configured, then resized by an admin call: keeps the admin's number.
+            pool("from-admin", 2),
+        ],
+        ..Default::default()
+    };
+    let rt = RuntimeManager::builder(cfg.clone())
+        .queue(q)
+        .module(Arc::new(module))
+        .handle_signals(false)
+        .build();
+    let handle = rt.handle();
+    rt.start().await.unwrap();
+    handle
+        .supervisor()
+        .set_concurrency("from-admin", 5)
+        .unwrap();
+
+    let mut changed = platform;
+    changed["workers"]["concurrency"] = serde_json::json!(7);
+    layer.set(changed);
+    let report = cfg.reload().await;
+    assert!(report.accepted, "{report:?}");
+    let sizes = || {
+        let mut s: Vec<(String, usize)> = handle
+            .supervisor()
+            .status()
+            .into_iter()
+            .map(|p| (p.name, p.concurrency))
+            .collect();
+        s.sort();
+        s
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || sizes()
+            .iter()
+            .any(|(n, c)| n == "from-config" && *c == 7))
+        .await,
+        "{:?}",
+        sizes()
+    );
+    assert_eq!(
+        sizes(),
+        vec![
+            ("from-admin".to_owned(), 5),
+            ("from-config".to_owned(), 7),
+            ("from-module".to_owned(), 3),
+        ]
+    );
+    rt.stop().await;
+}
