@@ -2,6 +2,7 @@
 //! `workers.concurrency` that leaves module- and admin-sized pools alone.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -15,7 +16,10 @@ use runtime_testkit::fakes::{FnHandler, PartsModule, config, memory_queue, reloa
 use crate::{eventually, fast_platform};
 
 /// A source that never stops producing (ignores its stop signal).
-struct StuckSource;
+#[derive(Default)]
+struct StuckSource {
+    running: AtomicBool,
+}
 
 #[async_trait]
 impl TaskSource for StuckSource {
@@ -30,6 +34,7 @@ impl TaskSource for StuckSource {
         _sink: Arc<dyn TaskSink>,
         _stop: Arc<dyn StopSignal>,
     ) -> Result<(), SourceError> {
+        self.running.store(true, Ordering::SeqCst);
         std::future::pending().await
     }
     fn status(&self) -> SourceStatus {
@@ -65,8 +70,9 @@ async fn stop_waits_for_sources_and_endpoints_only_as_long_as_configured() {
         Duration::from_millis(200)
     );
     let q = memory_queue("q", 100, 3, Duration::from_secs(2));
+    let source = Arc::new(StuckSource::default());
     let module = PartsModule {
-        sources: vec![(Arc::new(StuckSource) as Arc<dyn TaskSource>, "q".into())],
+        sources: vec![(source.clone() as Arc<dyn TaskSource>, "q".into())],
         ..Default::default()
     };
     let rt = RuntimeManager::builder(cfg)
@@ -76,11 +82,17 @@ async fn stop_waits_for_sources_and_endpoints_only_as_long_as_configured() {
         .handle_signals(false)
         .build();
     rt.start().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || source
+            .running
+            .load(Ordering::SeqCst))
+        .await
+    );
     let began = Instant::now();
     rt.stop().await;
     // The built-in budgets (10 s + 5 s) would take 15 s here.
     let took = began.elapsed();
-    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
 }
 
 fn pool(name: &str, concurrency: usize) -> PoolSpec {
