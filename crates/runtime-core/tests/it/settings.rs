@@ -166,3 +166,57 @@ async fn a_concurrency_reload_resizes_only_the_pools_sized_by_the_config() {
     );
     rt.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_lease_renewal_sets_how_often_a_running_task_keeps_its_lease() {
+    // The queue hands a delivery back after 300 ms. The config's visibility timeout
+    // (5 s) would renew every 1.7 s, too late; `workers.lease_renewal` renews in time.
+    let q = memory_queue("q", 100, 3, Duration::from_millis(300));
+    let cfg = config(fast_platform(serde_json::json!({
+        "queue": {"visibility_timeout": "5s"},
+        "workers": {"lease_renewal": "100ms"}
+    })))
+    .await;
+    let handler = FnHandler::new(Duration::from_millis(1000), |_, _| Ok(()));
+    let module = PartsModule {
+        sources: vec![(
+            runtime_testkit::fakes::VecSource::new(
+                "s",
+                vec![runtime_contracts::Task::new("t", "1")],
+            ) as Arc<dyn TaskSource>,
+            "q".into(),
+        )],
+        pools: vec![PoolSpec {
+            handler: handler.clone(),
+            ..pool("p", 2)
+        }],
+        ..Default::default()
+    };
+    let rt = RuntimeManager::builder(cfg)
+        .queue(q.clone())
+        .module(Arc::new(module))
+        .handle_signals(false)
+        .build();
+    rt.start().await.unwrap();
+    let q2 = q.clone();
+    let settled = || {
+        let q = q2.clone();
+        async move {
+            let s = runtime_contracts::TaskQueue::stats(q.as_ref())
+                .await
+                .unwrap();
+            s.acked_total == 1 && s.in_flight == 0 && s.pending == 0
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !settled().await {
+        assert!(Instant::now() < deadline, "the task never settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rt.stop().await;
+    assert_eq!(
+        handler.call_count(),
+        1,
+        "the lease ran out while the task ran"
+    );
+}
