@@ -13,8 +13,10 @@
 //!   release binary: what an operator copies to a machine.
 //!
 //! Key decision: values that must agree are derived, not repeated. The runtime's
-//! `shutdown_timeout` is read from the example config, and the stop timeouts of systemd,
-//! Docker and Kubernetes are computed from it ([`stop_timeout_secs`]); the ConfigMap
+//! stop-sequence timeouts (`runtime.shutdown_timeout`, `source_stop_timeout`,
+//! `release_timeout`, `control_stop_timeout`) are read from the example config, and the
+//! stop timeouts of systemd, Docker and Kubernetes are computed from them
+//! ([`stop_timeout_secs`]); the ConfigMap
 //! embeds the example config itself. Changing the config and re-rendering keeps every
 //! file consistent.
 
@@ -43,14 +45,29 @@ pub const DIST_PROFILE: &str = "dist";
 /// The file naming a bundle's contents; its presence marks a directory as ours.
 pub const BUNDLE_MANIFEST: &str = "BUNDLE";
 
-/// What the stop sequence needs beyond `runtime.shutdown_timeout`: `RuntimeManager::stop`
-/// gives sources up to 10 s and the control plane up to 5 s; the rest is margin for the
-/// process to exit and the supervisor to notice.
-pub const STOP_OVERHEAD_SECS: u64 = 30;
+/// Margin above the runtime's stop sequence for the process to exit and the supervisor
+/// to notice.
+pub const STOP_MARGIN_SECS: u64 = 5;
 
-/// How long systemd, Docker and Kubernetes must wait after SIGTERM before killing.
-pub fn stop_timeout_secs(shutdown_timeout: Duration) -> u64 {
-    shutdown_timeout.as_secs_f64().ceil() as u64 + STOP_OVERHEAD_SECS
+/// The runtime's stop sequence, as the example config sets it (`[runtime]`): sources
+/// stop, workers drain, cut-off workers hand their tasks back, the control plane stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopBudget {
+    /// `runtime.source_stop_timeout`.
+    pub source_stop: Duration,
+    /// `runtime.shutdown_timeout`.
+    pub shutdown: Duration,
+    /// `runtime.release_timeout`.
+    pub release: Duration,
+    /// `runtime.control_stop_timeout`.
+    pub control_stop: Duration,
+}
+
+/// How long systemd, Docker and Kubernetes must wait after SIGTERM before killing: the
+/// whole stop sequence plus [`STOP_MARGIN_SECS`].
+pub fn stop_timeout_secs(budget: &StopBudget) -> u64 {
+    let sequence = budget.source_stop + budget.shutdown + budget.release + budget.control_stop;
+    sequence.as_secs_f64().ceil() as u64 + STOP_MARGIN_SECS
 }
 
 /// The values placeholders stand for.
@@ -60,6 +77,12 @@ pub struct Values {
     pub version: String,
     /// `runtime.shutdown_timeout` as written in the example config (`"30s"`).
     pub shutdown_timeout: String,
+    /// `runtime.source_stop_timeout` as written in the example config.
+    pub source_stop_timeout: String,
+    /// `runtime.release_timeout` as written in the example config.
+    pub release_timeout: String,
+    /// `runtime.control_stop_timeout` as written in the example config.
+    pub control_stop_timeout: String,
     /// [`stop_timeout_secs`] of it.
     pub stop_timeout_secs: u64,
     /// The example config, verbatim.
@@ -75,24 +98,41 @@ impl Values {
         let config_toml = read(&config_path)?;
         let config: toml::Table = toml::from_str(&config_toml)
             .with_context(|| format!("{} is not valid TOML", config_path.display()))?;
-        let shutdown_timeout = config
-            .get("runtime")
-            .and_then(|r| r.get("shutdown_timeout"))
-            .and_then(toml::Value::as_str)
-            .with_context(|| {
-                format!(
-                    "{} must set runtime.shutdown_timeout (the stop timeouts derive from it)",
-                    config_path.display()
-                )
-            })?
-            .to_owned();
-        let parsed = humantime::parse_duration(&shutdown_timeout).with_context(|| {
-            format!("runtime.shutdown_timeout = {shutdown_timeout:?} is not a duration")
-        })?;
+        // Every part of the stop sequence is read, so the stop timeouts cannot disagree
+        // with what the deployed runtime does.
+        let timeout = |key: &str| -> anyhow::Result<(String, Duration)> {
+            let text = config
+                .get("runtime")
+                .and_then(|r| r.get(key))
+                .and_then(toml::Value::as_str)
+                .with_context(|| {
+                    format!(
+                        "{} must set runtime.{key} (the stop timeouts derive from it)",
+                        config_path.display()
+                    )
+                })?
+                .to_owned();
+            let parsed = humantime::parse_duration(&text)
+                .with_context(|| format!("runtime.{key} = {text:?} is not a duration"))?;
+            Ok((text, parsed))
+        };
+        let (shutdown_timeout, shutdown) = timeout("shutdown_timeout")?;
+        let (source_stop_timeout, source_stop) = timeout("source_stop_timeout")?;
+        let (release_timeout, release) = timeout("release_timeout")?;
+        let (control_stop_timeout, control_stop) = timeout("control_stop_timeout")?;
+        let budget = StopBudget {
+            source_stop,
+            shutdown,
+            release,
+            control_stop,
+        };
         Ok(Values {
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            stop_timeout_secs: stop_timeout_secs(parsed),
+            stop_timeout_secs: stop_timeout_secs(&budget),
             shutdown_timeout,
+            source_stop_timeout,
+            release_timeout,
+            control_stop_timeout,
             config_toml,
             catalog_csv: read(&root.join(CATALOG))?,
         })
@@ -102,6 +142,9 @@ impl Values {
         BTreeMap::from([
             ("version", self.version.clone()),
             ("shutdown_timeout", self.shutdown_timeout.clone()),
+            ("source_stop_timeout", self.source_stop_timeout.clone()),
+            ("release_timeout", self.release_timeout.clone()),
+            ("control_stop_timeout", self.control_stop_timeout.clone()),
             ("stop_timeout_secs", self.stop_timeout_secs.to_string()),
             ("config_toml", self.config_toml.clone()),
             ("catalog_csv", self.catalog_csv.clone()),
@@ -452,7 +495,14 @@ mod tests {
 
     #[test]
     fn stop_timeout_covers_the_stop_sequence() {
-        assert_eq!(stop_timeout_secs(Duration::from_secs(30)), 60);
-        assert_eq!(stop_timeout_secs(Duration::from_millis(1500)), 32);
+        // The runtime's defaults around the given shutdown_timeout.
+        let budget = |shutdown| StopBudget {
+            source_stop: Duration::from_secs(10),
+            shutdown,
+            release: Duration::from_secs(10),
+            control_stop: Duration::from_secs(5),
+        };
+        assert_eq!(stop_timeout_secs(&budget(Duration::from_secs(30))), 60);
+        assert_eq!(stop_timeout_secs(&budget(Duration::from_millis(1500))), 32);
     }
 }

@@ -41,7 +41,7 @@ pub use control::ControlPlaneService;
 pub use health::HealthRegistry;
 pub use runtime::{RuntimeBuilder, RuntimeError, RuntimeHandle, RuntimeManager};
 pub use signal::StopToken;
-pub use supervisor::{DrainReport, PoolSettings, WorkerSupervisor};
+pub use supervisor::{ConcurrencyOrigin, DrainReport, PoolSettings, WorkerSupervisor};
 pub use trace::{IdTraceFactory, TraceService};
 
 /// The typed registry of domain services. Modules fill it through their

@@ -18,7 +18,9 @@ use crate::health::{HealthRegistry, QueueHealth};
 use crate::inner::Inner;
 use crate::signal::{StopToken, Termination};
 use crate::sources::SourceRunner;
-use crate::supervisor::{DrainReport, PoolSettings, SupervisorError, WorkerSupervisor};
+use crate::supervisor::{
+    ConcurrencyOrigin, DrainReport, PoolSettings, SupervisorError, WorkerSupervisor,
+};
 use crate::trace::{IdTraceFactory, TraceService};
 use crate::worker::Acknowledgers;
 
@@ -121,7 +123,7 @@ impl RuntimeBuilder {
         let platform = self.config.platform();
         let pool_settings = self.pool_settings.unwrap_or_else(|| PoolSettings {
             retry: Backoff::new(platform.workers.retry_base, platform.workers.retry_max),
-            lease_renewal: Some(platform.queue.visibility_timeout / 3),
+            lease_renewal: Some(platform.lease_renewal()),
             ..PoolSettings::default()
         });
         let trace = TraceService::new(
@@ -181,7 +183,7 @@ impl ConfigSubscriber for RuntimeConfigSubscriber {
         if change.touches("workers.concurrency") {
             inner
                 .supervisor
-                .set_all_concurrency(platform.workers.concurrency);
+                .set_configured_concurrency(platform.workers.concurrency);
         }
         if change.touches("workers.task_timeout") {
             inner
@@ -462,6 +464,7 @@ impl RuntimeManager {
     /// Workers: one pool per spec, then the supervisor starts them all.
     fn start_pools(&self, pools: Vec<PoolSpec>) -> Result<(), RuntimeError> {
         let inner = &self.inner;
+        let configured = inner.config.platform().workers.concurrency;
         for spec in pools {
             let q = inner
                 .queue(&spec.queue)
@@ -469,10 +472,17 @@ impl RuntimeManager {
                     pool: spec.name.clone(),
                     queue: spec.queue.clone(),
                 })?;
+            // A pool registered with the configured concurrency follows reloads of it; one
+            // registered with its own number keeps that.
+            let origin = if spec.concurrency == configured {
+                ConcurrencyOrigin::Config
+            } else {
+                ConcurrencyOrigin::Module
+            };
             // The pool's own spec carries its task timeout.
             inner
                 .supervisor
-                .add_pool(spec, q, inner.pool_settings.clone())?;
+                .add_pool(spec, q, inner.pool_settings.clone(), origin)?;
         }
         inner.health.register(inner.supervisor.health());
         inner.supervisor.start();
@@ -566,18 +576,20 @@ impl RuntimeManager {
             .lock()
             .map(|mut t| t.drain(..).collect())
             .unwrap_or_default();
+        // One snapshot for the whole sequence, so a reload mid-stop cannot mix budgets.
+        let timeouts = inner.config.platform().runtime.clone();
         if tokio::time::timeout(
-            Duration::from_secs(10),
+            timeouts.source_stop_timeout,
             futures_util::future::join_all(source_tasks),
         )
         .await
         .is_err()
         {
-            tracing::warn!("a source did not stop within 10s");
+            tracing::warn!(timeout = ?timeouts.source_stop_timeout, "a source did not stop within runtime.source_stop_timeout");
         }
-        let grace = inner.config.platform().runtime.shutdown_timeout;
+        let grace = timeouts.shutdown_timeout;
         tracing::info!(grace = ?grace, in_flight = inner.supervisor.busy(), "runtime stopping: workers drain");
-        let report = inner.supervisor.stop(grace).await;
+        let report = inner.supervisor.stop(grace, timeouts.release_timeout).await;
         for q in inner.queue_list() {
             q.close().await;
         }
@@ -592,13 +604,13 @@ impl RuntimeManager {
             .map(|mut b| b.drain(..).collect())
             .unwrap_or_default();
         if tokio::time::timeout(
-            Duration::from_secs(5),
+            timeouts.control_stop_timeout,
             futures_util::future::join_all(background),
         )
         .await
         .is_err()
         {
-            tracing::warn!("a control endpoint did not stop within 5s");
+            tracing::warn!(timeout = ?timeouts.control_stop_timeout, "a control endpoint did not stop within runtime.control_stop_timeout");
         }
         if let Some(task) = inner.signal_task.lock().ok().and_then(|mut t| t.take()) {
             task.abort();

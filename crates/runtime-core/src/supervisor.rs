@@ -42,6 +42,26 @@ impl Default for PoolSettings {
     }
 }
 
+/// Who set a pool's concurrency, which decides whether a reload of `workers.concurrency`
+/// changes it: only a pool that took the configured value follows the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConcurrencyOrigin {
+    /// `workers.concurrency`: reloads apply.
+    Config,
+    /// The module registered its own number: reloads leave it.
+    Module,
+    /// An admin call resized the pool: reloads leave it until the next start.
+    Admin,
+}
+
+/// A pool's wanted number of workers and who set it, changed together.
+#[derive(Clone, Copy, Debug)]
+struct Concurrency {
+    workers: usize,
+    origin: ConcurrencyOrigin,
+}
+
 /// Errors of the supervisor.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -86,7 +106,7 @@ struct Pool {
     queue: Arc<dyn TaskQueue>,
     worker: Arc<TaskWorker>,
     settings: PoolSettings,
-    concurrency: Mutex<usize>,
+    concurrency: Mutex<Concurrency>,
     slots: Mutex<Vec<Slot>>,
     /// Parent of every slot's stop token: fired when the pool stops consuming.
     consuming: StopToken,
@@ -190,7 +210,7 @@ impl Pool {
         PoolStatus {
             name: self.name.clone(),
             queue: self.queue.name().to_owned(),
-            concurrency: self.concurrency.lock().map(|c| *c).unwrap_or(0),
+            concurrency: self.concurrency.lock().map(|c| c.workers).unwrap_or(0),
             busy: stats.busy.load(Ordering::Relaxed),
             processed: stats.processed.load(Ordering::Relaxed),
             failed: stats.failed.load(Ordering::Relaxed),
@@ -209,7 +229,7 @@ impl Pool {
         if self.consuming.is_stopped() {
             return;
         }
-        let want = self.concurrency.lock().map(|c| *c).unwrap_or(0);
+        let want = self.concurrency.lock().map(|c| c.workers).unwrap_or(0);
         let Ok(mut slots) = self.slots.lock() else {
             return;
         };
@@ -300,12 +320,13 @@ impl WorkerSupervisor {
         }
     }
 
-    /// Registers a pool (not started yet).
+    /// Registers a pool (not started yet); `origin` says who chose its concurrency.
     pub fn add_pool(
         &self,
         spec: PoolSpec,
         queue: Arc<dyn TaskQueue>,
         settings: PoolSettings,
+        origin: ConcurrencyOrigin,
     ) -> Result<(), SupervisorError> {
         let mut pools = self
             .pools
@@ -334,7 +355,10 @@ impl WorkerSupervisor {
             queue,
             worker: Arc::new(worker),
             settings,
-            concurrency: Mutex::new(spec.concurrency.max(1)),
+            concurrency: Mutex::new(Concurrency {
+                workers: spec.concurrency.max(1),
+                origin,
+            }),
             slots: Mutex::new(Vec::new()),
             consuming: StopToken::new(),
             slot_restarts: AtomicU64::new(0),
@@ -381,8 +405,9 @@ impl WorkerSupervisor {
         self.pools().iter().map(|p| p.status()).collect()
     }
 
-    /// Changes a pool's concurrency live. Shrinking lets the stopped workers finish
-    /// their current task.
+    /// Changes a pool's concurrency live (an admin call; later reloads of
+    /// `workers.concurrency` leave the pool alone). Shrinking lets the stopped workers
+    /// finish their current task.
     pub fn set_concurrency(
         &self,
         pool: &str,
@@ -399,17 +424,33 @@ impl WorkerSupervisor {
             .find(|p| p.name == pool)
             .ok_or_else(|| AdminError::NotFound(format!("worker pool {pool:?}")))?;
         if let Ok(mut c) = p.concurrency.lock() {
-            *c = concurrency;
+            *c = Concurrency {
+                workers: concurrency,
+                origin: ConcurrencyOrigin::Admin,
+            };
         }
         p.reconcile();
         tracing::info!(pool = %p.name, concurrency, "worker pool resized");
         Ok(p.status())
     }
 
-    /// Changes every pool's concurrency (a config reload of `workers.concurrency`).
-    pub fn set_all_concurrency(&self, concurrency: usize) {
+    /// A config reload of `workers.concurrency`: resizes the pools whose concurrency came
+    /// from the config; pools a module or an admin call sized keep theirs.
+    pub fn set_configured_concurrency(&self, concurrency: usize) {
         for p in self.pools() {
-            let _ = self.set_concurrency(&p.name, concurrency);
+            let follows = match p.concurrency.lock() {
+                Ok(mut c) if c.origin == ConcurrencyOrigin::Config => {
+                    c.workers = concurrency.max(1);
+                    true
+                }
+                _ => false,
+            };
+            if follows {
+                p.reconcile();
+                tracing::info!(pool = %p.name, concurrency, "worker pool resized by config reload");
+            } else {
+                tracing::info!(pool = %p.name, "worker pool keeps its own concurrency; workers.concurrency reload not applied");
+            }
         }
     }
 
@@ -432,8 +473,9 @@ impl WorkerSupervisor {
     }
 
     /// Stops consuming, lets in-flight tasks finish for up to `grace`, then cuts off the
-    /// rest (they are released without counting an attempt) and waits for every worker.
-    pub async fn stop(&self, grace: Duration) -> DrainReport {
+    /// rest (they are released without counting an attempt) and waits up to `release`
+    /// for every worker.
+    pub async fn stop(&self, grace: Duration, release: Duration) -> DrainReport {
         if let Some(m) = self.monitor.lock().ok().and_then(|mut m| m.take()) {
             m.abort();
         }
@@ -462,7 +504,9 @@ impl WorkerSupervisor {
             );
             self.hard_stop.stop();
             // Cut-off workers release their task and return promptly.
-            let _ = tokio::time::timeout(Duration::from_secs(10), &mut all).await;
+            if tokio::time::timeout(release, &mut all).await.is_err() {
+                tracing::warn!(timeout = ?release, "a cut-off worker did not release its task within runtime.release_timeout");
+            }
         }
         DrainReport { drained, cut_off }
     }

@@ -84,6 +84,14 @@ impl PlatformConfig {
         }
     }
 
+    /// How often a running task's lease is renewed: `workers.lease_renewal`, or a third
+    /// of `queue.visibility_timeout` so two renewals may fail before the lease runs out.
+    pub fn lease_renewal(&self) -> Duration {
+        self.workers
+            .lease_renewal
+            .unwrap_or(self.queue.visibility_timeout / 3)
+    }
+
     /// Checks values serde cannot (ranges, combinations).
     pub fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
@@ -101,6 +109,30 @@ impl PlatformConfig {
                 "runtime.shutdown_timeout",
                 dur(self.runtime.shutdown_timeout),
                 "expected a duration above zero, like \"30s\"",
+            );
+        }
+        for (key, d) in [
+            (
+                "runtime.source_stop_timeout",
+                self.runtime.source_stop_timeout,
+            ),
+            ("runtime.release_timeout", self.runtime.release_timeout),
+            (
+                "runtime.control_stop_timeout",
+                self.runtime.control_stop_timeout,
+            ),
+        ] {
+            if d.is_zero() {
+                bad(key, dur(d), "expected a duration above zero, like \"5s\"");
+            }
+        }
+        if let Some(d) = self.workers.lease_renewal
+            && (d.is_zero() || d >= self.queue.visibility_timeout)
+        {
+            bad(
+                "workers.lease_renewal",
+                dur(d),
+                "expected a duration above zero and below queue.visibility_timeout, like \"20s\"",
             );
         }
         if self.queue.capacity == 0 {
@@ -223,12 +255,25 @@ pub struct RuntimeConfig {
     /// How long workers may finish in-flight tasks at shutdown.
     #[serde(with = "runtime_contracts::duration")]
     pub shutdown_timeout: Duration,
+    /// How long sources may take to stop producing at shutdown.
+    #[serde(with = "runtime_contracts::duration")]
+    pub source_stop_timeout: Duration,
+    /// After `shutdown_timeout`, how long cut-off workers may take to hand their tasks
+    /// back to the queue.
+    #[serde(with = "runtime_contracts::duration")]
+    pub release_timeout: Duration,
+    /// How long control endpoints may take to stop, last in the stop sequence.
+    #[serde(with = "runtime_contracts::duration")]
+    pub control_stop_timeout: Duration,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             shutdown_timeout: Duration::from_secs(30),
+            source_stop_timeout: Duration::from_secs(10),
+            release_timeout: Duration::from_secs(10),
+            control_stop_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -290,6 +335,10 @@ pub struct WorkersConfig {
     /// Longest retry delay.
     #[serde(with = "runtime_contracts::duration")]
     pub retry_max: Duration,
+    /// Renew a running task's delivery lease this often. Unset: a third of
+    /// `queue.visibility_timeout` ([`PlatformConfig::lease_renewal`]).
+    #[serde(default, with = "runtime_contracts::duration::option")]
+    pub lease_renewal: Option<Duration>,
 }
 
 impl Default for WorkersConfig {
@@ -299,6 +348,7 @@ impl Default for WorkersConfig {
             task_timeout: Duration::from_secs(30),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            lease_renewal: None,
         }
     }
 }

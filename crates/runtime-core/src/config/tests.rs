@@ -916,3 +916,61 @@ async fn control_connection_keys_are_read_and_range_checked() {
         assert!(text.contains(key), "{key} in:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn stop_timeouts_and_lease_renewal_are_read_and_range_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "s.toml",
+        "[runtime]\nsource_stop_timeout = \"3s\"\nrelease_timeout = \"4s\"\ncontrol_stop_timeout = \"1s\"\n[workers]\nlease_renewal = \"7s\"\n",
+    );
+    let m = cli::load_config(&spec("PLBA_TSTOP"), &args(&[&f]))
+        .await
+        .unwrap();
+    let p = m.platform();
+    assert_eq!(p.runtime.source_stop_timeout, Duration::from_secs(3));
+    assert_eq!(p.runtime.release_timeout, Duration::from_secs(4));
+    assert_eq!(p.runtime.control_stop_timeout, Duration::from_secs(1));
+    assert_eq!(p.lease_renewal(), Duration::from_secs(7));
+    // Unset: the documented defaults; the lease is renewed at a third of its timeout.
+    let d = PlatformConfig::default();
+    assert_eq!(
+        (
+            d.runtime.source_stop_timeout,
+            d.runtime.release_timeout,
+            d.runtime.control_stop_timeout
+        ),
+        (
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+            Duration::from_secs(5)
+        )
+    );
+    assert_eq!(d.lease_renewal(), Duration::from_secs(20));
+
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[runtime]\nsource_stop_timeout = \"0s\"\nrelease_timeout = \"0s\"\ncontrol_stop_timeout = \"0s\"\n[queue]\nvisibility_timeout = \"10s\"\n[workers]\nlease_renewal = \"10s\"\n",
+    );
+    let (code, text) = errors_of(&spec("PLBA_TSTOPBAD"), &args(&[&bad])).await;
+    assert_eq!(code, cli::EXIT_CONFIG, "{text}");
+    for key in [
+        "runtime.source_stop_timeout",
+        "runtime.release_timeout",
+        "runtime.control_stop_timeout",
+        "workers.lease_renewal",
+    ] {
+        assert!(text.contains(key), "{key} in:\n{text}");
+    }
+    assert!(text.contains("below queue.visibility_timeout"), "{text}");
+    let not_a_duration = write(
+        dir.path(),
+        "nad.toml",
+        "[runtime]\ncontrol_stop_timeout = \"soon\"\n",
+    );
+    let (code, text) = errors_of(&spec("PLBA_TSTOPNAD"), &args(&[&not_a_duration])).await;
+    assert_eq!(code, cli::EXIT_CONFIG, "{text}");
+    assert!(text.contains("runtime.control_stop_timeout"), "{text}");
+}

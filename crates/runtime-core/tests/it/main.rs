@@ -4,6 +4,7 @@
 
 mod lifecycle;
 mod outcomes;
+mod settings;
 mod signals;
 mod status_stats;
 mod tracing_ctx;
