@@ -76,6 +76,20 @@ pub const DEFAULT_LEADER_LEASE: Duration = Duration::from_secs(15);
 /// renewal must answer within two thirds, which a slow Redis can miss below a second.
 pub const MIN_LEADER_LEASE: Duration = Duration::from_secs(1);
 
+/// The IMAP keyword on messages whose task was dead-lettered (`mail.failed_keyword`); the
+/// adapter has no default for this word of ours.
+pub const DEFAULT_FAILED_KEYWORD: &str = "$OrderBotFailed";
+
+/// `[mail]` read as [`ImapConfig`], with the application's default keyword when the key
+/// is not set (an explicit value, even an empty one, is kept and validated).
+fn imap_section(snapshot: &ConfigSnapshot) -> Result<ImapConfig, ConfigError> {
+    let mut imap: ImapConfig = section(snapshot, "mail")?;
+    if snapshot.get("mail.failed_keyword").is_none() {
+        imap.failed_keyword = DEFAULT_FAILED_KEYWORD.to_owned();
+    }
+    Ok(imap)
+}
+
 /// The keys of `[mail]` that are the application's own (the rest are [`ImapConfig`]'s).
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -117,7 +131,7 @@ impl MailConfig {
     /// Reads `[mail]` (types only; [`validate_mail`] checks the values).
     pub fn from_snapshot(snapshot: &ConfigSnapshot) -> Result<MailConfig, ConfigError> {
         let own: MailOwnKeys = section(snapshot, "mail")?;
-        let imap: ImapConfig = section(snapshot, "mail")?;
+        let imap = imap_section(snapshot)?;
         Ok(MailConfig {
             source: own.source,
             maildir: own.maildir,
@@ -220,7 +234,7 @@ impl OrdersConfig {
 pub fn validate_mail(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
     let own = collect(section::<MailOwnKeys>(snapshot, "mail"), &mut issues);
-    let imap = collect(section::<ImapConfig>(snapshot, "mail"), &mut issues);
+    let imap = collect(imap_section(snapshot), &mut issues);
 
     if let Some(serde_json::Value::Object(map)) = snapshot.get("mail") {
         let known: Vec<&str> = MAIL_OWN_KEYS
@@ -585,5 +599,32 @@ mod tests {
         );
         let keys: Vec<_> = validate_orders(&snap).into_iter().map(|i| i.key).collect();
         assert_eq!(keys, vec!["orders.catalog_file"]);
+    }
+
+    #[test]
+    fn the_failure_keyword_and_size_limit_are_the_apps_defaults() {
+        // The IMAP adapter has no default keyword: it comes from these defaults.
+        let snap = ConfigSnapshot::from_layers(
+            1,
+            &[ConfigLayer::from_tree(
+                "d",
+                &serde_json::to_value(toml::from_str::<toml::Value>(DEFAULTS_TOML).unwrap())
+                    .unwrap(),
+                &ConfigOrigin::Default,
+            )],
+        );
+        let mail = MailConfig::from_snapshot(&snap).unwrap();
+        assert_eq!(mail.imap.failed_keyword, "$OrderBotFailed");
+        let explicit = snapshot(json!({"mail": {"failed_keyword": "$Gone"}}));
+        let imap = MailConfig::from_snapshot(&explicit).unwrap().imap;
+        assert_eq!(imap.failed_keyword, "$Gone");
+        assert_eq!(
+            mail.max_message_bytes(),
+            crate::domain::DEFAULT_MAX_MESSAGE_BYTES
+        );
+        assert_eq!(
+            mail.maildir_config().max_message_bytes,
+            mail.max_message_bytes()
+        );
     }
 }

@@ -21,9 +21,9 @@ use tracing::{debug, info, warn};
 use crate::domain::{Catalog, OVERSIZE_HEADER, Order, process_message_until};
 use crate::store::{OrderStore, SaveResult};
 
-/// The outcome tag of a rejected order; the mailbox source files such messages in its
-/// rejected folder.
-pub const REJECTED_TAG: &str = "rejected";
+/// The outcome tag of a rejected order (the contracts' shared tag); the mailbox source
+/// files such messages in its rejected folder.
+pub use runtime_contracts::REJECTED_TAG;
 
 /// Turns order-email tasks into stored orders.
 pub struct OrderHandler {

@@ -4,7 +4,7 @@
 //! publishes each message as a task; a worker runs [`handler::OrderHandler`], which parses
 //! the message off the async threads ([`domain`]), decides the outcome, and saves it
 //! idempotently ([`store`]); then the source's acknowledger marks the message `\Seen`
-//! (or flags it `$OrderBotFailed` once its task is dead-lettered).
+//! (or flags it [`config::DEFAULT_FAILED_KEYWORD`] once its task is dead-lettered).
 //!
 //! * [`domain`]: pure and synchronous. Raw RFC 5322 bytes in, an [`domain::Order`] out
 //!   (accepted with priced lines, or rejected with the spec's reason). No I/O.

@@ -27,8 +27,9 @@ use crate::config::ImapConfig;
 use crate::conn::{Caps, Connector, ImapError, Session, within};
 use crate::key::{MessageKey, quote, uid_set};
 
-/// The outcome tag that files a successful message in `rejected_folder`.
-pub const TAG_REJECTED: &str = "rejected";
+/// The outcome tag that files a successful message in `rejected_folder` (the contracts'
+/// shared tag).
+pub use runtime_contracts::REJECTED_TAG as TAG_REJECTED;
 
 /// The flag a successful outcome sets.
 const SEEN: &str = "\\Seen";
@@ -110,7 +111,7 @@ impl Request {
 ///   comes first and the copy is flagged `\Seen` in the folder (by its `COPYUID`), so the
 ///   source is never seen-but-unfiled; a copy a crash left unseen is flagged when the
 ///   task comes back (found by Message-ID);
-/// * dead-lettered: the failure keyword (`$OrderBotFailed` by default), then MOVE to
+/// * dead-lettered: the failure keyword (`failed_keyword`, which the application sets), then MOVE to
 ///   `failed_folder` if set.
 ///
 /// Folders are created when missing; without the MOVE extension it copies, flags

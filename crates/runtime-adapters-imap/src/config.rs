@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runtime_contracts::{ConfigError, ConfigIssue, Secret};
+use runtime_contracts::{ConfigError, ConfigIssue, REDACTED, Secret, read_secret_file};
 use serde::{Deserialize, Serialize};
 
 /// How the connection is secured.
@@ -52,6 +52,8 @@ pub struct ImapConfig {
     /// Larger messages are not downloaded: their task carries only the header.
     pub max_message_bytes: u64,
     /// Keyword set on dead-lettered messages; such messages are never produced again.
+    /// Required: the word is the application's (its config supplies it), not an adapter
+    /// default.
     pub failed_keyword: String,
     /// Extra trusted CA certificates (PEM), beside the built-in web roots.
     pub ca_file: Option<PathBuf>,
@@ -101,8 +103,8 @@ impl Default for ImapConfig {
             processed_folder: String::new(),
             rejected_folder: String::new(),
             failed_folder: String::new(),
-            max_message_bytes: 26_214_400,
-            failed_keyword: "$OrderBotFailed".to_owned(),
+            max_message_bytes: runtime_contracts::DEFAULT_MAX_MESSAGE_BYTES,
+            failed_keyword: String::new(),
             ca_file: None,
             fetch_batch: 100,
             rescan_interval: Duration::from_secs(300),
@@ -173,7 +175,7 @@ impl ImapConfig {
         match (&self.password, &self.password_file) {
             (Some(_), Some(_)) => bad(
                 "password",
-                Some("***".into()),
+                Some(REDACTED.into()),
                 "set either password or password_file, not both",
             ),
             (None, None) => bad("password", None, "password or password_file is required"),
@@ -200,7 +202,7 @@ impl ImapConfig {
             bad(
                 "failed_keyword",
                 Some(self.failed_keyword.clone()),
-                "an IMAP keyword (an atom such as $OrderBotFailed) is required",
+                "an IMAP keyword (an atom such as $Failed) is required",
             );
         }
         if self.poll_interval.is_zero() {
@@ -257,33 +259,15 @@ impl ImapConfig {
                 "password or password_file is required",
             ));
         };
-        let text = read_bounded(path).map_err(|e| {
+        read_secret_file(path).map_err(|e| {
             ConfigError::Invalid(vec![ConfigIssue {
                 key: "password_file".into(),
                 origin: None,
                 value: Some(path.display().to_string()),
                 message: format!("cannot read: {e}"),
             }])
-        })?;
-        Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
+        })
     }
-}
-
-/// A secret file's text: a regular file of at most `MAX_SECRET_FILE_BYTES` (a path to
-/// `/dev/zero` must not read for ever).
-fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let max = runtime_contracts::MAX_SECRET_FILE_BYTES;
-    let mut text = String::new();
-    file.take(max + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > max {
-        return Err(std::io::Error::other(format!("larger than {max} bytes")));
-    }
-    Ok(text)
 }
 
 /// An IMAP atom: no spaces, parentheses, braces, quotes, wildcards or backslashes.
@@ -304,7 +288,7 @@ mod tests {
     #[test]
     fn defaults_and_validation() {
         let cfg: ImapConfig = serde_json::from_value(serde_json::json!({
-            "host": "imap.example.com", "username": "u", "password": "p",
+            "host": "imap.example.com", "username": "u", "password": "p", "failed_keyword": "$F",
             "poll_interval": "5s", "source": "imap-poll", "maildir": "./x"
         }))
         .unwrap_or_default();
@@ -324,6 +308,21 @@ mod tests {
         let keys: Vec<_> = issues.iter().map(|i| i.key.as_str()).collect();
         assert!(keys.contains(&"host") && keys.contains(&"password"));
         assert!(keys.contains(&"failed_keyword"));
+    }
+
+    #[test]
+    fn the_failure_keyword_is_the_applications_not_a_default() {
+        let cfg = ImapConfig {
+            host: "h".into(),
+            username: "u".into(),
+            password: Some(Secret::new("p")),
+            ..ImapConfig::default()
+        };
+        let Err(ConfigError::Invalid(issues)) = cfg.validate() else {
+            panic!("expected issues");
+        };
+        let keys: Vec<_> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["failed_keyword"]);
     }
 
     #[test]

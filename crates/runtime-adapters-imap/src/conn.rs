@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_imap::imap_proto::{Response, Status};
-use runtime_contracts::{ConfigError, Secret};
+use runtime_contracts::{Backoff, ConfigError, Secret};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -341,20 +341,18 @@ fn tls_connector(config: &ImapConfig) -> Result<TlsConnector, ConfigError> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// Exponential backoff with jitter: `min * 2^n`, capped at `max`, then scaled by a random
-/// factor in [0.5, 1.0) so reconnecting clients spread out.
+/// Consecutive reconnect failures, each delay the contracts' [`Backoff`] for its count
+/// (doubling from `min` up to `max`, with jitter, so reconnecting clients spread out).
 #[derive(Debug)]
-pub(crate) struct Backoff {
-    min: Duration,
-    max: Duration,
+pub(crate) struct Reconnects {
+    backoff: Backoff,
     failures: u32,
 }
 
-impl Backoff {
+impl Reconnects {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            min,
-            max,
+        Reconnects {
+            backoff: Backoff::new(min, max),
             failures: 0,
         }
     }
@@ -364,9 +362,9 @@ impl Backoff {
     }
 
     pub fn next_delay(&mut self) -> Duration {
-        let exp = self.min.saturating_mul(1u32 << self.failures.min(20));
+        let delay = self.backoff.delay(self.failures);
         self.failures = self.failures.saturating_add(1);
-        exp.min(self.max).mul_f64(0.5 + fastrand::f64() * 0.5)
+        delay
     }
 }
 
@@ -376,7 +374,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut b = Reconnects::new(Duration::from_millis(100), Duration::from_secs(1));
         let first = b.next_delay();
         assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(100));
         for _ in 0..10 {

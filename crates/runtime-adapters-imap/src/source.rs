@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::ack::ImapAcknowledger;
 use crate::config::ImapConfig;
-use crate::conn::{Backoff, Caps, Connector, ImapError, Session, within};
+use crate::conn::{Caps, Connector, ImapError, Reconnects, Session, within};
 use crate::key::{MessageKey, message_id, uid_set};
 
 /// Route of every task this source publishes.
@@ -30,8 +30,8 @@ pub const HEADER_MAILBOX: &str = "x-imap-mailbox";
 /// Task header: the message's size in bytes (RFC822.SIZE).
 pub const HEADER_SIZE: &str = "x-source-size";
 /// Task header, set only when the message was larger than `max_message_bytes`: its size.
-/// The payload is then the message header alone.
-pub const HEADER_OVERSIZE: &str = "x-source-oversize";
+/// The payload is then the message header alone. The contracts' shared name.
+pub use runtime_contracts::OVERSIZE_HEADER as HEADER_OVERSIZE;
 
 /// Most bytes of message bodies fetched by one command.
 const FETCH_BYTES: u64 = 16 * 1024 * 1024;
@@ -226,7 +226,7 @@ impl ImapSource {
         stop: &dyn StopSignal,
     ) -> Result<(), SourceError> {
         let cfg = self.cfg();
-        let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
+        let mut backoff = Reconnects::new(cfg.reconnect_min, cfg.reconnect_max);
         while !stop.is_stopped() {
             let result = tokio::select! {
                 r = self.connection(sink, stop, &mut backoff) => r,
@@ -267,7 +267,7 @@ impl ImapSource {
         &self,
         sink: &dyn TaskSink,
         stop: &dyn StopSignal,
-        backoff: &mut Backoff,
+        backoff: &mut Reconnects,
     ) -> Result<Exit, CycleError> {
         let cfg = self.cfg();
         let (mut session, caps) = self.inner.connector.connect().await?;

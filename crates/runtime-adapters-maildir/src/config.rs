@@ -45,7 +45,7 @@ impl Default for MaildirConfig {
             poll_interval: Duration::from_secs(30),
             watch: true,
             republish_after: Duration::from_secs(300),
-            max_message_bytes: 25 * 1024 * 1024,
+            max_message_bytes: runtime_contracts::DEFAULT_MAX_MESSAGE_BYTES,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             processed_folder: String::new(),
             rejected_folder: String::new(),

@@ -69,8 +69,6 @@ pub use source::MaildirSource;
 pub const ROUTE: &str = "maildir";
 
 /// Task header set on an oversized message: its size in bytes (the payload is then the
-/// message header only).
-pub const OVERSIZE_HEADER: &str = "x-source-oversize";
-
-/// The outcome tag that files a message in `rejected_folder`.
-pub const REJECTED_TAG: &str = "rejected";
+/// message header only); and the outcome tag that files a message in `rejected_folder`.
+/// Both are the contracts', shared by every source and handler.
+pub use runtime_contracts::{OVERSIZE_HEADER, REJECTED_TAG};

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use runtime_contracts::{QueueError, Secret};
+use runtime_contracts::{QueueError, REDACTED, Secret};
 
 /// How to reach Redis and how the queue behaves.
 ///
@@ -131,11 +131,13 @@ impl RedisQueueConfig {
 /// `scheme://user:password@host/..` -> `scheme://***@host/..`.
 pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return "***".to_owned();
+        return REDACTED.to_owned();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => runtime_contracts::redact_url(&format!("{scheme}://***@{}", &rest[at + 1..])),
+        Some(at) => {
+            runtime_contracts::redact_url(&format!("{scheme}://{REDACTED}@{}", &rest[at + 1..]))
+        }
         None => runtime_contracts::redact_url(url),
     }
 }

@@ -329,7 +329,7 @@ fn redact_keywords(text: &str) -> String {
                 .find(|c: char| c.is_whitespace() || matches!(c, ';' | ',' | '"' | '\''))
                 .unwrap_or(value.len()),
         };
-        out.push_str("***");
+        out.push_str(REDACTED);
         rest = &value[end..];
     }
     out.push_str(rest);
@@ -450,7 +450,7 @@ impl ConfigSnapshot {
                     }
                 }
                 serde_json::Value::Null => {}
-                other if is_secret_key(key) => *other = serde_json::Value::from("***"),
+                other if is_secret_key(key) => *other = serde_json::Value::from(REDACTED),
                 _ => {}
             }
         }
@@ -519,6 +519,31 @@ pub struct Secret(String);
 /// The largest secret file any component reads (64 KiB).
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
+/// What a secret shows as wherever it is printed, logged or serialized.
+pub const REDACTED: &str = "***";
+
+/// Reads a secret file (`password_file`, `token_file`), trimming the trailing newline
+/// editors and `echo` add: only a regular file of at most [`MAX_SECRET_FILE_BYTES`].
+///
+/// Blocking `std::fs` on purpose: the one reader every component shares, and contracts
+/// bring no async runtime (call it from `spawn_blocking` in async code).
+pub fn read_secret_file(path: &std::path::Path) -> std::io::Result<Secret> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_SECRET_FILE_BYTES} bytes"
+        )));
+    }
+    Ok(Secret::new(text.trim_end_matches(['\n', '\r'])))
+}
+
 impl Secret {
     /// Wraps a secret.
     pub fn new(s: impl Into<String>) -> Self {
@@ -536,19 +561,19 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
+        f.write_str(REDACTED)
     }
 }
 
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
+        f.write_str(REDACTED)
     }
 }
 
 impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
+        s.serialize_str(REDACTED)
     }
 }
 

@@ -37,6 +37,7 @@
 //! public fields. Traits are object safe (`Arc<dyn …>`), because components are chosen by
 //! configuration at run time.
 
+mod backoff;
 mod config;
 mod control;
 pub mod duration;
@@ -52,10 +53,11 @@ mod task;
 mod trace;
 mod worker;
 
+pub use backoff::Backoff;
 pub use config::{
     ConfigChange, ConfigEntry, ConfigError, ConfigIssue, ConfigLayer, ConfigOrigin, ConfigProvider,
-    ConfigSnapshot, ConfigSubscriber, MAX_SECRET_FILE_BYTES, Secret, is_secret_key, parse_value,
-    redact_url, toml_to_json,
+    ConfigSnapshot, ConfigSubscriber, MAX_SECRET_FILE_BYTES, REDACTED, Secret, is_secret_key,
+    parse_value, read_secret_file, redact_url, toml_to_json,
 };
 pub use control::{
     AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, ModuleStatus, PurgedDeadLetters,
@@ -69,7 +71,8 @@ pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, Serv
 pub use queue::{DeadLetter, NackOutcome, PublishOutcome, QueueError, QueueStats, TaskQueue};
 pub use signal::StopSignal;
 pub use source::{
-    FinalOutcome, SourceAcknowledger, SourceState, SourceStatus, TaskSink, TaskSource,
+    DEFAULT_MAX_MESSAGE_BYTES, FinalOutcome, OVERSIZE_HEADER, REJECTED_TAG, SourceAcknowledger,
+    SourceState, SourceStatus, TaskSink, TaskSource,
 };
 pub use task::{Delivery, Lease, ParseTaskIdError, Task, TaskId, TaskOrigin, now_millis};
 pub use trace::{

@@ -12,6 +12,19 @@ use crate::queue::{PublishOutcome, QueueError};
 use crate::signal::StopSignal;
 use crate::task::Task;
 
+/// Task header a source sets, instead of the payload, on an item larger than its
+/// `max_message_bytes`: the item's size in bytes. The handler rejects such a task from the
+/// header alone.
+pub const OVERSIZE_HEADER: &str = "x-source-oversize";
+
+/// The default `max_message_bytes` of the sources and their handlers (25 MiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
+
+/// The outcome tag ([`TaskContext::tag_outcome`](crate::TaskContext::tag_outcome)) of a
+/// task that succeeded by being refused; acknowledgers move its item to their
+/// `rejected_folder`.
+pub const REJECTED_TAG: &str = "rejected";
+
 /// Where a source publishes. The runtime's sink adds the trace context (a producer span
 /// per task), counts what was produced and applies the queue's backpressure: `publish`
 /// waits while a bounded queue is full.

@@ -73,23 +73,34 @@ impl Catalog {
     }
 
     /// Parses CSV text `sku,name,price_cents` with a header row; `origin` names the file
-    /// in errors. Names may be quoted; blank lines and `#` comments are skipped.
+    /// in errors. Names may be quoted (RFC 4180, the `csv` crate's); blank lines and `#`
+    /// comments are skipped.
     pub fn from_csv_str(text: &str, origin: &str) -> Result<Catalog, CatalogError> {
         let mut catalog = Catalog::default();
         let mut columns: Option<(usize, Option<usize>, usize)> = None;
-        for (n, line) in text.trim_start_matches('\u{feff}').lines().enumerate() {
-            let at = || format!("{origin}:{}", n + 1);
-            let trimmed = line.trim();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .comment(Some(b'#'))
+            .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+        let mut cells = csv::StringRecord::new();
+        loop {
+            let row = reader.read_record(&mut cells);
+            let line = |p: Option<&csv::Position>| p.map_or(0, csv::Position::line);
+            let read = row.map_err(|e| CatalogError::Invalid {
+                origin: format!("{origin}:{}", line(e.position())),
+                message: format!("not CSV: {e}"),
+            })?;
+            if !read {
+                break;
+            }
+            let at = || format!("{origin}:{}", line(cells.position()));
+            if cells.iter().all(str::is_empty) {
                 continue;
             }
-            let cells = split_csv_line(trimmed);
             let Some((sku_col, name_col, price_col)) = columns else {
-                let find = |name: &str| {
-                    cells
-                        .iter()
-                        .position(|c| c.trim().eq_ignore_ascii_case(name))
-                };
+                let find = |name: &str| cells.iter().position(|c| c.eq_ignore_ascii_case(name));
                 match (find("sku"), find("name"), find("price_cents")) {
                     (Some(s), name, Some(p)) => columns = Some((s, name, p)),
                     _ => {
@@ -102,7 +113,7 @@ impl Catalog {
                 }
                 continue;
             };
-            let cell = |i: usize| cells.get(i).map_or("", |c| c.trim());
+            let cell = |i: usize| cells.get(i).unwrap_or("");
             let price = cell(price_col);
             let price_cents = price.parse::<i64>().map_err(|_| CatalogError::Invalid {
                 origin: at(),
@@ -184,31 +195,6 @@ impl Catalog {
     }
 }
 
-/// Splits one CSV line; quoted cells may hold commas and `""`.
-fn split_csv_line(line: &str) -> Vec<String> {
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut in_quotes = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (in_quotes, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                cell.push('"');
-                chars.next();
-            }
-            (true, '"') => in_quotes = false,
-            (false, '"') if cell.trim().is_empty() => {
-                cell.clear();
-                in_quotes = true;
-            }
-            (false, ',') => cells.push(std::mem::take(&mut cell)),
-            (_, c) => cell.push(c),
-        }
-    }
-    cells.push(cell);
-    cells
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +229,25 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some("c.csv:3: sku A-1 appears twice"));
+    }
+
+    #[test]
+    fn quoted_names_may_span_lines_and_errors_keep_the_file_line() {
+        // The hand-written line splitter cut a quoted newline into two broken rows.
+        let text = "sku,name,price_cents\nA-1,\"two\nlines\",5\nB-2,b,6\nC-3,c,x\n";
+        let err = Catalog::from_csv_str(text, "m.csv")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("m.csv:5: price_cents \"x\" is not a whole number of cents")
+        );
+        let catalog = Catalog::from_csv_str(&text.replace(",x", ",7"), "m.csv").unwrap_or_default();
+        assert_eq!(catalog.len(), 3);
+        assert_eq!(
+            catalog.get("A-1").map(|i| i.name.as_str()),
+            Some("two\nlines")
+        );
     }
 
     #[test]

@@ -29,11 +29,9 @@ pub use mime::{MailContent, ParsedMessage, parse_message};
 pub use order::{Order, OrderLine, OrderStatus, RejectReason, evaluate};
 
 /// The task header an upstream source sets when it did not fetch a message because it is
-/// larger than its limit; the payload then holds only the message header.
-pub const OVERSIZE_HEADER: &str = "x-source-oversize";
-
-/// The default `max_message_bytes` (25 MiB).
-pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
+/// larger than its limit (the payload then holds only the message header), and the default
+/// of that limit (25 MiB): both the contracts', shared with the sources.
+pub use runtime_contracts::{DEFAULT_MAX_MESSAGE_BYTES, OVERSIZE_HEADER};
 
 /// Largest quantity an order line may have.
 pub const MAX_QUANTITY: u64 = 10_000;

@@ -192,6 +192,8 @@ pub fn config(server: &DovecotServer) -> ImapConfig {
         reconnect_max: Duration::from_secs(1),
         command_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
+        // The keyword is the application's; these tests use mail-order-bot's.
+        failed_keyword: "$OrderBotFailed".to_owned(),
         ..ImapConfig::default()
     }
 }

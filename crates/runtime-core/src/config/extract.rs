@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 use figment::Figment;
 use figment::error::{Actual, Kind};
 use figment::providers::Serialized;
-use runtime_contracts::{ConfigError, ConfigIssue, ConfigOrigin, ConfigSnapshot, is_secret_key};
+use runtime_contracts::{
+    ConfigError, ConfigIssue, ConfigOrigin, ConfigSnapshot, REDACTED, is_secret_key,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -129,9 +131,9 @@ pub(crate) fn complete(snapshot: &ConfigSnapshot, issues: &mut [ConfigIssue]) {
         }
         match &i.value {
             None => i.value = snapshot.get(&i.key).and_then(|v| render_value(&i.key, v)),
-            Some(text) if is_secret_key(&i.key) && text != "***" => {
-                i.message = i.message.replace(text.as_str(), "***");
-                i.value = Some("***".to_owned());
+            Some(text) if is_secret_key(&i.key) && text != REDACTED => {
+                i.message = i.message.replace(text.as_str(), REDACTED);
+                i.value = Some(REDACTED.to_owned());
             }
             Some(text) => i.value = Some(redact_url(text)),
         }
@@ -139,7 +141,7 @@ pub(crate) fn complete(snapshot: &ConfigSnapshot, issues: &mut [ConfigIssue]) {
             && let Some(Value::String(raw)) = snapshot.get(&i.key)
             && !raw.is_empty()
         {
-            i.message = i.message.replace(raw.as_str(), "***");
+            i.message = i.message.replace(raw.as_str(), REDACTED);
         }
     }
 }
@@ -172,7 +174,7 @@ pub fn render_value(key: &str, v: &Value) -> Option<String> {
     match v {
         Value::Object(_) => None,
         Value::Null => None,
-        _ if is_secret_key(key) => Some("***".to_owned()),
+        _ if is_secret_key(key) => Some(REDACTED.to_owned()),
         Value::String(s) => Some(format!("{:?}", redact_url(s))),
         other => Some(redact_url(&other.to_string())),
     }
@@ -196,7 +198,7 @@ pub fn redacted_tree(snapshot: &ConfigSnapshot) -> Value {
             }
             Value::Array(items) => {
                 if is_secret_key(key) {
-                    *v = Value::from("***");
+                    *v = Value::from(REDACTED);
                 } else {
                     for item in items {
                         walk(key, item);
@@ -205,7 +207,7 @@ pub fn redacted_tree(snapshot: &ConfigSnapshot) -> Value {
             }
             Value::Null => {}
             Value::String(s) if !is_secret_key(key) => *s = redact_url(s),
-            other if is_secret_key(key) => *other = Value::from("***"),
+            other if is_secret_key(key) => *other = Value::from(REDACTED),
             _ => {}
         }
     }

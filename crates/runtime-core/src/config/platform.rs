@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, Secret};
+use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, REDACTED, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -205,7 +205,7 @@ impl PlatformConfig {
         {
             bad(
                 "control.token",
-                "***".into(),
+                REDACTED.into(),
                 "expected a non-empty token; remove the key to turn the admin routes off",
             );
         }

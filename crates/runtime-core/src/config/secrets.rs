@@ -6,33 +6,14 @@
 //! layer keeps precedence intact: `MOB_MAIL__PASSWORD` in the environment still beats
 //! `password_file` in a file. Apps declare only `password: Secret` in their sections.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use runtime_contracts::{ConfigIssue, ConfigLayer, ConfigOrigin, Secret, is_secret_key};
+use runtime_contracts::{ConfigIssue, ConfigLayer, ConfigOrigin, is_secret_key};
 use serde_json::Value;
 
-/// The largest secret file read (64 KiB).
-pub const MAX_SECRET_FILE: u64 = runtime_contracts::MAX_SECRET_FILE_BYTES;
-
-/// Reads a secret from a file, trimming the trailing newline editors and `echo` add.
-///
-/// Only regular files up to [`MAX_SECRET_FILE`] bytes: `/dev/zero` or a FIFO would never
-/// end, and a huge file is a mistake, not a password.
-pub fn read_secret_file(path: &Path) -> std::io::Result<Secret> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut text = String::new();
-    file.take(MAX_SECRET_FILE + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_SECRET_FILE {
-        return Err(std::io::Error::other(format!(
-            "larger than {MAX_SECRET_FILE} bytes"
-        )));
-    }
-    Ok(Secret::new(text.trim_end_matches(['\n', '\r'])))
-}
+/// The reader is the contracts' one, shared with the adapters that read their own
+/// secret files (a regular file of at most `MAX_SECRET_FILE_BYTES`).
+pub use runtime_contracts::read_secret_file;
 
 /// Replaces `X_file` keys of secrets by `X` with the file's content. Returns the files
 /// read (to watch them) and the problems found.
@@ -101,6 +82,10 @@ pub(crate) async fn expand_secret_files(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use std::path::Path;
+
+    use runtime_contracts::MAX_SECRET_FILE_BYTES as MAX_SECRET_FILE;
+
     use super::*;
 
     #[test]
