@@ -37,6 +37,7 @@ pub enum ComposeError {
 }
 
 impl ComposeError {
+    #[cfg(any(feature = "redis", feature = "otel", feature = "http"))]
     fn setup(message: impl Into<String>) -> ComposeError {
         ComposeError::Setup {
             message: message.into(),
