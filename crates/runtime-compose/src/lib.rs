@@ -18,6 +18,10 @@
 
 use std::sync::Arc;
 
+// A runtime always needs a queue.
+#[cfg(not(any(feature = "memory", feature = "redis")))]
+compile_error!("runtime-compose needs at least one queue feature: `memory` or `redis`");
+
 use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, TaskQueue, TraceFactory};
 use runtime_core::config::{PlatformConfig, QueueBackend, TraceExporter, Validator};
 
