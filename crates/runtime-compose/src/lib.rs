@@ -357,5 +357,12 @@ impl Plan {
     }
 }
 
-#[cfg(test)]
+// The unit tests use every adapter; the per-feature builds are exercised by the apps.
+#[cfg(all(
+    test,
+    feature = "memory",
+    feature = "redis",
+    feature = "otel",
+    feature = "http"
+))]
 mod tests;
