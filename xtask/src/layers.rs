@@ -47,6 +47,8 @@ pub enum Layer {
     Contracts,
     Core,
     Adapter,
+    /// `runtime-compose`: maps configuration to adapters; used by apps.
+    Compose,
     App,
     Testkit,
     /// `runtime-bench` and `xtask`: may use anything, nothing may use them.
@@ -67,6 +69,7 @@ impl Layer {
             ["crates", "runtime-contracts"] => Some(Layer::Contracts),
             ["crates", "runtime-core"] => Some(Layer::Core),
             ["crates", "runtime-testkit"] => Some(Layer::Testkit),
+            ["crates", "runtime-compose"] => Some(Layer::Compose),
             ["crates", "runtime-bench"] | ["xtask"] => Some(Layer::Tool),
             ["crates", name] if name.starts_with("runtime-adapters-") => Some(Layer::Adapter),
             ["apps", _] => Some(Layer::App),
@@ -223,7 +226,10 @@ pub fn edge_rule(from: Layer, to: Layer, kind: DepKind) -> Option<&'static str> 
         (Adapter, _) => Some(
             "adapters may depend only on runtime-contracts (not core, another adapter or an app)",
         ),
-        (App, Contracts | Core | Adapter) => None,
+        (Compose, Contracts | Core | Adapter) => None,
+        (Compose, _) => Some("runtime-compose may depend only on contracts, core and adapters"),
+        (App, Contracts | Core | Adapter | Compose) => None,
+        // The message predates runtime-compose; tests outside xtask may match it.
         (App, _) => Some("apps may depend only on contracts, core and adapters"),
         (Testkit, Contracts | Core | Adapter) => None,
         (Testkit, _) => Some("runtime-testkit may depend only on contracts, core and adapters"),

@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use clap::Parser;
 use hello_tasks::{DEFAULTS, HelloModule};
-use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
 use runtime_core::RuntimeManager;
 use runtime_core::cli::{AppConfigSpec, ConfigArgs, config_error_exit, load_config};
 use tokio::sync::Notify;
+
+/// The app's name: in config messages and as the trace service name.
+const APP: &str = "hello-tasks";
 
 /// A ticker feeds a queue; a worker pool greets each task.
 #[derive(Parser)]
@@ -26,9 +28,10 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
 
     // 1. Configuration: defaults < --config files < HELLO_* environment variables.
-    let spec = AppConfigSpec::new("hello-tasks", "HELLO_", DEFAULTS)
+    let spec = AppConfigSpec::new(APP, "HELLO_", DEFAULTS)
         .sections(&["ticker"])
-        .validator(Arc::new(hello_tasks::validate));
+        .validator(Arc::new(hello_tasks::validate))
+        .validator(runtime_compose::validator(APP));
     let config = match load_config(&spec, &cli.config).await {
         Ok(config) => Arc::new(config),
         Err(error) => return Ok(config_error_exit(&error)), // exit code 2
@@ -36,19 +39,15 @@ async fn main() -> anyhow::Result<ExitCode> {
     let platform = config.platform();
     runtime_core::logging::init(&platform.tracing)?;
 
-    // 2. The queue, built from the platform's [queue] section.
-    let queue = MemoryQueue::new(MemoryQueueConfig {
-        name: platform.queue.name.clone(),
-        capacity: platform.queue.capacity,
-        visibility_timeout: platform.queue.visibility_timeout,
-        max_attempts: platform.queue.max_attempts,
-        ..MemoryQueueConfig::default()
-    });
+    // 2. The queue and the tracer, as `[queue]` and `[tracing]` choose them (the same
+    //    plan the validator checked at load).
+    let plan = runtime_compose::plan(&platform, APP)?;
 
     // 3. The runtime: the queue and the app's module.
     let done = Arc::new(Notify::new());
     let runtime = RuntimeManager::builder(config)
-        .queue(Arc::new(queue))
+        .queue(plan.build_queue()?)
+        .tracer(plan.build_tracer()?)
         .module(Arc::new(HelloModule {
             limit: cli.count.unwrap_or(u64::MAX),
             done: done.clone(),

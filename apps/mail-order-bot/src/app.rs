@@ -2,10 +2,13 @@
 //!
 //! | key | picks |
 //! |---|---|
-//! | `queue.backend` | [`MemoryQueue`] (capacity, visibility, attempts) or [`RedisQueue`] (connected lazily, so the bot starts, not ready, while Redis is down) |
-//! | `tracing.exporter` | the core's id-only factory (`none`) or [`OtelTraceFactory`] (`stdout`, `otlp`) |
-//! | `control.enabled`, `control.bind`, `control.token`, `control.header_read_timeout`, `control.idle_timeout`, `control.max_connections` | the HTTP control plane |
+//! | `queue.backend` | the memory or the Redis queue (connected lazily, so the bot starts, not ready, while Redis is down), through [`runtime_compose`] |
+//! | `tracing.exporter` | the core's id-only factory (`none`) or the OTel one (`stdout`, `otlp`), through [`runtime_compose`] |
+//! | `control.enabled`, `control.bind`, `control.token`, `control.header_read_timeout`, `control.idle_timeout`, `control.max_connections` | the HTTP control plane, through [`runtime_compose`] |
 //! | `mail.source` | the source, inside [`MailOrderModule`] |
+//!
+//! The platform choices are planned by [`runtime_compose::plan`], the same check
+//! `check-config` runs (its validator is in [`crate::config::validators`]).
 //!
 //! [`run`] is `mail-order-bot run`: logs, config watchers (file changes, SIGHUP), the
 //! runtime until SIGINT/SIGTERM, graceful stop. Errors are an [`AppError`], whose
@@ -15,17 +18,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use runtime_adapters_http::{HttpConfig, HttpControlPlane};
-use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
-use runtime_adapters_otel::{OtelConfig, OtelTraceFactory};
-use runtime_adapters_redis::{RedisQueue, RedisQueueConfig};
-use runtime_contracts::{ConfigError, EndpointError, TaskQueue, TraceFactory};
+use runtime_compose::ComposeError;
+use runtime_contracts::ConfigError;
 use runtime_core::cli::{ConfigArgs, EXIT_CONFIG, EXIT_FAILURE, load_config};
-use runtime_core::config::{PlatformConfig, QueueBackend, TraceExporter};
-use runtime_core::{ConfigurationManager, IdTraceFactory, RuntimeError, RuntimeManager, StopToken};
+use runtime_core::config::PlatformConfig;
+use runtime_core::{ConfigurationManager, RuntimeError, RuntimeManager, StopToken};
 use tracing::{info, warn};
 
-use crate::config::config_spec;
+use crate::config::{APP_NAME, config_spec};
 use crate::module::MailOrderModule;
 
 /// Why the application could not do what was asked.
@@ -74,6 +74,15 @@ impl AppError {
     }
 }
 
+impl From<ComposeError> for AppError {
+    fn from(error: ComposeError) -> Self {
+        match error {
+            ComposeError::Config(e) => AppError::Config(e),
+            other => AppError::setup(other.to_string()),
+        }
+    }
+}
+
 /// Choices that are not configuration.
 #[derive(Clone, Debug)]
 pub struct ComposeOptions {
@@ -118,98 +127,14 @@ pub async fn load(args: &ConfigArgs) -> Result<Arc<ConfigurationManager>, AppErr
     Ok(Arc::new(load_config(&config_spec(), args).await?))
 }
 
-/// The queue `[queue]` asks for.
-pub fn build_queue(platform: &PlatformConfig) -> Result<Arc<dyn TaskQueue>, AppError> {
-    let q = &platform.queue;
-    Ok(match q.backend {
-        QueueBackend::Memory => Arc::new(MemoryQueue::new(MemoryQueueConfig {
-            name: q.name.clone(),
-            capacity: q.capacity,
-            visibility_timeout: q.visibility_timeout,
-            max_attempts: q.max_attempts,
-            ..MemoryQueueConfig::default()
-        })),
-        QueueBackend::Redis => {
-            let config = RedisQueueConfig {
-                visibility_timeout: q.visibility_timeout,
-                max_attempts: q.max_attempts,
-                ..RedisQueueConfig::new(q.redis_url.expose(), q.name.clone())
-            };
-            // Lazy: start-up works while Redis is down; readiness shows it.
-            Arc::new(
-                RedisQueue::connect_lazy(config)
-                    .map_err(|e| AppError::setup(format!("cannot set up the redis queue: {e}")))?,
-            )
-        }
-    })
-}
-
-/// The trace factory `[tracing]` asks for.
-pub fn build_tracer(platform: &PlatformConfig) -> Result<Arc<dyn TraceFactory>, AppError> {
-    let t = &platform.tracing;
-    let config = match t.exporter {
-        TraceExporter::None => return Ok(Arc::new(IdTraceFactory)),
-        TraceExporter::Stdout => OtelConfig::stdout(),
-        TraceExporter::Otlp => OtelConfig::otlp(t.otlp_endpoint.clone()),
-    };
-    let factory = OtelTraceFactory::new(OtelConfig {
-        service_name: "mail-order-bot".to_owned(),
-        ..config
-    })
-    .map_err(|e| AppError::setup(format!("cannot set up trace export: {e}")))?;
-    Ok(Arc::new(factory))
-}
-
-/// Binds the control plane of `[control]`; `None` when disabled.
-pub async fn bind_control(
-    platform: &PlatformConfig,
-    port_fallback: bool,
-) -> Result<Option<(Arc<HttpControlPlane>, Option<SocketAddr>)>, AppError> {
-    let c = &platform.control;
-    if !c.enabled {
-        return Ok(None);
-    }
-    // Unset keys keep the control plane's own defaults (defined once, in HttpConfig).
-    let defaults = HttpConfig::default();
-    let config = HttpConfig {
-        bind: c.bind,
-        token: c.token.clone(),
-        header_read_timeout: c
-            .header_read_timeout
-            .unwrap_or(defaults.header_read_timeout),
-        idle_timeout: c.idle_timeout.unwrap_or(defaults.idle_timeout),
-        max_connections: c.max_connections.unwrap_or(defaults.max_connections),
-        ..defaults
-    };
-    match HttpControlPlane::bind(config.clone()).await {
-        Ok(plane) => Ok(Some((Arc::new(plane), None))),
-        Err(EndpointError::Io { .. }) if port_fallback => {
-            let mut free = c.bind;
-            free.set_port(0);
-            let plane = HttpControlPlane::bind(HttpConfig {
-                bind: free,
-                ..config
-            })
-            .await
-            .map_err(|e| AppError::setup(e.to_string()))?;
-            Ok(Some((Arc::new(plane), Some(c.bind))))
-        }
-        // An unsafe setting (a public address without a token) is the operator's config.
-        Err(EndpointError::Config(message)) => {
-            Err(ConfigError::invalid("control.bind", message).into())
-        }
-        Err(e) => Err(AppError::setup(e.to_string())),
-    }
-}
-
 /// Builds the runtime from the configuration: queue, tracer, control plane, module.
 pub async fn compose(
     config: Arc<ConfigurationManager>,
     options: &ComposeOptions,
 ) -> Result<Composed, AppError> {
-    let platform = config.platform();
-    let queue = build_queue(&platform)?;
-    let tracer = build_tracer(&platform)?;
+    let plan = runtime_compose::plan(&config.platform(), APP_NAME)?;
+    let queue = plan.build_queue()?;
+    let tracer = plan.build_tracer()?;
     let module = Arc::new(MailOrderModule::new());
     let mut builder = RuntimeManager::builder(config)
         .queue(queue)
@@ -218,7 +143,7 @@ pub async fn compose(
         .handle_signals(options.handle_signals);
     let mut control_addr = None;
     let mut control_fallback_from = None;
-    if let Some((plane, fallback)) = bind_control(&platform, options.control_port_fallback).await? {
+    if let Some((plane, fallback)) = plan.bind_control(options.control_port_fallback).await? {
         control_addr = Some(plane.local_addr());
         control_fallback_from = fallback;
         builder = builder.endpoint(plane);

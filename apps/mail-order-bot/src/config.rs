@@ -386,11 +386,16 @@ fn collect<T>(result: Result<T, ConfigError>, issues: &mut Vec<ConfigIssue>) -> 
     }
 }
 
-/// The validators of the application's sections.
+/// The name the bot reports itself under (config messages, trace service name).
+pub const APP_NAME: &str = "mail-order-bot";
+
+/// The validators of the application's sections, and composition's check of the platform
+/// ones (queue, tracer, control plane): what `run` would refuse, `check-config` refuses.
 pub fn validators() -> Vec<Validator> {
     vec![
         std::sync::Arc::new(validate_mail),
         std::sync::Arc::new(validate_orders),
+        runtime_compose::validator(APP_NAME),
     ]
 }
 
@@ -414,7 +419,7 @@ pub fn store_reader_spec() -> AppConfigSpec {
 }
 
 fn spec_with(validators: Vec<Validator>) -> AppConfigSpec {
-    let mut spec = AppConfigSpec::new("mail-order-bot", ENV_PREFIX, DEFAULTS_TOML)
+    let mut spec = AppConfigSpec::new(APP_NAME, ENV_PREFIX, DEFAULTS_TOML)
         .sections(&APP_SECTIONS)
         .file_loader(FileProvider::boxed)
         .layer(CONFIG_DB_SECTION, DatabaseProvider::from_bootstrap)

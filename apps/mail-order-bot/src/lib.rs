@@ -27,7 +27,7 @@
 //! idempotency key, so any redelivery — after a crash, a lost lease, a failed mailbox
 //! update — re-runs the handler safely and never orders twice; and every moving part
 //! (source, queue, tracer) is chosen by configuration in exactly one place
-//! ([`module::build_source`], [`app::build_queue`], [`app::build_tracer`]), so switching
+//! ([`module::build_source`], [`runtime_compose::plan`]), so switching
 //! polling to IDLE to Maildir, or memory to Redis, changes no code path.
 
 pub mod app;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use runtime_contracts::Secret;
+use runtime_contracts::{EndpointError, Secret};
 use serde::{Deserialize, Serialize};
 
 /// Settings of the HTTP control plane.
@@ -45,6 +45,46 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 256,
         }
+    }
+}
+
+impl HttpConfig {
+    /// The settings [`HttpControlPlane::bind`](crate::HttpControlPlane::bind) refuses,
+    /// checked without binding: a non-loopback address without a token, a zero body
+    /// limit, a zero timeout or connection cap.
+    ///
+    /// # Errors
+    /// [`EndpointError::Config`] naming the first unsafe or impossible setting.
+    pub fn check(&self) -> Result<(), EndpointError> {
+        let has_token = self.token.as_ref().is_some_and(|t| !t.is_empty());
+        if !self.bind.ip().is_loopback() && !has_token {
+            return Err(EndpointError::Config(format!(
+                "refusing to serve the control plane on non-loopback address {} without a \
+                 token: set control.token or bind 127.0.0.1",
+                self.bind
+            )));
+        }
+        if self.body_limit_bytes == 0 {
+            return Err(EndpointError::Config(
+                "control body limit must be at least 1 byte".into(),
+            ));
+        }
+        if self.header_read_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return Err(EndpointError::Config(
+                "control header_read_timeout and idle_timeout must be above zero".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(EndpointError::Config(
+                "control max_connections must be at least 1".into(),
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(EndpointError::Config(
+                "control request timeout must be above zero".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -54,34 +54,7 @@ impl HttpControlPlane {
     /// [`EndpointError::Config`] for a non-loopback address without a token, a zero body
     /// limit or a zero timeout; [`EndpointError::Io`] when the address cannot be bound.
     pub async fn bind(config: HttpConfig) -> Result<HttpControlPlane, EndpointError> {
-        let has_token = config.token.as_ref().is_some_and(|t| !t.is_empty());
-        if !config.bind.ip().is_loopback() && !has_token {
-            return Err(EndpointError::Config(format!(
-                "refusing to serve the control plane on non-loopback address {} without a \
-                 token: set control.token or bind 127.0.0.1",
-                config.bind
-            )));
-        }
-        if config.body_limit_bytes == 0 {
-            return Err(EndpointError::Config(
-                "control body limit must be at least 1 byte".into(),
-            ));
-        }
-        if config.header_read_timeout.is_zero() || config.idle_timeout.is_zero() {
-            return Err(EndpointError::Config(
-                "control header_read_timeout and idle_timeout must be above zero".into(),
-            ));
-        }
-        if config.max_connections == 0 {
-            return Err(EndpointError::Config(
-                "control max_connections must be at least 1".into(),
-            ));
-        }
-        if config.request_timeout.is_zero() {
-            return Err(EndpointError::Config(
-                "control request timeout must be above zero".into(),
-            ));
-        }
+        config.check()?;
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| EndpointError::Io {

@@ -99,33 +99,70 @@ impl RedisQueueConfig {
 
     /// Checks the values that would make the queue misbehave.
     pub fn validate(&self) -> Result<(), QueueError> {
-        let bad = |what: &str| Err(QueueError::Invalid(format!("redis queue config: {what}")));
+        match self.check().into_iter().next() {
+            Some(problem) => Err(QueueError::Invalid(problem.message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem [`RedisQueue::connect_lazy`](crate::RedisQueue::connect_lazy) would
+    /// refuse, each with the field it is about, without any I/O: what a `check-config`
+    /// reports. The URL is parsed exactly as the connection pool parses it.
+    pub fn check(&self) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        let mut bad = |field: &'static str, what: &str| {
+            problems.push(FieldProblem {
+                field,
+                message: format!("redis queue config: {what}"),
+            });
+        };
         if self.name.is_empty() || self.name.contains(['{', '}']) {
-            return bad("name must be non-empty and free of `{` and `}`");
+            bad("name", "name must be non-empty and free of `{` and `}`");
         }
         if self.key_prefix.contains(['{', '}']) {
-            return bad("key_prefix must be free of `{` and `}`");
+            bad("key_prefix", "key_prefix must be free of `{` and `}`");
         }
         if self.max_attempts == 0 {
-            return bad("max_attempts must be at least 1");
+            bad("max_attempts", "max_attempts must be at least 1");
         }
         if self.visibility_timeout < Duration::from_millis(1) {
-            return bad("visibility_timeout must be at least 1ms");
+            bad(
+                "visibility_timeout",
+                "visibility_timeout must be at least 1ms",
+            );
         }
         if self.connections == 0 || self.wait_pool_size == 0 {
-            return bad("connections and wait_pool_size must be at least 1");
+            bad(
+                "connections",
+                "connections and wait_pool_size must be at least 1",
+            );
         }
         let url = self.url.expose();
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-            return bad("url must start with redis:// or rediss://");
+            bad("url", "url must start with redis:// or rediss://");
+        } else if let Err(e) = crate::conn::parse_url(self) {
+            problems.push(FieldProblem {
+                field: "url",
+                message: e.to_string(),
+            });
         }
-        Ok(())
+        problems
     }
 
     /// The URL without its user and password, for logs and errors.
     pub fn redacted_url(&self) -> String {
         redact_url(self.url.expose())
     }
+}
+
+/// One problem of a [`RedisQueueConfig`]: the field (as named in the struct) and what is
+/// wrong. The message never holds the URL's password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// The struct field, e.g. `url`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// `scheme://user:password@host/..` -> `scheme://***@host/..`.

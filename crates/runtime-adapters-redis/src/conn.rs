@@ -34,6 +34,21 @@ pub(crate) struct Connections {
     pool_timeouts: Timeouts,
 }
 
+/// The redis error may quote the URL: keep only its kind.
+fn invalid_url(cfg: &RedisQueueConfig, e: &RedisError) -> QueueError {
+    QueueError::Invalid(format!(
+        "invalid redis url {}: {:?}",
+        cfg.redacted_url(),
+        e.kind()
+    ))
+}
+
+/// Parses the URL into a client, without connecting: the one parse both
+/// [`RedisQueueConfig::check`] and the connections use.
+pub(crate) fn parse_url(cfg: &RedisQueueConfig) -> Result<Client, QueueError> {
+    Client::open(cfg.url.expose()).map_err(|e| invalid_url(cfg, &e))
+}
+
 impl Connections {
     pub(crate) fn new(cfg: &RedisQueueConfig) -> Result<Self, QueueError> {
         if cfg.url.expose().starts_with("rediss://") {
@@ -41,15 +56,8 @@ impl Connections {
             // means the process chose one already, which is fine.
             let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         }
-        let invalid = |e: RedisError| {
-            // The redis error may quote the URL: keep only its kind.
-            QueueError::Invalid(format!(
-                "invalid redis url {}: {:?}",
-                cfg.redacted_url(),
-                e.kind()
-            ))
-        };
-        let client = Client::open(cfg.url.expose()).map_err(invalid)?;
+        let invalid = |e: RedisError| invalid_url(cfg, &e);
+        let client = parse_url(cfg)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_response_timeout(Some(cfg.operation_timeout));

@@ -93,7 +93,6 @@ pub mod pipeline {
 
     use anyhow::{Context, Result};
     use async_trait::async_trait;
-    use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
     use runtime_contracts::{
         ApplicationModule, ConfigError, ConfigLayer, ConfigOrigin, ConfigProvider, ModuleContext,
         ModuleError, PoolSpec, SourceError, SourceStatus, StopSignal, Task, TaskContext, TaskError,
@@ -184,7 +183,17 @@ pub mod pipeline {
         async fn load(&self) -> Result<ConfigLayer, ConfigError> {
             Ok(ConfigLayer::from_tree(
                 "bench",
-                &serde_json::json!({"tracing": {"level": "warn"}}),
+                &serde_json::json!({
+                    "tracing": {"level": "warn"},
+                    // Built by runtime-compose, as the apps build theirs.
+                    "queue": {
+                        "backend": "memory",
+                        "name": "bench",
+                        "capacity": CAPACITY,
+                        "max_attempts": 5,
+                        "visibility_timeout": "60s",
+                    },
+                }),
                 &ConfigOrigin::Default,
             ))
         }
@@ -201,13 +210,7 @@ pub mod pipeline {
                 .await
                 .context("bench config")?,
         );
-        let queue = Arc::new(MemoryQueue::new(MemoryQueueConfig {
-            name: "bench".into(),
-            capacity: CAPACITY,
-            max_attempts: 5,
-            visibility_timeout: Duration::from_secs(60),
-            ..MemoryQueueConfig::default()
-        }));
+        let queue = runtime_compose::plan(&config.platform(), "runtime-bench")?.build_queue()?;
         let handler = Arc::new(Counter {
             done: AtomicU64::new(0),
             target: n,

@@ -107,10 +107,20 @@ impl Builder {
                 ],
             )
             .member(
+                "crates/runtime-compose",
+                &[
+                    ("runtime-contracts", Normal),
+                    ("runtime-core", Normal),
+                    ("runtime-adapters-memory", Normal),
+                    ("runtime-adapters-redis", Normal),
+                ],
+            )
+            .member(
                 "apps/mail-order-bot",
                 &[
                     ("runtime-contracts", Normal),
                     ("runtime-core", Normal),
+                    ("runtime-compose", Normal),
                     ("runtime-adapters-redis", Normal),
                     ("runtime-testkit", Dev),
                 ],
@@ -193,6 +203,66 @@ fn fires_on_core_depending_on_an_adapter() {
         [
             "runtime-core -> runtime-adapters-redis (normal): core may depend only on runtime-contracts"
         ]
+    );
+}
+
+#[test]
+fn only_apps_may_depend_on_the_composition_layer() {
+    let meta = Builder::good()
+        .member(
+            "crates/runtime-core",
+            &[
+                ("runtime-contracts", DepKind::Normal),
+                ("runtime-compose", DepKind::Dev),
+            ],
+        )
+        .member(
+            "crates/runtime-adapters-http",
+            &[
+                ("runtime-contracts", DepKind::Normal),
+                ("runtime-compose", DepKind::Normal),
+            ],
+        )
+        .member(
+            "crates/runtime-contracts",
+            &[("runtime-compose", DepKind::Dev)],
+        )
+        .build();
+    assert_eq!(
+        messages(&check_edges(&meta)),
+        [
+            "runtime-adapters-http -> runtime-compose (normal): adapters may depend only on \
+             runtime-contracts (not core, another adapter or an app)",
+            "runtime-contracts -> runtime-compose (dev): contracts may depend on no workspace crate",
+            "runtime-core -> runtime-compose (dev): core may depend only on runtime-contracts",
+        ]
+    );
+}
+
+#[test]
+fn the_composition_layer_may_not_depend_on_an_app_or_the_testkit() {
+    let meta = Builder::good()
+        .member(
+            "crates/runtime-compose",
+            &[
+                ("runtime-core", DepKind::Normal),
+                ("mail-order-bot", DepKind::Normal),
+                ("runtime-testkit", DepKind::Normal),
+            ],
+        )
+        .build();
+    assert_eq!(
+        messages(&check_edges(&meta)),
+        [
+            "runtime-compose -> mail-order-bot (normal): runtime-compose may depend only on \
+             contracts, core and adapters",
+            "runtime-compose -> runtime-testkit (normal): runtime-testkit may be used only as a \
+             dev-dependency",
+        ]
+    );
+    assert_eq!(
+        Layer::classify(Path::new("crates/runtime-compose")),
+        Some(Layer::Compose)
     );
 }
 

@@ -128,3 +128,20 @@ fn a_bad_value_fails_with_exit_2_naming_the_key() {
     assert!(stderr.contains("ticker.interval"), "{stderr}");
     assert!(stderr.contains("must be above zero"), "{stderr}");
 }
+
+/// The app links only the memory queue: choosing another backend is a config error
+/// naming the key (it used to run on the memory queue regardless).
+#[test]
+fn a_backend_this_build_lacks_fails_with_exit_2_naming_the_key() {
+    let mut child = hello()
+        .args(["--count", "1"])
+        .env("HELLO_QUEUE__BACKEND", "redis")
+        .spawn()
+        .unwrap();
+    let status = wait(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("queue.backend"), "{stderr}");
+    assert!(stderr.contains("not built into"), "{stderr}");
+}

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mail_order_bot::app::bind_control;
-use mail_order_bot::config::config_spec;
+use mail_order_bot::config::{APP_NAME, config_spec};
 use runtime_adapters_http::{HttpConfig, HttpControlPlane};
 use runtime_contracts::ControlEndpoint;
 use runtime_core::cli::{ConfigArgs, load_config};
@@ -35,7 +34,9 @@ async fn load(control: &str) -> Arc<ConfigurationManager> {
 }
 
 async fn bind(config: &ConfigurationManager) -> Arc<HttpControlPlane> {
-    let (plane, _) = bind_control(&config.platform(), false)
+    let (plane, _) = runtime_compose::plan(&config.platform(), APP_NAME)
+        .unwrap()
+        .bind_control(false)
         .await
         .unwrap()
         .expect("enabled");

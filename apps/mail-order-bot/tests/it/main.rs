@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod compose_verdicts;
 mod control_config;
 mod corpus;
 mod e2e;

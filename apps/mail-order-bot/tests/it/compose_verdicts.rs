@@ -1,0 +1,163 @@
+//! `check-config` and `run` share one validation path (runtime-compose's plan): every
+//! config `check-config` rejects, `run` rejects the same way, before anything starts —
+//! exit 2 naming the key. Driven through the real binary.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mail-order-bot");
+
+/// A config the bot could run on (Maildir source, SQLite store in `dir`), plus `extra`.
+fn config_file(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let maildir = dir.join("maildir");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/catalog.csv");
+    let path = dir.join("bot.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[mail]\nsource = \"maildir\"\nmaildir = {:?}\n\
+             [orders]\ndatabase_url = \"sqlite://{}\"\ncatalog_file = {:?}\n{extra}\n",
+            maildir.display().to_string(),
+            dir.join("orders.db").display(),
+            catalog.display().to_string(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs the bot with `args`; a process still running after `limit` is killed (a config
+/// that should have been refused started), which the callers see as no exit code.
+fn bot(dir: &Path, args: &[&str], limit: Duration) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MOB_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            rx.recv().unwrap().unwrap()
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Both commands exit 2 on `extra` and name `key`; no secret in `hidden` is printed.
+fn assert_both_refuse(extra: &str, key: &str, hidden: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    config_file(dir.path(), extra);
+    for command in ["check-config", "run"] {
+        let out = bot(
+            dir.path(),
+            &[command, "--config", "bot.toml"],
+            Duration::from_secs(20),
+        );
+        let err = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "`{command}` on {extra:?}: stderr: {err}"
+        );
+        assert!(
+            err.contains(key),
+            "`{command}` on {extra:?} does not name {key}: {err}"
+        );
+        if let Some(secret) = hidden {
+            assert!(!err.contains(secret), "`{command}` printed a secret: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_redis_unix_socket_url_is_refused_by_check_config_and_run_alike() {
+    assert_both_refuse(
+        "[queue]\nbackend = \"redis\"\nredis_url = \"redis+unix:///tmp/r.sock\"\n",
+        "queue.redis_url",
+        None,
+    );
+}
+
+#[test]
+fn check_config_and_run_give_the_same_verdict_on_bad_configs() {
+    let table: &[(&str, &str, Option<&str>)] = &[
+        // Refused by the Redis queue itself (passed check-config before composition did).
+        (
+            "[queue]\nbackend = \"redis\"\nredis_url = \"redis://u:hunter2@host:notaport/0\"\n",
+            "queue.redis_url",
+            Some("hunter2"),
+        ),
+        (
+            "[queue]\nbackend = \"redis\"\nname = \"a{b}\"\n",
+            "queue.name",
+            None,
+        ),
+        // Refused by the OTel exporter.
+        (
+            "[tracing]\nexporter = \"otlp\"\notlp_endpoint = \"https://collector:4318\"\n",
+            "tracing.otlp_endpoint",
+            None,
+        ),
+        (
+            "[tracing]\nexporter = \"otlp\"\notlp_endpoint = \"http://\"\n",
+            "tracing.otlp_endpoint",
+            None,
+        ),
+        (
+            "[tracing]\nexporter = \"otlp\"\notlp_endpoint = \"http://a b:4318\"\n",
+            "tracing.otlp_endpoint",
+            None,
+        ),
+        // Refused by the control plane's safety rule, before binding.
+        ("[control]\nbind = \"0.0.0.0:0\"\n", "control.bind", None),
+        ("[control]\nbind = \"[::]:0\"\n", "control.bind", None),
+        (
+            "[control]\nbind = \"192.0.2.1:8080\"\n",
+            "control.bind",
+            None,
+        ),
+        // Refused by core's checks of the platform sections.
+        (
+            "[queue]\nbackend = \"redis\"\nredis_url = \"http://u:hunter2@host/0\"\n",
+            "queue.redis_url",
+            Some("hunter2"),
+        ),
+        (
+            "[tracing]\nexporter = \"otlp\"\notlp_endpoint = \"ftp://collector\"\n",
+            "tracing.otlp_endpoint",
+            None,
+        ),
+        ("[queue]\ncapacity = 0\n", "queue.capacity", None),
+        ("[workers]\nconcurrency = 0\n", "workers.concurrency", None),
+        (
+            "[control]\nbind = \"0.0.0.0:0\"\ntoken = \"  \"\n",
+            "control.token",
+            None,
+        ),
+        ("[queue]\nbackend = \"nats\"\n", "queue.backend", None),
+    ];
+    for (extra, key, hidden) in table {
+        assert_both_refuse(extra, key, *hidden);
+    }
+}
