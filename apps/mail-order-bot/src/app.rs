@@ -20,7 +20,7 @@ use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
 use runtime_adapters_otel::{OtelConfig, OtelTraceFactory};
 use runtime_adapters_redis::{RedisQueue, RedisQueueConfig};
 use runtime_contracts::{ConfigError, EndpointError, TaskQueue, TraceFactory};
-use runtime_core::cli::{ConfigArgs, EXIT_CONFIG, EXIT_FAILURE, load_config};
+use runtime_core::cli::{ConfigArgs, EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, load_config};
 use runtime_core::config::{PlatformConfig, QueueBackend, TraceExporter};
 use runtime_core::{ConfigurationManager, IdTraceFactory, RuntimeError, RuntimeManager, StopToken};
 use tracing::{info, warn};
@@ -59,12 +59,20 @@ pub enum AppError {
 }
 
 impl AppError {
-    /// [`EXIT_CONFIG`] for configuration problems, [`EXIT_FAILURE`] for everything else.
+    /// [`EXIT_CONFIG`] for configuration problems (also those a module's check found at
+    /// start), [`EXIT_INTERRUPTED`] after a second stop signal, [`EXIT_FAILURE`] for
+    /// everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Config(_) => EXIT_CONFIG,
+            AppError::Config(_) | AppError::Runtime(RuntimeError::Config(_)) => EXIT_CONFIG,
+            AppError::Runtime(RuntimeError::Interrupted) => EXIT_INTERRUPTED,
             _ => EXIT_FAILURE,
         }
+    }
+
+    /// True when a second stop signal asked to exit at once.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, AppError::Runtime(RuntimeError::Interrupted))
     }
 
     pub(crate) fn setup(message: impl Into<String>) -> AppError {
