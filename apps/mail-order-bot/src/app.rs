@@ -280,3 +280,25 @@ pub async fn run(args: &ConfigArgs) -> Result<(), AppError> {
     info!(drained = report.drained, "mail-order-bot stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary picks the exit code of every way the runtime ends.
+    #[test]
+    fn exit_codes_of_runtime_endings() {
+        let module_check = AppError::Runtime(RuntimeError::Config(ConfigError::invalid(
+            "mail.kind",
+            "unknown",
+        )));
+        assert_eq!(module_check.exit_code(), EXIT_CONFIG);
+        let interrupted = AppError::Runtime(RuntimeError::Interrupted);
+        assert!(interrupted.is_interrupted());
+        assert_eq!(interrupted.exit_code(), 130);
+        assert_eq!(
+            AppError::Runtime(RuntimeError::AlreadyStarted).exit_code(),
+            EXIT_FAILURE
+        );
+    }
+}
