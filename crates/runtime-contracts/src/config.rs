@@ -657,7 +657,7 @@ mod tests {
             &[ConfigLayer::from_tree(
                 "t",
                 &json!({
-                    "orders": {"database_url": "postgres://app:hunter2@db/orders"},
+                    "store": {"url": "postgres://app:hunter2@db/app"},
                     "control": {"api_key": ["k3y"]},
                 }),
                 &ConfigOrigin::Default,
@@ -666,10 +666,7 @@ mod tests {
         let tree = snap.redacted();
         let text = tree.to_string();
         assert!(!text.contains("hunter2") && !text.contains("k3y"), "{text}");
-        assert_eq!(
-            tree["orders"]["database_url"],
-            "postgres://app:***@db/orders"
-        );
+        assert_eq!(tree["store"]["url"], "postgres://app:***@db/app");
         assert_eq!(tree["control"]["api_key"], "***");
     }
 }
