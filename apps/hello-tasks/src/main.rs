@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use hello_tasks::{DEFAULTS, HelloModule};
-use runtime_core::RuntimeManager;
-use runtime_core::cli::{AppConfigSpec, ConfigArgs, config_error_exit, load_config};
+use runtime_core::cli::{
+    AppConfigSpec, ConfigArgs, EXIT_INTERRUPTED, config_error_exit, load_config,
+};
+use runtime_core::{RuntimeError, RuntimeManager};
 use tokio::sync::Notify;
 
 /// The app's name: in config messages and as the trace service name.
@@ -62,7 +64,14 @@ async fn main() -> anyhow::Result<ExitCode> {
     });
 
     // 5. Run until a stop request, then stop in order; unfinished tasks go back.
-    let report = runtime.run().await?;
+    //    The binary, not the library, picks the exit code of each ending.
+    let report = match runtime.run().await {
+        Ok(report) => report,
+        Err(RuntimeError::Config(error)) => return Ok(config_error_exit(&error)),
+        // A second Ctrl-C: exit at once, without waiting for anything.
+        Err(RuntimeError::Interrupted) => std::process::exit(i32::from(EXIT_INTERRUPTED)),
+        Err(error) => return Err(error.into()),
+    };
     tracing::info!(drained = report.drained, "hello-tasks stopped");
     Ok(ExitCode::SUCCESS)
 }

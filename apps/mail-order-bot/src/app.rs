@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use runtime_compose::ComposeError;
 use runtime_contracts::ConfigError;
-use runtime_core::cli::{ConfigArgs, EXIT_CONFIG, EXIT_FAILURE, load_config};
+use runtime_core::cli::{ConfigArgs, EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, load_config};
 use runtime_core::config::PlatformConfig;
 use runtime_core::{ConfigurationManager, RuntimeError, RuntimeManager, StopToken};
 use tracing::{info, warn};
@@ -59,12 +59,20 @@ pub enum AppError {
 }
 
 impl AppError {
-    /// [`EXIT_CONFIG`] for configuration problems, [`EXIT_FAILURE`] for everything else.
+    /// [`EXIT_CONFIG`] for configuration problems (also those a module's check found at
+    /// start), [`EXIT_INTERRUPTED`] after a second stop signal, [`EXIT_FAILURE`] for
+    /// everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Config(_) => EXIT_CONFIG,
+            AppError::Config(_) | AppError::Runtime(RuntimeError::Config(_)) => EXIT_CONFIG,
+            AppError::Runtime(RuntimeError::Interrupted) => EXIT_INTERRUPTED,
             _ => EXIT_FAILURE,
         }
+    }
+
+    /// True when a second stop signal asked to exit at once.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, AppError::Runtime(RuntimeError::Interrupted))
     }
 
     pub(crate) fn setup(message: impl Into<String>) -> AppError {
@@ -196,4 +204,26 @@ pub async fn run(args: &ConfigArgs) -> Result<(), AppError> {
     let report = result?;
     info!(drained = report.drained, "mail-order-bot stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary picks the exit code of every way the runtime ends.
+    #[test]
+    fn exit_codes_of_runtime_endings() {
+        let module_check = AppError::Runtime(RuntimeError::Config(ConfigError::invalid(
+            "mail.kind",
+            "unknown",
+        )));
+        assert_eq!(module_check.exit_code(), EXIT_CONFIG);
+        let interrupted = AppError::Runtime(RuntimeError::Interrupted);
+        assert!(interrupted.is_interrupted());
+        assert_eq!(interrupted.exit_code(), 130);
+        assert_eq!(
+            AppError::Runtime(RuntimeError::AlreadyStarted).exit_code(),
+            EXIT_FAILURE
+        );
+    }
 }

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use runtime_adapters_maildir::Maildir;
 use runtime_contracts::{ConfigError, ConfigLayer, ConfigOrigin, ConfigProvider};
-use runtime_core::ConfigurationManager;
 use runtime_core::config::{DefaultsProvider, EnvProvider, known_sections_validator};
+use runtime_core::{ConfigurationManager, RuntimeError};
 use serde_json::json;
 use tracing::info;
 
@@ -303,7 +303,11 @@ pub async fn demo_in(dir: PathBuf) -> Result<(), AppError> {
 
     info!("demo stopping");
     say("stopping...\n");
-    runtime.stop().await;
+    tokio::select! {
+        biased;
+        _ = runtime.interrupted() => return Err(RuntimeError::Interrupted.into()),
+        _ = runtime.stop() => {}
+    }
     store.close().await;
     say("stopped\n");
     Ok(())

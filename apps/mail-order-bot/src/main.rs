@@ -65,6 +65,11 @@ fn demo_help() -> String {
 fn exit(result: Result<(), AppError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // At once: returning would wait for the async runtime's blocking tasks.
+        Err(error) if error.is_interrupted() => {
+            eprintln!("{error}");
+            std::process::exit(i32::from(error.exit_code()))
+        }
         Err(error) => {
             eprintln!("error: {}", error_text(&error));
             ExitCode::from(error.exit_code())

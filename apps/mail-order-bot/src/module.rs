@@ -236,11 +236,7 @@ impl ApplicationModule for MailOrderModule {
             task_timeout: platform.workers.task_timeout,
         });
         ctx.add_health(Arc::new(StoreHealth::new(store.clone())));
-        ctx.subscribe(Arc::new(CatalogReloader {
-            handler: handler.clone(),
-        }));
-        ctx.provide(Arc::new(store.clone()));
-        ctx.provide(handler);
+        ctx.subscribe(Arc::new(CatalogReloader { handler }));
 
         if let Ok(mut s) = self.store.lock() {
             *s = Some(store);

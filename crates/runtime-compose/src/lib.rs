@@ -84,6 +84,18 @@ pub struct Plan {
     pub control: Option<runtime_adapters_http::HttpConfig>,
 }
 
+/// Whether this program was built with the runtime-compose feature `feature`. In a
+/// workspace build cargo unifies features, so an app may get more than it asked for.
+pub const fn has_feature(feature: &str) -> bool {
+    match feature.as_bytes() {
+        b"memory" => cfg!(feature = "memory"),
+        b"redis" => cfg!(feature = "redis"),
+        b"otel" => cfg!(feature = "otel"),
+        b"http" => cfg!(feature = "http"),
+        _ => false,
+    }
+}
+
 /// Maps the platform sections to adapter configs and checks each, without I/O. Every
 /// problem is reported with its key.
 ///

@@ -440,17 +440,34 @@ impl ConfigSnapshot {
         self.origins.get(key)
     }
 
-    /// The tree with every secret value replaced by `***`.
+    /// A copy of the tree fit to show (control plane, `print-config`): secret keys as
+    /// `***`, passwords inside URLs and connection strings hidden ([`redact_url`]).
     pub fn redacted(&self) -> serde_json::Value {
-        fn walk(key: &str, v: &mut serde_json::Value) {
+        use serde_json::Value;
+        fn walk(key: &str, v: &mut Value) {
             match v {
-                serde_json::Value::Object(map) => {
-                    for (k, v) in map.iter_mut() {
-                        walk(k, v);
+                Value::Object(map) => {
+                    for (k, child) in map.iter_mut() {
+                        let path = if key.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{key}.{k}")
+                        };
+                        walk(&path, child);
                     }
                 }
-                serde_json::Value::Null => {}
-                other if is_secret_key(key) => *other = serde_json::Value::from(REDACTED),
+                Value::Array(items) => {
+                    if is_secret_key(key) {
+                        *v = Value::from(REDACTED);
+                    } else {
+                        for item in items {
+                            walk(key, item);
+                        }
+                    }
+                }
+                Value::Null => {}
+                Value::String(s) if !is_secret_key(key) => *s = redact_url(s),
+                other if is_secret_key(key) => *other = Value::from(REDACTED),
                 _ => {}
             }
         }
@@ -654,5 +671,27 @@ mod tests {
         assert_eq!(format!("{:?}", Secret::new("x")), "***");
         assert!(is_secret_key("store.password") && is_secret_key("control.token"));
         assert!(!is_secret_key("store.password_file") && !is_secret_key("store.host"));
+    }
+
+    /// The snapshot's redaction is the one the control plane and `print-config` show:
+    /// passwords inside URLs and secret lists are hidden too.
+    #[test]
+    fn redaction_hides_url_passwords_and_secret_lists() {
+        let snap = ConfigSnapshot::from_layers(
+            1,
+            &[ConfigLayer::from_tree(
+                "t",
+                &json!({
+                    "store": {"url": "postgres://app:hunter2@db/app"},
+                    "control": {"api_key": ["k3y"]},
+                }),
+                &ConfigOrigin::Default,
+            )],
+        );
+        let tree = snap.redacted();
+        let text = tree.to_string();
+        assert!(!text.contains("hunter2") && !text.contains("k3y"), "{text}");
+        assert_eq!(tree["store"]["url"], "postgres://app:***@db/app");
+        assert_eq!(tree["control"]["api_key"], "***");
     }
 }

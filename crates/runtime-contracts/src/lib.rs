@@ -8,7 +8,7 @@
 //! ## The flow
 //!
 //! ```text
-//! TaskSource --TaskSink--> TaskQueue --consume--> Worker --> TaskHandler
+//! TaskSource --TaskSink--> TaskQueue --consume--> (worker) --> TaskHandler
 //!     ^                                              |
 //!     +------------- SourceAcknowledger <------------+  (final outcome: done / dead-lettered)
 //! ```
@@ -24,8 +24,8 @@
 //! * [`SourceAcknowledger`] is how a source learns the final outcome of each task it
 //!   produced, in whichever process the task finished: the task carries its origin (source
 //!   name + opaque key) and every process registers the same acknowledgers by name.
-//! * [`ApplicationModule`] registers sources, pools, acknowledgers, health contributors and
-//!   services into a [`ModuleContext`]; the core turns those registrations into running
+//! * [`ApplicationModule`] checks its config sections and registers sources, pools,
+//!   acknowledgers and health contributors into a [`ModuleContext`]; the core turns those registrations into running
 //!   components.
 //! * [`ConfigProvider`] loads one configuration layer; [`ConfigSnapshot`] is the merged,
 //!   validated result that modules read typed sections from.
@@ -67,7 +67,7 @@ pub use error::{BoxError, EndpointError, ModuleError, SourceError};
 pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
-pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, Services, SourceSpec};
+pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, SourceSpec};
 pub use queue::{DeadLetter, NackOutcome, PublishOutcome, QueueError, QueueStats, TaskQueue};
 pub use signal::StopSignal;
 pub use source::{
@@ -79,4 +79,4 @@ pub use trace::{
     AttributeValue, NoopSpan, SpanKind, SpanSpec, TRACEPARENT, TRACESTATE, TaskSpan, TraceContext,
     TraceFactory, TraceParent,
 };
-pub use worker::{Disposition, Histogram, PoolStatus, Worker};
+pub use worker::{Histogram, PoolStatus};

@@ -1,6 +1,5 @@
 //! Application modules and what they register.
 
-use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +15,9 @@ use crate::source::{SourceAcknowledger, TaskSource};
 use crate::trace::TraceFactory;
 
 /// Describes a business application to the runtime: which config it needs and what it
-/// runs. The runtime calls `validate` at load and on every reload, and `register` once at
-/// start-up, after the platform's queues exist.
+/// runs. The runtime calls `validate` at start-up, before anything runs (its issues fail
+/// the start as a configuration error), and on every reload after that (its issues
+/// reject the reload); `register` once at start-up, after the platform's queues exist.
 #[async_trait]
 pub trait ApplicationModule: Send + Sync + 'static {
     /// Module name (for status and logs).
@@ -29,7 +29,7 @@ pub trait ApplicationModule: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Registers domain services, sources, pools, acknowledgers and health contributors.
+    /// Registers sources, pools, acknowledgers and health contributors.
     async fn register(&self, ctx: &mut ModuleContext) -> Result<(), ModuleError>;
 
     /// Called once at the end of shutdown, after workers stopped: close stores.
@@ -77,44 +77,11 @@ pub struct Registrations {
     pub subscribers: Vec<Arc<dyn ConfigSubscriber>>,
 }
 
-/// A typed registry of shared domain services (one value per type), filled by modules
-/// and read by handlers and other modules. The core exposes it as its `ServiceContainer`.
-#[derive(Default, Clone)]
-pub struct Services {
-    map: BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>,
-}
-
-impl Services {
-    /// Stores a service, replacing one of the same type.
-    pub fn insert<T: Any + Send + Sync>(&mut self, service: Arc<T>) {
-        self.map.insert(TypeId::of::<T>(), service);
-    }
-
-    /// The service of type `T`, if registered.
-    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        self.map
-            .get(&TypeId::of::<T>())
-            .cloned()
-            .and_then(|a| a.downcast::<T>().ok())
-    }
-
-    /// Number of services.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-}
-
 /// What a module sees while registering.
 pub struct ModuleContext {
     config: Arc<ConfigSnapshot>,
     queues: BTreeMap<String, Arc<dyn TaskQueue>>,
     tracer: Arc<dyn TraceFactory>,
-    services: Services,
     registrations: Registrations,
 }
 
@@ -124,13 +91,11 @@ impl ModuleContext {
         config: Arc<ConfigSnapshot>,
         queues: BTreeMap<String, Arc<dyn TaskQueue>>,
         tracer: Arc<dyn TraceFactory>,
-        services: Services,
     ) -> Self {
         ModuleContext {
             config,
             queues,
             tracer,
-            services,
             registrations: Registrations::default(),
         }
     }
@@ -153,16 +118,6 @@ impl ModuleContext {
     /// The trace factory.
     pub fn tracer(&self) -> Arc<dyn TraceFactory> {
         self.tracer.clone()
-    }
-
-    /// Shared domain services.
-    pub fn services(&self) -> &Services {
-        &self.services
-    }
-
-    /// Registers a domain service.
-    pub fn provide<T: Any + Send + Sync>(&mut self, service: Arc<T>) {
-        self.services.insert(service);
     }
 
     /// Registers a queue of the module's own.
@@ -207,8 +162,8 @@ impl ModuleContext {
         self.registrations.subscribers.push(subscriber);
     }
 
-    /// Hands the registrations and services to the core.
-    pub fn finish(self) -> (Registrations, Services) {
-        (self.registrations, self.services)
+    /// Hands the registrations to the core.
+    pub fn finish(self) -> Registrations {
+        self.registrations
     }
 }

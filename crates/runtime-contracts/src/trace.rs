@@ -9,8 +9,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::headers::Headers;
-
 /// Header name of the W3C trace parent.
 pub const TRACEPARENT: &str = "traceparent";
 /// Header name of the W3C trace state.
@@ -150,24 +148,6 @@ impl TraceContext {
     /// Parses a `traceparent` value; `None` if it is not a valid version-00 header.
     pub fn parse_traceparent(value: &str) -> Option<TraceContext> {
         TraceParent::parse(value).map(|p| p.with_state(None))
-    }
-
-    /// Writes this context into task headers.
-    pub fn inject(&self, headers: &mut Headers) {
-        headers.insert(TRACEPARENT, self.traceparent());
-        match &self.trace_state {
-            Some(state) if !state.is_empty() => headers.insert(TRACESTATE, state.clone()),
-            _ => {
-                headers.remove(TRACESTATE);
-            }
-        }
-    }
-
-    /// Reads a context from task headers; `None` when absent or malformed.
-    pub fn extract(headers: &Headers) -> Option<TraceContext> {
-        let mut ctx = TraceContext::parse_traceparent(headers.get(TRACEPARENT)?)?;
-        ctx.trace_state = headers.get(TRACESTATE).map(str::to_owned);
-        Some(ctx)
     }
 }
 
@@ -362,9 +342,10 @@ mod tests {
             ctx.traceparent(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
-        let mut h = Headers::default();
-        ctx.inject(&mut h);
-        assert_eq!(TraceContext::extract(&h), Some(ctx));
+        // A task is how a context travels: it keeps the parent typed, the state a header.
+        let mut task = crate::Task::new("t", "x");
+        task.set_trace_context(&ctx);
+        assert_eq!(task.trace_context(), Some(ctx));
     }
 
     #[test]

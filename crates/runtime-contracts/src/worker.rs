@@ -1,46 +1,6 @@
-//! The worker contract and per-pool status.
+//! What the control plane shows of worker pools.
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-
-use crate::task::Delivery;
-
-/// How a worker settled a delivery.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "disposition")]
-pub enum Disposition {
-    /// Done and acknowledged.
-    Acked,
-    /// Failed; will be retried.
-    Retried {
-        /// The error.
-        reason: String,
-    },
-    /// Failed for good; in the dead-letter set.
-    DeadLettered {
-        /// The error.
-        reason: String,
-    },
-    /// Handed back without counting an attempt (outage, shutdown).
-    Released {
-        /// Why.
-        reason: String,
-    },
-    /// The queue could not be told; the lease will run out and the task comes back.
-    Unsettled {
-        /// The queue error.
-        reason: String,
-    },
-}
-
-/// Takes one delivery through its whole life: resume the trace, call the handler, tell
-/// the source and settle with the queue. The core's supervisor runs workers in pools; a
-/// custom worker (for example one that batches) implements this.
-#[async_trait]
-pub trait Worker: Send + Sync + 'static {
-    /// Processes one delivery.
-    async fn process(&self, delivery: Delivery) -> Disposition;
-}
 
 /// A histogram with fixed upper bounds (Prometheus style, counts not cumulative).
 #[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
@@ -72,7 +32,9 @@ pub struct PoolStatus {
     pub failed: u64,
     /// Tasks dead-lettered by this pool.
     pub dead_lettered: u64,
-    /// Worker restarts after a panic.
+    /// Worker restarts after panics: a handler that panicked (its worker backs off and
+    /// takes the next task) plus a worker task that died outside the handler (replaced by
+    /// the supervisor). Not task retries: those are in `failed`.
     pub restarts: u64,
     /// Tasks that hit the per-task timeout.
     pub timeouts: u64,

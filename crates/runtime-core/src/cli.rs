@@ -57,7 +57,7 @@ use runtime_contracts::{ConfigError, ConfigLayer, ConfigOrigin, ConfigProvider, 
 
 use crate::config::{
     ConfigurationManager, DefaultsProvider, EnvProvider, EnvSource, PlainFileProvider, Validator,
-    known_sections_validator, load_unvalidated, redacted_tree, to_toml,
+    known_sections_validator, load_unvalidated, to_toml,
 };
 
 /// Exit code for success.
@@ -68,6 +68,11 @@ pub const EXIT_FAILURE: u8 = 1;
 
 /// Exit code for a configuration that cannot be loaded or is invalid.
 pub const EXIT_CONFIG: u8 = 2;
+
+/// Exit code when a second stop signal cut the graceful stop short
+/// ([`RuntimeError::Interrupted`](crate::RuntimeError::Interrupted)): 128 + SIGINT, as
+/// shells report an interrupted command.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// The `Exit codes:` section of a command's `--help`; `ok` says what success means for
 /// that command.
@@ -454,7 +459,7 @@ pub async fn print_config_to(
     match load_config(spec, &args.config).await {
         Ok(manager) => {
             let snapshot = manager.current();
-            let tree = redacted_tree(&snapshot);
+            let tree = snapshot.redacted();
             let origins = args.origins.then_some(&snapshot.origins);
             output_exit(write_output(out, &to_toml(&tree, origins)), err)
         }

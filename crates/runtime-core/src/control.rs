@@ -9,11 +9,11 @@ use runtime_contracts::{
     TaskQueue,
 };
 
-use crate::inner::Inner;
+use crate::shared::Shared;
 
 /// Implements [`ControlPlane`] over a running runtime; transports (HTTP) expose it.
 pub struct ControlPlaneService {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
 impl std::fmt::Debug for ControlPlaneService {
@@ -24,7 +24,7 @@ impl std::fmt::Debug for ControlPlaneService {
 }
 
 impl ControlPlaneService {
-    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+    pub(crate) fn new(inner: Arc<Shared>) -> Self {
         ControlPlaneService { inner }
     }
 

@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use runtime_contracts::{
-    ApplicationModule, ConfigChange, ConfigSubscriber, ControlEndpoint, ControlPlane,
-    HealthContributor, ModuleContext, ModuleError, PoolSpec, RuntimeState, RuntimeStatus, Services,
+    ApplicationModule, ConfigChange, ConfigError, ConfigSubscriber, ControlEndpoint, ControlPlane,
+    HealthContributor, ModuleContext, ModuleError, PoolSpec, RuntimeState, RuntimeStatus,
     SourceSpec, TaskQueue, TraceFactory,
 };
 use tokio::sync::watch;
@@ -15,7 +15,7 @@ use crate::backoff::Backoff;
 use crate::config::ConfigurationManager;
 use crate::control::ControlPlaneService;
 use crate::health::{HealthRegistry, QueueHealth};
-use crate::inner::Inner;
+use crate::shared::Shared;
 use crate::signal::{StopToken, Termination};
 use crate::sources::SourceRunner;
 use crate::supervisor::{
@@ -28,6 +28,9 @@ use crate::worker::Acknowledgers;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
+    /// A module's config check ([`ApplicationModule::validate`]) found problems.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A module failed to register.
     #[error("module {module:?} failed to register: {source}")]
     Module {
@@ -54,6 +57,10 @@ pub enum RuntimeError {
     /// `start` was called twice, or after stop.
     #[error("the runtime was already started")]
     AlreadyStarted,
+    /// A second stop signal arrived while stopping: the operator wants out now. The
+    /// binary exits at once (conventionally with 130); the library never exits itself.
+    #[error("stopped at once by a second stop signal")]
+    Interrupted,
 }
 
 /// Builds a [`RuntimeManager`].
@@ -64,7 +71,6 @@ pub struct RuntimeBuilder {
     modules: Vec<Arc<dyn ApplicationModule>>,
     endpoints: Vec<Arc<dyn ControlEndpoint>>,
     health: Vec<Arc<dyn HealthContributor>>,
-    services: Services,
     handle_signals: bool,
     pool_settings: Option<PoolSettings>,
 }
@@ -97,12 +103,6 @@ impl RuntimeBuilder {
     /// Adds a health contributor.
     pub fn health(mut self, contributor: Arc<dyn HealthContributor>) -> Self {
         self.health.push(contributor);
-        self
-    }
-
-    /// Adds a domain service before modules register.
-    pub fn service<T: std::any::Any + Send + Sync>(mut self, service: Arc<T>) -> Self {
-        self.services.insert(service);
         self
     }
 
@@ -141,7 +141,7 @@ impl RuntimeBuilder {
             .map(|q| (q.name().to_owned(), q))
             .collect();
         RuntimeManager {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
                 supervisor: Arc::new(WorkerSupervisor::new(trace.clone(), acks.clone())),
                 config: self.config,
                 state: watch::channel(RuntimeState::Starting).0,
@@ -153,9 +153,9 @@ impl RuntimeBuilder {
                 queue_stats: Arc::default(),
                 trace,
                 acks,
-                services: RwLock::new(self.services),
                 endpoints: self.endpoints,
                 shutdown_requested: StopToken::new(),
+                interrupted: StopToken::new(),
                 sources_stop: StopToken::new(),
                 endpoints_stop: StopToken::new(),
                 background: Mutex::new(Vec::new()),
@@ -171,7 +171,7 @@ impl RuntimeBuilder {
 
 /// Applies live config changes the runtime owns: pool concurrency and task timeout.
 struct RuntimeConfigSubscriber {
-    inner: Weak<Inner>,
+    inner: Weak<Shared>,
 }
 
 impl ConfigSubscriber for RuntimeConfigSubscriber {
@@ -198,12 +198,12 @@ impl ConfigSubscriber for RuntimeConfigSubscriber {
 
 /// The platform facade: bootstraps, runs and stops everything.
 ///
-/// Start order: config (already loaded) -> services -> modules register -> queues ->
+/// Start order: config (already loaded) -> module config checks -> modules register -> queues ->
 /// workers -> sources -> control plane ready. Stop order: readiness false -> sources
 /// stop -> workers drain (unfinished tasks released, never lost) -> queues close ->
 /// modules stop -> traces flush -> control plane stops.
 pub struct RuntimeManager {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
 impl std::fmt::Debug for RuntimeManager {
@@ -217,7 +217,7 @@ impl std::fmt::Debug for RuntimeManager {
 /// A cheap, cloneable view of a runtime for status and shutdown.
 #[derive(Clone)]
 pub struct RuntimeHandle {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
 impl std::fmt::Debug for RuntimeHandle {
@@ -266,13 +266,11 @@ impl RuntimeHandle {
         &self.inner.health
     }
 
-    /// The service container (filled by modules).
-    pub fn services(&self) -> Services {
-        self.inner
-            .services
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+    /// Completes when a second stop signal asks to stop at once (see
+    /// [`RuntimeError::Interrupted`]); a binary that runs `start`/`stop` itself selects on
+    /// this while stopping.
+    pub async fn interrupted(&self) {
+        self.inner.interrupted.stopped().await
     }
 
     /// The configuration manager.
@@ -291,7 +289,6 @@ impl RuntimeManager {
             modules: Vec::new(),
             endpoints: Vec::new(),
             health: Vec::new(),
-            services: Services::default(),
             handle_signals: true,
             pool_settings: None,
         }
@@ -308,6 +305,7 @@ impl RuntimeManager {
     /// control plane. On error nothing keeps running.
     pub async fn start(&self) -> Result<(), RuntimeError> {
         self.claim_start()?;
+        self.validate_modules()?;
         self.listen_for_signals();
         let (pools, sources) = self.register_modules().await?;
         self.subscribe_to_config();
@@ -337,6 +335,26 @@ impl RuntimeManager {
         Ok(())
     }
 
+    /// Each module checks its config sections before anything runs; the checks also guard
+    /// every later reload. All modules' problems are reported at once.
+    fn validate_modules(&self) -> Result<(), RuntimeError> {
+        let mut issues = Vec::new();
+        for module in &self.inner.modules {
+            let module = module.clone();
+            let check = Arc::new(move |s: &runtime_contracts::ConfigSnapshot| module.validate(s));
+            match self.inner.config.add_validator(check) {
+                Ok(()) => {}
+                Err(ConfigError::Invalid(mut more)) => issues.append(&mut more),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(issues).into())
+        }
+    }
+
     /// Turns SIGINT/SIGTERM into a stop request, when signals are handled.
     fn listen_for_signals(&self) {
         let inner = &self.inner;
@@ -347,13 +365,15 @@ impl RuntimeManager {
         // default action (which would kill the process without draining).
         let mut signals = Termination::listen();
         let requested = inner.shutdown_requested.clone();
+        let interrupted = inner.interrupted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let signal = signals.next().await;
                 if requested.is_stopped() {
-                    // An operator who asks twice means it.
-                    tracing::warn!(signal, "second stop signal; exiting at once");
-                    std::process::exit(130);
+                    // An operator who asks twice means it; the binary picks the exit code.
+                    tracing::warn!(signal, "second stop signal; stopping at once");
+                    interrupted.stop();
+                    continue;
                 }
                 tracing::info!(signal, "stop requested");
                 requested.stop();
@@ -364,20 +384,17 @@ impl RuntimeManager {
         }
     }
 
-    /// Modules register, in order, each seeing the services of those before it. Returns
-    /// the pools and sources they asked for.
+    /// Modules register, in order. Returns the pools and sources they asked for.
     async fn register_modules(&self) -> Result<(Vec<PoolSpec>, Vec<SourceSpec>), RuntimeError> {
         let inner = &self.inner;
         let mut pools: Vec<PoolSpec> = Vec::new();
         let mut sources = Vec::new();
         for module in &inner.modules {
             let queues = inner.queues.read().map(|q| q.clone()).unwrap_or_default();
-            let services = inner.services.read().map(|s| s.clone()).unwrap_or_default();
             let mut ctx = ModuleContext::new(
                 inner.config.current(),
                 queues,
                 inner.trace.factory().clone(),
-                services,
             );
             module
                 .register(&mut ctx)
@@ -386,10 +403,7 @@ impl RuntimeManager {
                     module: module.name().to_owned(),
                     source,
                 })?;
-            let (regs, services) = ctx.finish();
-            if let Ok(mut s) = inner.services.write() {
-                *s = services;
-            }
+            let regs = ctx.finish();
             if let Ok(mut q) = inner.queues.write() {
                 for queue in regs.queues {
                     q.insert(queue.name().to_owned(), queue);
@@ -624,13 +638,24 @@ impl RuntimeManager {
         report
     }
 
-    /// Starts, runs until a stop request, stops. `Ok` after a graceful stop.
+    /// Starts, runs until a stop request, stops. `Ok` after a graceful stop;
+    /// [`RuntimeError::Interrupted`] at once when a second stop signal cuts the stop short.
     pub async fn run(self) -> Result<DrainReport, RuntimeError> {
         if let Err(error) = self.start().await {
             self.stop().await;
             return Err(error);
         }
         self.wait_for_shutdown_request().await;
-        Ok(self.stop().await)
+        tokio::select! {
+            biased;
+            _ = self.inner.interrupted.stopped() => Err(RuntimeError::Interrupted),
+            report = self.stop() => Ok(report),
+        }
+    }
+
+    /// Completes when a second stop signal asks to stop at once; see
+    /// [`RuntimeHandle::interrupted`].
+    pub async fn interrupted(&self) {
+        self.inner.interrupted.stopped().await
     }
 }

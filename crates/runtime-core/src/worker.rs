@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use futures_util::FutureExt;
 use runtime_contracts::{
-    Delivery, Disposition, FinalOutcome, Histogram, NackOutcome, QueueError, SourceAcknowledger,
-    TaskContext, TaskError, TaskHandler, TaskQueue, TaskSpan, Worker,
+    Delivery, FinalOutcome, Histogram, NackOutcome, QueueError, SourceAcknowledger, TaskContext,
+    TaskError, TaskHandler, TaskQueue, TaskSpan,
 };
 use tracing::Instrument;
 
@@ -58,6 +57,8 @@ pub(crate) struct PoolStats {
     pub processed: AtomicU64,
     pub failed: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Handler panics (each restarts its worker after a backoff); the pool's status adds
+    /// the worker tasks the supervisor replaced.
     pub restarts: AtomicU64,
     pub timeouts: AtomicU64,
     pub last_error: Mutex<Option<String>>,
@@ -112,7 +113,6 @@ enum Run {
 
 /// What the supervisor needs to know after a delivery.
 pub(crate) struct Processed {
-    pub disposition: Disposition,
     pub panicked: bool,
     /// Set when a dependency was down: the slot should pause this long.
     pub outage_pause: Option<Duration>,
@@ -232,7 +232,7 @@ impl TaskWorker {
             trace_id = %format_args!("{:032x}", ctx.trace_id),
             span_id = %format_args!("{:016x}", ctx.span_id),
         );
-        let (mut processed, ended) = if log_span.is_disabled() {
+        let (processed, ended) = if log_span.is_disabled() {
             // No subscriber wants task spans: skip the wrapper (one less move of a
             // large future per task).
             self.run_and_settle(&delivery, span, started).await
@@ -254,7 +254,7 @@ impl TaskWorker {
             None => {
                 self.stats.observe(processed.elapsed);
                 if processed.to_ack {
-                    processed.disposition = self.ack_now(&delivery).await;
+                    self.ack_now(&delivery).await;
                     waited = true;
                 }
             }
@@ -284,25 +284,21 @@ impl TaskWorker {
         }
     }
 
-    async fn ack_now(&self, delivery: &Delivery) -> Disposition {
+    async fn ack_now(&self, delivery: &Delivery) {
         let result = self.queue.ack(delivery).await;
         self.acked(result, 1)
     }
 
-    /// Counts `n` handled deliveries whose ack gave `result`, and says how they ended.
-    fn acked(&self, result: Result<(), QueueError>, n: u64) -> Disposition {
+    /// Counts `n` handled deliveries whose ack gave `result`.
+    fn acked(&self, result: Result<(), QueueError>, n: u64) {
         match result {
             Ok(()) => {
                 self.stats.processed.fetch_add(n, Ordering::Relaxed);
-                Disposition::Acked
             }
             Err(QueueError::LeaseLost(_)) => {
                 // Another consumer holds it now; it will run again (idempotently).
                 self.stats.processed.fetch_add(n, Ordering::Relaxed);
                 tracing::warn!("lease lost before ack; the task will be delivered again");
-                Disposition::Unsettled {
-                    reason: "lease lost".into(),
-                }
             }
             Err(error) => unsettled("ack", error),
         }
@@ -403,13 +399,10 @@ impl TaskWorker {
             // what is failing) went through too.
             Run::Done(Ok(())) => return self.succeed(delivery, tag, span).await,
             Run::Interrupted => {
-                let disposition = match self.queue.release(delivery, None).await {
-                    Ok(()) => Disposition::Released {
-                        reason: "interrupted by shutdown".into(),
-                    },
-                    Err(error) => unsettled("release", error),
-                };
-                return processed(disposition);
+                if let Err(error) = self.queue.release(delivery, None).await {
+                    unsettled("release", error);
+                }
+                return processed();
             }
             Run::Done(Err(TaskError::Unavailable { after, reason })) => {
                 let streak = self.stats.outage_streak.fetch_add(1, Ordering::Relaxed);
@@ -417,13 +410,12 @@ impl TaskWorker {
                 tracing::warn!(%reason, retry_in = ?delay, "dependency unavailable, task goes back without counting an attempt");
                 self.stats.error(&reason);
                 span.set_error(&reason);
-                let disposition = match self.queue.release(delivery, Some(delay)).await {
-                    Ok(()) => Disposition::Released { reason },
-                    Err(error) => unsettled("release", error),
-                };
+                if let Err(error) = self.queue.release(delivery, Some(delay)).await {
+                    unsettled("release", error);
+                }
                 return Processed {
                     outage_pause: Some(delay.min(MAX_OUTAGE_PAUSE)),
-                    ..processed(disposition)
+                    ..processed()
                 };
             }
             Run::Done(Err(TaskError::Reject { reason })) => {
@@ -433,7 +425,10 @@ impl TaskWorker {
                 tracing::warn!(%reason, "task rejected for good, dead-lettering");
                 return match self.queue.dead_letter(delivery, &reason).await {
                     Ok(()) => self.dead_lettered(delivery, reason).await,
-                    Err(error) => processed(unsettled("dead-letter", error)),
+                    Err(error) => {
+                        unsettled("dead-letter", error);
+                        processed()
+                    }
                 };
             }
             Run::Done(Err(TaskError::Retry { after, reason })) => (after, reason),
@@ -480,18 +475,17 @@ impl TaskWorker {
             delivery
         };
         let delay = after.unwrap_or_else(|| self.settings.retry.delay(delivery.task.attempts));
-        let disposition = match self.queue.nack(delivery, Some(delay), &reason).await {
+        match self.queue.nack(delivery, Some(delay), &reason).await {
             Ok(NackOutcome::Requeued) => {
                 tracing::warn!(%reason, retry_in = ?delay, "task failed, will retry");
-                Disposition::Retried { reason }
             }
             Ok(NackOutcome::DeadLettered) => {
                 tracing::error!(%reason, "task failed for the last time, dead-lettered");
                 return self.dead_lettered(delivery, reason).await;
             }
             Err(error) => unsettled("nack", error),
-        };
-        processed(disposition)
+        }
+        processed()
     }
 
     fn reset_outage_streak(&self) {
@@ -533,15 +527,12 @@ impl TaskWorker {
                         let delay = self.settings.retry.delay(streak);
                         tracing::warn!(%error, source = %origin.source, retry_in = ?delay, "source acknowledgement failed, task goes back");
                         self.stats.error(&error.to_string());
-                        let disposition = match self.queue.release(delivery, Some(delay)).await {
-                            Ok(()) => Disposition::Released {
-                                reason: error.to_string(),
-                            },
-                            Err(error) => unsettled("release", error),
-                        };
+                        if let Err(error) = self.queue.release(delivery, Some(delay)).await {
+                            unsettled("release", error);
+                        }
                         return Processed {
                             outage_pause: Some(delay.min(MAX_OUTAGE_PAUSE)),
-                            ..processed(disposition)
+                            ..processed()
                         };
                     }
                 }
@@ -555,7 +546,7 @@ impl TaskWorker {
         self.reset_outage_streak();
         Processed {
             to_ack: true,
-            ..processed(Disposition::Acked)
+            ..processed()
         }
     }
 
@@ -564,9 +555,7 @@ impl TaskWorker {
         if let Some(origin) = &delivery.task.origin
             && let Some(ack) = self.acks.get(&origin.source)
         {
-            let outcome = FinalOutcome::DeadLettered {
-                reason: reason.clone(),
-            };
+            let outcome = FinalOutcome::DeadLettered { reason };
             for attempt in 0..DEAD_LETTER_ACK_TRIES {
                 match ack.acknowledge(&origin.key, &outcome).await {
                     Ok(()) => break,
@@ -584,23 +573,13 @@ impl TaskWorker {
                 }
             }
         }
-        processed(Disposition::DeadLettered { reason })
+        processed()
     }
 }
 
-#[async_trait]
-impl Worker for TaskWorker {
-    async fn process(&self, delivery: Delivery) -> Disposition {
-        self.stats.busy.fetch_add(1, Ordering::Relaxed);
-        let (processed, _) = self.process_one(delivery, Instant::now(), None).await;
-        self.stats.busy.fetch_sub(1, Ordering::Relaxed);
-        processed.disposition
-    }
-}
-
-fn processed(disposition: Disposition) -> Processed {
+/// A settled delivery with nothing more to report.
+fn processed() -> Processed {
     Processed {
-        disposition,
         panicked: false,
         outage_pause: None,
         elapsed: Duration::ZERO,
@@ -608,12 +587,9 @@ fn processed(disposition: Disposition) -> Processed {
     }
 }
 
-fn unsettled(what: &str, error: QueueError) -> Disposition {
-    // The lease runs out and the task comes back: nothing is lost.
+/// The queue could not be told: the lease runs out and the task comes back, nothing is lost.
+fn unsettled(what: &str, error: QueueError) {
     tracing::warn!(%error, "{what} failed; the task comes back after its lease");
-    Disposition::Unsettled {
-        reason: format!("{what} failed: {error}"),
-    }
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

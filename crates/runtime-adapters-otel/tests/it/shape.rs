@@ -1,7 +1,7 @@
 //! Spans made in the shape the core makes them arrive with one trace id, the right parents,
 //! links, kinds, attributes and status.
 
-use runtime_contracts::{AttributeValue, Headers, SpanKind, SpanSpec, TraceContext, TraceFactory};
+use runtime_contracts::{AttributeValue, SpanKind, SpanSpec, Task, TraceContext, TraceFactory};
 use runtime_testkit::otlp_receiver::{OtlpReceiver, ReceivedSpan, ReceivedStatus};
 
 use crate::{WAIT, factory};
@@ -18,8 +18,8 @@ async fn source_publish_process_handler_share_one_trace() -> anyhow::Result<()> 
     let receiver = OtlpReceiver::start().await?;
     let tracer = factory(&receiver.endpoint());
 
-    // Producer side: source span, publish span, context written into the task headers.
-    let mut headers = Headers::default();
+    // Producer side: source span, publish span, context written into the task.
+    let mut task = Task::new("t-1", "x");
     let source = tracer.start_span(
         SpanSpec::new("source inbox")
             .attr("plba.source", "inbox")
@@ -34,12 +34,12 @@ async fn source_publish_process_handler_share_one_trace() -> anyhow::Result<()> 
             .attr("messaging.destination.name", "orders")
             .attr("messaging.operation.type", "send"),
     );
-    publish.context().inject(&mut headers);
+    task.set_trace_context(&publish.context());
     publish.end();
     source.end();
 
-    // Consumer side (could be another process): parent comes only from the headers.
-    let parent = TraceContext::extract(&headers).expect("traceparent in headers");
+    // Consumer side (could be another process): parent comes only from the task.
+    let parent = task.trace_context().expect("trace context in the task");
     let process = tracer.start_span(
         SpanSpec::new("process orders")
             .kind(SpanKind::Consumer)

@@ -182,40 +182,6 @@ pub fn render_value(key: &str, v: &Value) -> Option<String> {
 
 pub use runtime_contracts::redact_url;
 
-/// A redacted copy of the tree: secret keys `***`, URL passwords hidden.
-pub fn redacted_tree(snapshot: &ConfigSnapshot) -> Value {
-    fn walk(key: &str, v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                for (k, child) in map.iter_mut() {
-                    let path = if key.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{key}.{k}")
-                    };
-                    walk(&path, child);
-                }
-            }
-            Value::Array(items) => {
-                if is_secret_key(key) {
-                    *v = Value::from(REDACTED);
-                } else {
-                    for item in items {
-                        walk(key, item);
-                    }
-                }
-            }
-            Value::Null => {}
-            Value::String(s) if !is_secret_key(key) => *s = redact_url(s),
-            other if is_secret_key(key) => *other = Value::from(REDACTED),
-            _ => {}
-        }
-    }
-    let mut tree = snapshot.tree.clone();
-    walk("", &mut tree);
-    tree
-}
-
 fn describe(key: &str, kind: &Kind) -> String {
     match kind {
         Kind::InvalidType(actual, expected) => {

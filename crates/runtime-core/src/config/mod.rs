@@ -26,8 +26,7 @@ mod watch;
 mod tests;
 
 pub use extract::{
-    issue, lookup_origin, redact_url, redacted_tree, render_value, section, section_validator,
-    suggest,
+    issue, lookup_origin, redact_url, render_value, section, section_validator, suggest,
 };
 pub use layers::{DefaultsProvider, EnvProvider, EnvSource, PlainFileProvider, parse_value};
 pub use platform::{
@@ -60,7 +59,8 @@ struct Current {
 /// Loads, validates, holds and reloads the configuration.
 pub struct ConfigurationManager {
     providers: Vec<Box<dyn ConfigProvider>>,
-    validators: Vec<Validator>,
+    /// Grows when the runtime adds its modules' checks (`add_validator`).
+    validators: RwLock<Vec<Validator>>,
     current: RwLock<Current>,
     subscribers: Mutex<Vec<Arc<dyn ConfigSubscriber>>>,
     reloads: AtomicU64,
@@ -87,7 +87,7 @@ impl ConfigurationManager {
         let built = build(&providers, &validators, 1).await?;
         Ok(ConfigurationManager {
             providers,
-            validators,
+            validators: RwLock::new(validators),
             current: RwLock::new(built),
             subscribers: Mutex::new(Vec::new()),
             reloads: AtomicU64::new(0),
@@ -108,7 +108,23 @@ impl ConfigurationManager {
 
     /// The configuration in force with secrets as `***` (for the control plane).
     pub fn redacted(&self) -> serde_json::Value {
-        redacted_tree(&self.current())
+        self.current().redacted()
+    }
+
+    /// Checks the configuration in force with `validator` and, when it passes, keeps it
+    /// for every later reload. Its issues (origins and values filled in) are the error.
+    pub fn add_validator(&self, validator: Validator) -> Result<(), ConfigError> {
+        let snapshot = self.current();
+        let mut issues = validator(&snapshot);
+        if !issues.is_empty() {
+            extract::complete(&snapshot, &mut issues);
+            return Err(ConfigError::Invalid(issues));
+        }
+        match self.validators.write() {
+            Ok(mut v) => v.push(validator),
+            Err(poisoned) => poisoned.into_inner().push(validator),
+        }
+        Ok(())
     }
 
     /// The layers, lowest precedence first (`built-in defaults`, `file ./bot.toml`, ...).
@@ -165,7 +181,11 @@ impl ConfigurationManager {
     pub async fn reload_because(&self, trigger: &str) -> ReloadReport {
         let _one_at_a_time = self.reload_lock.lock().await;
         let old = self.current();
-        match build(&self.providers, &self.validators, old.version + 1).await {
+        let validators = match self.validators.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        match build(&self.providers, &validators, old.version + 1).await {
             Ok(built) => {
                 let changed_keys = changed_keys(&old, &built.snapshot);
                 if changed_keys.is_empty() {
@@ -302,7 +322,12 @@ async fn build(
         Err(e) => return Err(e),
     };
     for v in validators {
-        issues.extend(v(&snapshot));
+        for issue in v(&snapshot) {
+            // A module may check what the app's own validators check too: say it once.
+            if !issues.contains(&issue) {
+                issues.push(issue);
+            }
+        }
     }
     extract::complete(&snapshot, &mut issues);
     match platform {

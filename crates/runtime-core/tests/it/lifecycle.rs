@@ -473,3 +473,91 @@ async fn a_worker_crash_loop_backs_off_and_makes_readiness_false_until_it_ends()
     rt.wait_for_shutdown_request().await;
     rt.stop().await;
 }
+
+/// A module whose config check refuses `greeter.name = "nobody"`; counts registrations.
+struct CheckedModule {
+    registered: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl runtime_contracts::ApplicationModule for CheckedModule {
+    fn name(&self) -> &str {
+        "checked"
+    }
+    fn validate(
+        &self,
+        config: &runtime_contracts::ConfigSnapshot,
+    ) -> Vec<runtime_contracts::ConfigIssue> {
+        match config.get("greeter.name").and_then(|v| v.as_str()) {
+            Some("nobody") => vec![runtime_contracts::ConfigIssue {
+                key: "greeter.name".into(),
+                origin: None,
+                value: None,
+                message: "must name somebody".into(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+    async fn register(
+        &self,
+        _ctx: &mut runtime_contracts::ModuleContext,
+    ) -> Result<(), runtime_contracts::ModuleError> {
+        self.registered.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_module_config_problem_fails_the_start_before_anything_registers() {
+    let registered = Arc::new(AtomicUsize::new(0));
+    let cfg = config(fast_platform(
+        serde_json::json!({"greeter": {"name": "nobody"}}),
+    ))
+    .await;
+    let rt = RuntimeManager::builder(cfg)
+        .queue(queue(3))
+        .module(Arc::new(CheckedModule {
+            registered: registered.clone(),
+        }))
+        .handle_signals(false)
+        .build();
+    let result = rt.start().await;
+    rt.stop().await;
+    let error = result.unwrap_err();
+    let runtime_core::RuntimeError::Config(runtime_contracts::ConfigError::Invalid(issues)) =
+        &error
+    else {
+        panic!("not a configuration error: {error:?}");
+    };
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(issues[0].key, "greeter.name");
+    // The manager filled in the value, as for its own checks.
+    assert_eq!(issues[0].value.as_deref(), Some("\"nobody\""), "{issues:?}");
+    assert_eq!(registered.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_reload_the_module_check_refuses_keeps_the_old_config() {
+    let platform = fast_platform(serde_json::json!({"greeter": {"name": "alice"}}));
+    let (cfg, layer) = runtime_testkit::fakes::reloadable_config(platform.clone()).await;
+    let rt = RuntimeManager::builder(cfg.clone())
+        .queue(queue(3))
+        .module(Arc::new(CheckedModule {
+            registered: Arc::default(),
+        }))
+        .handle_signals(false)
+        .build();
+    rt.start().await.unwrap();
+    let mut changed = platform;
+    changed["greeter"]["name"] = serde_json::json!("nobody");
+    layer.set(changed);
+    let report = cfg.reload().await;
+    assert!(!report.accepted, "{report:?}");
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert_eq!(report.errors[0].key, "greeter.name");
+    assert_eq!(
+        cfg.current().get("greeter.name"),
+        Some(&serde_json::json!("alice"))
+    );
+    rt.stop().await;
+}

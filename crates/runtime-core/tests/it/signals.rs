@@ -2,14 +2,14 @@
 //! test binary, re-run with `--exact` on [`child_runtime`].
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use runtime_contracts::{PoolSpec, Task, TaskContext, TaskError, TaskHandler};
-use runtime_core::RuntimeManager;
+use runtime_core::{RuntimeError, RuntimeManager};
 use runtime_testkit::fakes::{PartsModule, VecSource, config};
 use tokio::sync::Notify;
 
@@ -29,8 +29,12 @@ impl TaskHandler for Stuck {
     }
 }
 
+/// Printed by the child when `run` reports the second signal, just before it exits.
+const INTERRUPTED_LINE: &str = "RUN REPORTED INTERRUPTED";
+
 /// The child: a runtime that handles signals, one stuck task and a 10-minute grace
-/// period. Prints `READY` once the task runs.
+/// period. Prints `READY` once the task runs. Like a binary's `main`, it picks the exit
+/// code (130) when `run` reports the second signal.
 #[test]
 #[ignore = "helper run as a child process by the tests in this module"]
 fn child_runtime() {
@@ -69,13 +73,19 @@ fn child_runtime() {
             started.notified().await;
             println!("READY");
         });
-        let _ = runtime.run().await;
-        println!("STOPPED GRACEFULLY");
+        match runtime.run().await {
+            Err(RuntimeError::Interrupted) => {
+                println!("{INTERRUPTED_LINE}");
+                std::process::exit(130);
+            }
+            _ => println!("STOPPED GRACEFULLY"),
+        }
     });
 }
 
-#[test]
-fn a_second_stop_signal_exits_at_once_with_130() {
+/// Runs the child, SIGTERMs it until it exits; returns its status and every line it
+/// printed.
+fn signal_child_until_it_exits() -> (ExitStatus, Vec<String>) {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args([
@@ -96,10 +106,11 @@ fn a_second_stop_signal_exits_at_once_with_130() {
             let _ = tx.send(line);
         }
     });
+    let mut lines = Vec::new();
     let ready = loop {
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(line) if line.contains("READY") => break true,
-            Ok(_) => continue,
+            Ok(line) => lines.push(line),
             Err(_) => break false,
         }
     };
@@ -124,7 +135,31 @@ fn a_second_stop_signal_exits_at_once_with_130() {
         assert!(sent.success(), "kill -TERM {pid} failed");
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             assert!(!line.contains("STOPPED GRACEFULLY"), "{line}");
+            lines.push(line);
         }
     };
+    // The reader thread ends with the child's stdout; take what it still holds.
+    lines.extend(rx.iter());
+    (status, lines)
+}
+
+#[test]
+fn a_second_stop_signal_exits_at_once_with_130() {
+    let (status, _) = signal_child_until_it_exits();
     assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+/// The library never exits the process: `run` reports the second signal and the binary
+/// picks the exit code.
+#[test]
+fn a_second_stop_signal_is_reported_by_run_not_exited_by_the_library() {
+    let (status, lines) = signal_child_until_it_exits();
+    assert!(
+        lines.iter().any(|l| l.contains(INTERRUPTED_LINE)),
+        "{status:?} {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("STOPPED GRACEFULLY")),
+        "{lines:?}"
+    );
 }

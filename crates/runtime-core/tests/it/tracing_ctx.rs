@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use runtime_contracts::{
-    AttributeValue, NoopSpan, SpanKind, SpanSpec, Task, TaskError, TaskSpan, TraceContext,
-    TraceFactory,
+    AttributeValue, NoopSpan, SpanKind, SpanSpec, TRACEPARENT, Task, TaskError, TaskSpan,
+    TraceContext, TraceFactory,
 };
 use runtime_core::RuntimeManager;
 use runtime_testkit::fakes::{FnHandler, PartsModule, VecSource, config};
@@ -60,7 +60,8 @@ async fn trace_context_survives_the_queue_and_retries_link_to_the_first_attempt(
         trace_state: None,
     };
     let mut task = Task::new("t", "x");
-    upstream.inject(&mut task.headers);
+    // As a producer outside the runtime would: the W3C header, set by hand.
+    task.headers.insert(TRACEPARENT, upstream.traceparent());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
     let handler = FnHandler::new(Duration::ZERO, move |task, ctx| {

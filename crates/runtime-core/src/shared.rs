@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use runtime_contracts::{
-    ApplicationModule, ControlEndpoint, ModuleStatus, RuntimeState, RuntimeStatus, Services,
-    TaskQueue,
+    ApplicationModule, ControlEndpoint, ModuleStatus, RuntimeState, RuntimeStatus, TaskQueue,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -22,7 +21,7 @@ use crate::trace::TraceService;
 use crate::worker::Acknowledgers;
 
 /// What a runtime shares between its manager, its handles and its control plane.
-pub(crate) struct Inner {
+pub(crate) struct Shared {
     pub(crate) config: Arc<ConfigurationManager>,
     pub(crate) state: watch::Sender<RuntimeState>,
     pub(crate) started: Instant,
@@ -34,13 +33,14 @@ pub(crate) struct Inner {
     pub(crate) queue_stats: Arc<QueueStatsCache>,
     pub(crate) trace: TraceService,
     pub(crate) acks: Arc<Acknowledgers>,
-    pub(crate) services: RwLock<Services>,
     pub(crate) endpoints: Vec<Arc<dyn ControlEndpoint>>,
     pub(crate) shutdown_requested: StopToken,
+    /// Fired by a second stop signal: the binary is to exit at once (it picks the code).
+    pub(crate) interrupted: StopToken,
     pub(crate) sources_stop: StopToken,
     pub(crate) endpoints_stop: StopToken,
     pub(crate) background: Mutex<Vec<JoinHandle<()>>>,
-    /// Turns SIGINT/SIGTERM into a stop request (and a second one into exit 130).
+    /// Turns SIGINT/SIGTERM into a stop request (and a second one into `interrupted`).
     pub(crate) signal_task: Mutex<Option<JoinHandle<()>>>,
     pub(crate) source_tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) handle_signals: bool,
@@ -48,7 +48,7 @@ pub(crate) struct Inner {
     pub(crate) started_once: std::sync::atomic::AtomicBool,
 }
 
-impl Inner {
+impl Shared {
     pub(crate) fn state(&self) -> RuntimeState {
         *self.state.borrow()
     }
