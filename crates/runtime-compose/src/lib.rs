@@ -86,14 +86,14 @@ pub struct Plan {
 
 /// Whether this program was built with the runtime-compose feature `feature`. In a
 /// workspace build cargo unifies features, so an app may get more than it asked for.
-pub const fn has_feature(feature: &str) -> bool {
-    match feature.as_bytes() {
-        b"memory" => cfg!(feature = "memory"),
-        b"redis" => cfg!(feature = "redis"),
-        b"otel" => cfg!(feature = "otel"),
-        b"http" => cfg!(feature = "http"),
-        _ => false,
-    }
+pub fn has_feature(feature: &str) -> bool {
+    const BUILT: [(&str, bool); 4] = [
+        ("memory", cfg!(feature = "memory")),
+        ("redis", cfg!(feature = "redis")),
+        ("otel", cfg!(feature = "otel")),
+        ("http", cfg!(feature = "http")),
+    ];
+    BUILT.iter().any(|(name, on)| *on && *name == feature)
 }
 
 /// Maps the platform sections to adapter configs and checks each, without I/O. Every
