@@ -134,13 +134,11 @@ fn a_bad_value_fails_with_exit_2_naming_the_key() {
 /// unifies features (mail-order-bot brings redis), and then redis simply works.
 #[test]
 fn a_backend_this_build_lacks_fails_with_exit_2_naming_the_key() {
+    let queue = format!("hello-backend-{}", std::process::id());
     let mut child = hello()
         .args(["--count", "1"])
         .env("HELLO_QUEUE__BACKEND", "redis")
-        .env(
-            "HELLO_QUEUE__NAME",
-            format!("hello-backend-{}", std::process::id()),
-        )
+        .env("HELLO_QUEUE__NAME", &queue)
         .spawn()
         .unwrap();
     let status = wait(&mut child);
@@ -148,6 +146,16 @@ fn a_backend_this_build_lacks_fails_with_exit_2_naming_the_key() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     if runtime_compose::has_feature("redis") {
         assert_eq!(status.code(), Some(0), "{stderr}");
+        // The queue's keys (plba:{name}:*) are this test's own.
+        let keys = std::process::Command::new("redis-cli")
+            .args(["--scan", "--pattern", &format!("plba:{{{queue}}}:*")])
+            .output()
+            .expect("redis-cli, to clean up the test's keys");
+        for key in String::from_utf8_lossy(&keys.stdout).lines() {
+            let _ = std::process::Command::new("redis-cli")
+                .args(["del", key])
+                .output();
+        }
     } else {
         assert_eq!(status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("queue.backend"), "{stderr}");
