@@ -56,9 +56,9 @@ fn orders_help() -> String {
 
 fn demo_help() -> String {
     format!(
-        "Examples:\n  mail-order-bot demo                    # then drop .eml files into ./var/maildir/new\n  \
+        "Examples:\n  mail-order-bot demo                    # then mv .eml files into ./var/maildir/new\n  \
          MOB_TRACING__LEVEL=info mail-order-bot demo   # show the runtime's logs too\n\n{}",
-        cli::exit_codes_help("stopped by Ctrl-C")
+        cli::exit_codes_help_interruptible("stopped by Ctrl-C")
     )
 }
 

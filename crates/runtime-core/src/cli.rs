@@ -84,25 +84,36 @@ pub fn exit_codes_help(ok: &str) -> String {
     )
 }
 
+/// [`exit_codes_help`] of a long-running command, which a second stop signal cuts short.
+pub fn exit_codes_help_interruptible(ok: &str) -> String {
+    format!(
+        "{}\n  {EXIT_INTERRUPTED}  a second Ctrl-C or SIGTERM cut the graceful stop short",
+        exit_codes_help(ok)
+    )
+}
+
 /// Adds examples and exit codes to the `--help` of the runtime's subcommands, naming the
 /// app's binary `bin` (call on the app's `clap::Command` before parsing).
 pub fn with_runtime_help(cmd: clap::Command, bin: &str) -> clap::Command {
-    let help = |examples: &[&str], ok: &str| {
+    let help_with = |examples: &[&str], codes: String| {
         let mut text = String::from("Examples:\n");
         for example in examples {
             text.push_str(&format!("  {bin} {example}\n"));
         }
         text.push('\n');
-        text.push_str(&exit_codes_help(ok));
+        text.push_str(&codes);
         text
     };
+    let help = |examples: &[&str], ok: &str| help_with(examples, exit_codes_help(ok));
     cmd.mut_subcommand("run", |c| {
-        c.after_help(help(
+        c.after_help(help_with(
             &[
                 "run --config /etc/bot/bot.toml",
                 "run -c base.toml -c prod.toml     # later files win",
             ],
-            "stopped gracefully (SIGINT/SIGTERM or POST /admin/shutdown)",
+            exit_codes_help_interruptible(
+                "stopped gracefully (SIGINT/SIGTERM or POST /admin/shutdown)",
+            ),
         ))
     })
     .mut_subcommand("check-config", |c| {

@@ -174,6 +174,9 @@ fn subcommand_help_has_examples_and_exit_codes() {
             help.contains("\n  2  the configuration is wrong"),
             "{cmd}: {help}"
         );
+        // Only the long-running commands can be cut short by a second signal.
+        let interruptible = matches!(cmd, "run" | "demo");
+        assert_eq!(help.contains("\n  130  "), interruptible, "{cmd}: {help}");
     }
 }
 
