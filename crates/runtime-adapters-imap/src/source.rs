@@ -35,6 +35,8 @@ pub use runtime_contracts::OVERSIZE_HEADER as HEADER_OVERSIZE;
 
 /// Most bytes of message bodies fetched by one command.
 const FETCH_BYTES: u64 = 16 * 1024 * 1024;
+/// What an oversized message's header is counted as against [`FETCH_BYTES`].
+const OVERSIZED_HEADER_COST: u64 = 64 * 1024;
 
 /// How the source waits for new mail between catch-ups.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -429,16 +431,18 @@ impl ImapSource {
 
         // Fetched and published in groups bounded by bytes, in UID order: a chunk of
         // large mail never sits in memory all at once (a message over the bound goes
-        // alone; one over max_message_bytes costs only its header).
+        // alone).
         let mut start = 0;
         while start < sizes.len() {
             let mut end = start;
             let mut group_bytes = 0u64;
             while let Some((_, size)) = sizes.get(end) {
+                // An oversized message costs its header only; 64 KiB is counted for it, so
+                // a chunk of them cannot all be fetched at once either.
                 let cost = if *size <= cfg.max_message_bytes {
                     *size
                 } else {
-                    0
+                    OVERSIZED_HEADER_COST
                 };
                 if end > start && group_bytes + cost > FETCH_BYTES {
                     break;

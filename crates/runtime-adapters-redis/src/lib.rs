@@ -44,10 +44,14 @@ pub use queue::RedisQueue;
 /// This machine's name for consumer and lease-holder ids (`HOSTNAME` where `/proc` has
 /// none, e.g. some sandboxes).
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "host".to_owned())
+    // Read once: it is asked for on async paths, and the host does not change.
+    static HOST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "host".to_owned())
+    });
+    HOST.clone()
 }

@@ -546,6 +546,10 @@ pub const REDACTED: &str = "***";
 /// bring no async runtime (call it from `spawn_blocking` in async code).
 pub fn read_secret_file(path: &std::path::Path) -> std::io::Result<Secret> {
     use std::io::Read;
+    // Checked before opening: opening a FIFO blocks until a writer comes.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let file = std::fs::File::open(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));

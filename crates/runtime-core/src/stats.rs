@@ -83,8 +83,13 @@ impl QueueStatsCache {
         // The slot's lock is held until the refresh is recorded, so `settle` (which takes
         // it) always runs after.
         let task = tokio::spawn(async move {
-            let result = tokio::time::timeout(STATS_TIMEOUT, q.stats()).await;
-            cache.settle(q.name(), result.ok().and_then(Result::ok));
+            // A panicking backend must still settle the slot, or no refresh would start again.
+            let call = std::panic::AssertUnwindSafe(q.stats()).catch_unwind();
+            let stats = match tokio::time::timeout(STATS_TIMEOUT, call).await {
+                Ok(Ok(Ok(stats))) => Some(stats),
+                _ => None,
+            };
+            cache.settle(q.name(), stats);
         });
         let refresh = async move {
             let _ = task.await;

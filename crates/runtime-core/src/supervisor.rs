@@ -254,11 +254,7 @@ impl Pool {
             respawn.at = Some(now + delay);
             tracing::error!(pool = %self.name, died, deaths_in_a_row = before.saturating_add(died as u32), restart_in = ?delay, "worker ended unexpectedly; restarting");
         }
-        if respawn.at.is_some_and(|at| now < at) {
-            return;
-        }
-        respawn.at = None;
-        drop(respawn);
+        // Shrinking applies at once; only replacing dead workers waits out the backoff.
         let live: Vec<usize> = (0..slots.len())
             .filter(|i| !slots[*i].stop.is_stopped())
             .collect();
@@ -267,12 +263,14 @@ impl Pool {
             for i in live.iter().skip(want) {
                 slots[*i].stop.stop();
             }
-        } else {
+        } else if respawn.at.is_none_or(|at| now >= at) {
+            respawn.at = None;
             for _ in live.len()..want {
                 let slot = self.spawn_slot();
                 slots.push(slot);
             }
         }
+        drop(respawn);
         slots.retain(|s| !(s.stop.is_stopped() && s.handle.is_finished()));
     }
 }

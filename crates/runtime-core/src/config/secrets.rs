@@ -100,4 +100,28 @@ mod tests {
         std::fs::write(&ok, "pw\n").unwrap();
         assert_eq!(read_secret_file(&ok).unwrap().expose(), "pw");
     }
+
+    /// Opening a FIFO blocks until a writer comes: it used to hang start-up for ever.
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("secret");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo (coreutils)");
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                read_secret_file(&fifo)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        let answer = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO as a secret file hung");
+        assert!(answer.is_err_and(|e| e.contains("not a regular file")));
+    }
 }
