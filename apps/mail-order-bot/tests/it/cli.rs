@@ -197,6 +197,33 @@ fn orders_rejects_an_invalid_config_like_check_config() {
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 }
 
+/// Listing orders needs only `[orders]`: a reporting machine without the IMAP password
+/// still lists them.
+#[test]
+fn orders_work_without_the_mailbox_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("orders.db");
+    let url = format!("sqlite://{}", db.display());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = mail_order_bot::store::OrderStore::connect(&url)
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    std::fs::write(
+        dir.path().join("bot.toml"),
+        format!(
+            "[mail]\nsource = \"imap-poll\"\nhost = \"imap.example.com\"\n\
+             username = \"orders\"\n[orders]\ndatabase_url = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = bot(dir.path(), &["orders", "--json", "--config", "bot.toml"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(text(&out.stdout).trim(), "[]");
+}
+
 /// A wrong SQLite path is named, exits 2 and is not created.
 #[test]
 fn orders_names_a_database_that_does_not_exist() {
