@@ -585,9 +585,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn defaults_are_valid_but_for_the_catalog() {
-        let snap = ConfigSnapshot::from_layers(
+    /// The embedded defaults alone, as a snapshot.
+    fn defaults_snapshot() -> ConfigSnapshot {
+        ConfigSnapshot::from_layers(
             1,
             &[ConfigLayer::from_tree(
                 "d",
@@ -595,7 +595,12 @@ mod tests {
                     .unwrap(),
                 &ConfigOrigin::Default,
             )],
-        );
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid_but_for_the_catalog() {
+        let snap = defaults_snapshot();
         assert!(
             validate_mail(&snap).is_empty(),
             "{:?}",
@@ -608,15 +613,7 @@ mod tests {
     #[test]
     fn the_failure_keyword_and_size_limit_are_the_apps_defaults() {
         // The IMAP adapter has no default keyword: it comes from these defaults.
-        let snap = ConfigSnapshot::from_layers(
-            1,
-            &[ConfigLayer::from_tree(
-                "d",
-                &serde_json::to_value(toml::from_str::<toml::Value>(DEFAULTS_TOML).unwrap())
-                    .unwrap(),
-                &ConfigOrigin::Default,
-            )],
-        );
+        let snap = defaults_snapshot();
         let mail = MailConfig::from_snapshot(&snap).unwrap();
         assert_eq!(mail.imap.failed_keyword, "$OrderBotFailed");
         let explicit = snapshot(json!({"mail": {"failed_keyword": "$Gone"}}));
