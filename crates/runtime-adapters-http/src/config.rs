@@ -208,3 +208,45 @@ impl ControlSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    fn keys(settings: ControlSettings) -> Vec<String> {
+        settings.check().into_iter().map(|i| i.key).collect()
+    }
+
+    #[test]
+    fn settings_name_each_bad_key() {
+        assert!(keys(ControlSettings::default()).is_empty());
+        let zero = ControlSettings {
+            header_read_timeout: Some(Duration::ZERO),
+            idle_timeout: Some(Duration::ZERO),
+            max_connections: Some(0),
+            token: Some(Secret::new("  ")),
+            ..ControlSettings::default()
+        };
+        assert_eq!(
+            keys(zero),
+            [
+                "control.token",
+                "control.header_read_timeout",
+                "control.idle_timeout",
+                "control.max_connections"
+            ]
+        );
+        let public = ControlSettings {
+            bind: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            ..ControlSettings::default()
+        };
+        assert_eq!(keys(public.clone()), ["control.bind"]);
+        // A disabled plane is never bound, so its address is not checked.
+        let off = ControlSettings {
+            enabled: false,
+            ..public
+        };
+        assert!(keys(off.clone()).is_empty());
+        assert!(off.config().is_none());
+    }
+}

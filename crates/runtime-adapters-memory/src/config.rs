@@ -132,3 +132,27 @@ impl MemoryQueueSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn settings_name_the_bad_key_and_build_with_the_shared_keys() {
+        let bad = MemoryQueueSettings { capacity: 0 }.check();
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].key, "queue.capacity");
+        let ok = MemoryQueueSettings::default();
+        assert!(ok.check().is_empty());
+        let shared = QueueShared {
+            name: "q".into(),
+            visibility_timeout: Duration::from_secs(7),
+            max_attempts: 3,
+        };
+        let config = ok.config(&shared);
+        assert_eq!(
+            (config.name.as_str(), config.capacity, config.max_attempts),
+            ("q", 10_000, 3)
+        );
+    }
+}

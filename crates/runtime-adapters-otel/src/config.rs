@@ -272,3 +272,33 @@ impl OtelSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    fn keys(endpoint: &str, exporter: ExporterKind) -> Vec<String> {
+        let settings = OtelSettings {
+            otlp_endpoint: endpoint.into(),
+        };
+        settings
+            .check(exporter, "svc")
+            .into_iter()
+            .map(|i| i.key)
+            .collect()
+    }
+
+    #[test]
+    fn settings_name_each_bad_key() {
+        assert!(keys("http://127.0.0.1:4318", ExporterKind::Otlp).is_empty());
+        for bad in ["ftp://collector", "http://", "https://collector:4318"] {
+            assert_eq!(
+                keys(bad, ExporterKind::Otlp),
+                ["tracing.otlp_endpoint"],
+                "{bad}"
+            );
+        }
+        // The endpoint is not used by the stdout exporter.
+        assert!(keys("ftp://collector", ExporterKind::Stdout).is_empty());
+    }
+}

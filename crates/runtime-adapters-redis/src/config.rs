@@ -269,3 +269,44 @@ impl RedisQueueSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    fn shared(name: &str) -> QueueShared {
+        QueueShared {
+            name: name.into(),
+            visibility_timeout: Duration::from_secs(60),
+            max_attempts: 5,
+        }
+    }
+
+    fn keys(url: &str, name: &str) -> Vec<String> {
+        let settings = RedisQueueSettings {
+            redis_url: Secret::new(url),
+        };
+        settings
+            .check(&shared(name))
+            .into_iter()
+            .map(|i| i.key)
+            .collect()
+    }
+
+    #[test]
+    fn settings_name_each_bad_key_without_the_password() {
+        assert!(keys("redis://127.0.0.1:6379/0", "tasks").is_empty());
+        assert_eq!(keys("http://u:pw@x/0", "tasks"), ["queue.redis_url"]);
+        assert_eq!(
+            keys("redis+unix:///tmp/r.sock", "tasks"),
+            ["queue.redis_url"]
+        );
+        assert_eq!(keys("redis://127.0.0.1:6379/0", "a{b}"), ["queue.name"]);
+        let issues = RedisQueueSettings {
+            redis_url: Secret::new("redis://u:hunter2@host:notaport/0"),
+        }
+        .check(&shared("tasks"));
+        assert_eq!(issues[0].key, "queue.redis_url");
+        assert!(!format!("{issues:?}").contains("hunter2"), "{issues:?}");
+    }
+}
