@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<ExitCode> {
 
     // 2. The queue and the tracer, as `[queue]` and `[tracing]` choose them (the same
     //    plan the validator checked at load).
-    let plan = runtime_compose::plan(&platform, APP)?;
+    let plan = runtime_compose::plan(&config.current(), APP)?;
 
     // 3. The runtime: the queue and the app's module.
     let done = Arc::new(Notify::new());

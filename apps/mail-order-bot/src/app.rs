@@ -140,7 +140,7 @@ pub async fn compose(
     config: Arc<ConfigurationManager>,
     options: &ComposeOptions,
 ) -> Result<Composed, AppError> {
-    let plan = runtime_compose::plan(&config.platform(), APP_NAME)?;
+    let plan = runtime_compose::plan(&config.current(), APP_NAME)?;
     let queue = plan.build_queue()?;
     let tracer = plan.build_tracer()?;
     let module = Arc::new(MailOrderModule::new());

@@ -15,13 +15,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use runtime_adapters_imap::{ImapMode, ImapSource};
 use runtime_adapters_maildir::MaildirSource;
-use runtime_adapters_redis::{LeaderSource, RedisLease, RedisQueueConfig};
+use runtime_adapters_redis::{LeaderSource, RedisLease, RedisQueueConfig, RedisQueueSettings};
 use runtime_contracts::{
     ApplicationModule, ConfigChange, ConfigIssue, ConfigSnapshot, ConfigSubscriber, ModuleContext,
     ModuleError, PoolSpec, Task, TaskContext, TaskError, TaskHandler, TaskSource,
 };
 use runtime_core::PlatformConfig;
-use runtime_core::config::{QueueBackend, QueueConfig};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -101,23 +100,36 @@ pub fn leader_lease_key(queue_name: &str) -> String {
     format!("{prefix}:{{{queue_name}}}:lease:source:{SOURCE_NAME}")
 }
 
+/// The `queue.backend` tag of the Redis queue, whose processes share one mailbox lease.
+const REDIS_BACKEND: &str = "redis";
+
+/// The Redis queue's settings when `[queue]` chose it: the leader lease lives there.
+pub fn redis_queue(snapshot: &ConfigSnapshot) -> Result<Option<RedisQueueSettings>, ModuleError> {
+    let platform = PlatformConfig::from_snapshot(snapshot)?;
+    if platform.queue.backend != REDIS_BACKEND {
+        return Ok(None);
+    }
+    Ok(Some(runtime_compose::read_settings(snapshot, "queue")?))
+}
+
 /// Builds the source `mail.source` names. This match is the only place where polling,
-/// IDLE and Maildir differ. With the Redis queue the source is wrapped in a
-/// [`LeaderSource`] on [`leader_lease_key`] (ttl `mail.leader_lease`): any number of
+/// IDLE and Maildir differ. With the Redis queue (`redis` given) the source is wrapped in
+/// a [`LeaderSource`] on [`leader_lease_key`] (ttl `mail.leader_lease`): any number of
 /// instances may run, one reads the mailbox. The memory queue means one process, so no
 /// lease.
 pub fn build_source(
     mail: &MailConfig,
-    queue: &QueueConfig,
+    queue_name: &str,
+    redis: Option<&RedisQueueSettings>,
 ) -> Result<Arc<dyn TaskSource>, ModuleError> {
     let inner = build_mailbox_source(mail)?;
-    match queue.backend {
-        QueueBackend::Memory => Ok(inner),
-        QueueBackend::Redis => {
+    match redis {
+        None => Ok(inner),
+        Some(redis) => {
             // No Redis call here: an unreachable Redis only keeps this instance standby.
             let lease = RedisLease::new(
-                queue.redis_url.clone(),
-                leader_lease_key(&queue.name),
+                redis.redis_url.clone(),
+                leader_lease_key(queue_name),
                 mail.leader_lease,
             )
             .map_err(|e| ModuleError::setup("cannot set up the mailbox leader lease", e))?;
@@ -218,7 +230,8 @@ impl ApplicationModule for MailOrderModule {
             });
         }
 
-        let source = build_source(&mail, &platform.queue)?;
+        let redis = redis_queue(&snapshot)?;
+        let source = build_source(&mail, &platform.queue.name, redis.as_ref())?;
         if let Some(ack) = source.acknowledger() {
             ctx.add_acknowledger(SOURCE_NAME, ack);
         }
@@ -241,14 +254,14 @@ impl ApplicationModule for MailOrderModule {
         if let Ok(mut s) = self.store.lock() {
             *s = Some(store);
         }
-        match platform.queue.backend {
-            QueueBackend::Redis => info!(
+        match redis {
+            Some(_) => info!(
                 source = mail.source.as_str(),
                 lease_key = %leader_lease_key(&platform.queue.name),
                 leader_lease = ?mail.leader_lease,
                 "mail-order-bot registered; the mailbox is read by the leader lease holder"
             ),
-            QueueBackend::Memory => {
+            None => {
                 info!(source = mail.source.as_str(), "mail-order-bot registered")
             }
         }
@@ -292,22 +305,15 @@ mod tests {
 
     #[test]
     fn only_the_redis_queue_puts_the_source_behind_a_lease() {
-        let memory = QueueConfig {
-            backend: QueueBackend::Memory,
-            ..QueueConfig::default()
-        };
-        let source = build_source(&mail(), &memory).unwrap();
+        let source = build_source(&mail(), "tasks", None).unwrap();
         assert_eq!(source.name(), SOURCE_NAME);
         assert!(!source.status().details.contains_key("leader"));
 
         // Builds without Redis: the lease connects lazily.
-        let redis = QueueConfig {
-            backend: QueueBackend::Redis,
+        let redis = RedisQueueSettings {
             redis_url: runtime_contracts::Secret::new("redis://127.0.0.1:1/0"),
-            name: "q1".to_owned(),
-            ..QueueConfig::default()
         };
-        let source = build_source(&mail(), &redis).unwrap();
+        let source = build_source(&mail(), "q1", Some(&redis)).unwrap();
         assert_eq!(source.name(), SOURCE_NAME);
         assert!(
             source.acknowledger().is_some(),

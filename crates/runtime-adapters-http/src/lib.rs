@@ -33,5 +33,5 @@ mod process;
 mod routes;
 mod server;
 
-pub use config::HttpConfig;
+pub use config::{ControlSettings, HttpConfig};
 pub use server::HttpControlPlane;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use runtime_contracts::{ConfigIssue, QueueShared};
 use serde::{Deserialize, Serialize};
 
 /// The default `capacity_bytes`: 256 MiB of payloads, ten mails at the 25 MiB limit.
@@ -86,5 +87,72 @@ impl MemoryQueueConfig {
             });
         }
         Ok(())
+    }
+}
+
+/// The memory queue's own keys of `[queue]` (`queue.backend = "memory"`); the keys every
+/// backend shares come in as [`QueueShared`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryQueueSettings {
+    /// `queue.capacity`: bound for backpressure.
+    pub capacity: usize,
+}
+
+impl Default for MemoryQueueSettings {
+    fn default() -> Self {
+        MemoryQueueSettings {
+            capacity: MemoryQueueConfig::default().capacity,
+        }
+    }
+}
+
+impl MemoryQueueSettings {
+    /// Every problem, each with its key (`queue.capacity`); no I/O.
+    pub fn check(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if self.capacity == 0 {
+            issues.push(ConfigIssue::new(
+                "queue.capacity",
+                Some("0".into()),
+                "expected a whole number of at least 1",
+            ));
+        }
+        issues
+    }
+
+    /// The queue's config from these settings and the shared `[queue]` keys.
+    pub fn config(&self, shared: &QueueShared) -> MemoryQueueConfig {
+        MemoryQueueConfig {
+            name: shared.name.clone(),
+            capacity: self.capacity,
+            visibility_timeout: shared.visibility_timeout,
+            max_attempts: shared.max_attempts,
+            ..MemoryQueueConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn settings_name_the_bad_key_and_build_with_the_shared_keys() {
+        let bad = MemoryQueueSettings { capacity: 0 }.check();
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].key, "queue.capacity");
+        let ok = MemoryQueueSettings::default();
+        assert!(ok.check().is_empty());
+        let shared = QueueShared {
+            name: "q".into(),
+            visibility_timeout: Duration::from_secs(7),
+            max_attempts: 3,
+        };
+        let config = ok.config(&shared);
+        assert_eq!(
+            (config.name.as_str(), config.capacity, config.max_attempts),
+            ("q", 10_000, 3)
+        );
     }
 }

@@ -38,7 +38,7 @@ mod config;
 mod queue;
 mod state;
 
-pub use config::{DEFAULT_CAPACITY_BYTES, InvalidConfig, MemoryQueueConfig};
+pub use config::{DEFAULT_CAPACITY_BYTES, InvalidConfig, MemoryQueueConfig, MemoryQueueSettings};
 pub use queue::MemoryQueue;
 pub use state::MemoryUsage;
 

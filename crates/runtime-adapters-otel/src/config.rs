@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use runtime_contracts::Secret;
+use runtime_contracts::{ConfigIssue, Secret};
 
 use crate::OtelError;
 
@@ -214,5 +214,91 @@ mod tests {
         assert_eq!(cfg.scheduled_delay, Duration::from_millis(200));
         assert_eq!(cfg.max_queue_size, 2048);
         assert!(serde_json::to_string(&cfg).is_ok_and(|s| !s.contains("s3cret")));
+    }
+}
+
+/// The OTel exporter's own keys of `[tracing]`; the exporter tag (`tracing.exporter`) is
+/// read by the composition, which passes it in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtelSettings {
+    /// `tracing.otlp_endpoint`: base URL; `/v1/traces` is appended when missing.
+    pub otlp_endpoint: String,
+}
+
+impl Default for OtelSettings {
+    fn default() -> Self {
+        OtelSettings {
+            otlp_endpoint: OtelConfig::default().otlp_endpoint,
+        }
+    }
+}
+
+impl OtelSettings {
+    /// Every problem, each with its key; no I/O.
+    pub fn check(&self, exporter: ExporterKind, service_name: &str) -> Vec<ConfigIssue> {
+        if exporter == ExporterKind::Otlp
+            && !(self.otlp_endpoint.starts_with("http://")
+                || self.otlp_endpoint.starts_with("https://"))
+        {
+            return vec![ConfigIssue::new(
+                "tracing.otlp_endpoint",
+                Some(format!("{:?}", self.otlp_endpoint)),
+                "expected an http:// or https:// URL (tracing.exporter is \"otlp\")",
+            )];
+        }
+        match self.config(exporter, service_name).validate() {
+            Ok(()) => Vec::new(),
+            Err(error) => {
+                let key = match &error {
+                    OtelError::Config {
+                        field: "otlp_endpoint",
+                        ..
+                    } => "tracing.otlp_endpoint",
+                    _ => "tracing.exporter",
+                };
+                vec![ConfigIssue::new(key, None, error.to_string())]
+            }
+        }
+    }
+
+    /// The exporter's config from these settings.
+    pub fn config(&self, exporter: ExporterKind, service_name: &str) -> OtelConfig {
+        OtelConfig {
+            exporter,
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            service_name: service_name.to_owned(),
+            ..OtelConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    fn keys(endpoint: &str, exporter: ExporterKind) -> Vec<String> {
+        let settings = OtelSettings {
+            otlp_endpoint: endpoint.into(),
+        };
+        settings
+            .check(exporter, "svc")
+            .into_iter()
+            .map(|i| i.key)
+            .collect()
+    }
+
+    #[test]
+    fn settings_name_each_bad_key() {
+        assert!(keys("http://127.0.0.1:4318", ExporterKind::Otlp).is_empty());
+        for bad in ["ftp://collector", "http://", "https://collector:4318"] {
+            assert_eq!(
+                keys(bad, ExporterKind::Otlp),
+                ["tracing.otlp_endpoint"],
+                "{bad}"
+            );
+        }
+        // The endpoint is not used by the stdout exporter.
+        assert!(keys("ftp://collector", ExporterKind::Stdout).is_empty());
     }
 }

@@ -45,7 +45,7 @@ use tracing::warn;
 
 use runtime_contracts::{SpanSpec, TaskSpan, TraceFactory};
 
-pub use crate::config::{ExporterKind, OtelConfig};
+pub use crate::config::{ExporterKind, OtelConfig, OtelSettings};
 use crate::pipeline::{Control, Exporter, Pipeline, Sink};
 use crate::stdout::StdoutExporter;
 

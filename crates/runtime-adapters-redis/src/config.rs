@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use runtime_contracts::{QueueError, REDACTED, Secret};
+use runtime_contracts::{ConfigIssue, QueueError, QueueShared, REDACTED, Secret};
 
 /// How to reach Redis and how the queue behaves.
 ///
@@ -209,5 +209,104 @@ mod tests {
         let mut bad = c.clone();
         bad.name = "a{b}".into();
         assert!(bad.validate().is_err());
+    }
+}
+
+/// The Redis queue's own keys of `[queue]` (`queue.backend = "redis"`); the keys every
+/// backend shares come in as [`QueueShared`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisQueueSettings {
+    /// `queue.redis_url` (may hold a password: shown as `***`).
+    pub redis_url: Secret,
+}
+
+impl Default for RedisQueueSettings {
+    fn default() -> Self {
+        RedisQueueSettings {
+            redis_url: Secret::new("redis://127.0.0.1:6379/0"),
+        }
+    }
+}
+
+impl RedisQueueSettings {
+    /// Every problem the queue would refuse, each with its key; no I/O.
+    pub fn check(&self, shared: &QueueShared) -> Vec<ConfigIssue> {
+        let url = self.redis_url.expose();
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://"))
+        {
+            return vec![ConfigIssue::new(
+                "queue.redis_url",
+                Some(format!("{:?}", runtime_contracts::redact_url(url))),
+                "expected a URL like \"redis://127.0.0.1:6379/0\" (queue.backend is \"redis\")",
+            )];
+        }
+        self.config(shared)
+            .check()
+            .into_iter()
+            .map(|p| {
+                let key = match p.field {
+                    "url" => "queue.redis_url",
+                    "name" => "queue.name",
+                    "max_attempts" => "queue.max_attempts",
+                    "visibility_timeout" => "queue.visibility_timeout",
+                    // Fields without a key of their own keep their defaults.
+                    _ => "queue",
+                };
+                ConfigIssue::new(key, None, p.message)
+            })
+            .collect()
+    }
+
+    /// The queue's config from these settings and the shared `[queue]` keys.
+    pub fn config(&self, shared: &QueueShared) -> RedisQueueConfig {
+        RedisQueueConfig {
+            visibility_timeout: shared.visibility_timeout,
+            max_attempts: shared.max_attempts,
+            ..RedisQueueConfig::new(self.redis_url.expose(), shared.name.clone())
+        }
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    fn shared(name: &str) -> QueueShared {
+        QueueShared {
+            name: name.into(),
+            visibility_timeout: Duration::from_secs(60),
+            max_attempts: 5,
+        }
+    }
+
+    fn keys(url: &str, name: &str) -> Vec<String> {
+        let settings = RedisQueueSettings {
+            redis_url: Secret::new(url),
+        };
+        settings
+            .check(&shared(name))
+            .into_iter()
+            .map(|i| i.key)
+            .collect()
+    }
+
+    #[test]
+    fn settings_name_each_bad_key_without_the_password() {
+        assert!(keys("redis://127.0.0.1:6379/0", "tasks").is_empty());
+        assert_eq!(keys("http://u:pw@x/0", "tasks"), ["queue.redis_url"]);
+        assert_eq!(
+            keys("redis+unix:///tmp/r.sock", "tasks"),
+            ["queue.redis_url"]
+        );
+        assert_eq!(keys("redis://127.0.0.1:6379/0", "a{b}"), ["queue.name"]);
+        let issues = RedisQueueSettings {
+            redis_url: Secret::new("redis://u:hunter2@host:notaport/0"),
+        }
+        .check(&shared("tasks"));
+        assert_eq!(issues[0].key, "queue.redis_url");
+        assert!(!format!("{issues:?}").contains("hunter2"), "{issues:?}");
     }
 }

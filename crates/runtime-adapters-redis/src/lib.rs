@@ -37,7 +37,7 @@ pub mod lease;
 mod queue;
 mod scripts;
 
-pub use config::{FieldProblem, RedisQueueConfig};
+pub use config::{FieldProblem, RedisQueueConfig, RedisQueueSettings};
 pub use lease::{LeaderSource, LeaseError, RedisLease};
 pub use queue::RedisQueue;
 

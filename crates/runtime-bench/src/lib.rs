@@ -210,7 +210,7 @@ pub mod pipeline {
                 .await
                 .context("bench config")?,
         );
-        let queue = runtime_compose::plan(&config.platform(), "runtime-bench")?.build_queue()?;
+        let queue = runtime_compose::plan(&config.current(), "runtime-bench")?.build_queue()?;
         let handler = Arc::new(Counter {
             done: AtomicU64::new(0),
             target: n,

@@ -3,14 +3,17 @@
 //! The one path from the platform configuration to the components an app runs:
 //!
 //! ```text
-//! PlatformConfig --plan()--> Plan (every adapter config, checked, no I/O)
+//! ConfigSnapshot --plan()--> Plan (every adapter config, checked, no I/O)
 //!                             |-- build_queue()   queue.backend    -> memory | redis
 //!                             |-- build_tracer()  tracing.exporter -> none | stdout | otlp
 //!                             `-- bind_control()  control.*        -> the HTTP control plane
 //! ```
 //!
-//! [`plan`] is pure: it maps each section to its adapter's config and runs the adapter's
-//! own check, so a config it accepts never fails at start-up for a config reason.
+//! [`plan`] is pure: core reads what it owns of each section (`queue.backend`, the shared
+//! queue keys, `tracing.exporter`), and each adapter reads its own keys into its settings
+//! and checks them, so a config it accepts never fails at start-up for a config reason.
+//! Unknown keys of `[queue]`, `[tracing]` and `[control]` are reported here, since only
+//! the composition knows every adapter's keys.
 //! [`validator`] runs it as a configuration validator, which puts it on the path of
 //! `check-config`, `run` and every reload alike. Each adapter is behind a cargo feature
 //! (`memory`, `redis`, `otel`, `http`); choosing one the build lacks is a config error
@@ -23,7 +26,10 @@ use std::sync::Arc;
 compile_error!("runtime-compose needs at least one queue feature: `memory` or `redis`");
 
 use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, TaskQueue, TraceFactory};
-use runtime_core::config::{PlatformConfig, QueueBackend, TraceExporter, Validator};
+use runtime_core::config::{PlatformConfig, QueueConfig, TracingConfig, Validator};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Why a planned component could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +90,19 @@ pub struct Plan {
     pub control: Option<runtime_adapters_http::HttpConfig>,
 }
 
+/// The queue backends by `queue.backend` tag, each with the feature that builds it in.
+const QUEUE_BACKENDS: [(&str, &str, bool); 2] = [
+    ("memory", "memory", cfg!(feature = "memory")),
+    ("redis", "redis", cfg!(feature = "redis")),
+];
+
+/// The trace exporters by `tracing.exporter` tag; `none` is the core's.
+const TRACE_EXPORTERS: [(&str, &str, bool); 3] = [
+    ("none", "", true),
+    ("stdout", "otel", cfg!(feature = "otel")),
+    ("otlp", "otel", cfg!(feature = "otel")),
+];
+
 /// Whether this program was built with the runtime-compose feature `feature`. In a
 /// workspace build cargo unifies features, so an app may get more than it asked for.
 pub fn has_feature(feature: &str) -> bool {
@@ -96,200 +115,268 @@ pub fn has_feature(feature: &str) -> bool {
     BUILT.iter().any(|(name, on)| *on && *name == feature)
 }
 
-/// Maps the platform sections to adapter configs and checks each, without I/O. Every
-/// problem is reported with its key.
+/// Reads the platform sections of `snapshot` (core's checks), maps each choice to its
+/// adapter and runs the adapter's own check, without I/O. Every problem is reported with
+/// its key.
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] with one issue per bad key.
-pub fn plan(platform: &PlatformConfig, service_name: &str) -> Result<Plan, ConfigError> {
+pub fn plan(snapshot: &ConfigSnapshot, service_name: &str) -> Result<Plan, ConfigError> {
+    let mut issues = match PlatformConfig::from_snapshot(snapshot) {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid(issues)) => issues,
+        Err(other) => return Err(other),
+    };
+    let (plan, more) = plan_adapters(snapshot, service_name);
+    for issue in more {
+        if !issues.contains(&issue) {
+            issues.push(issue);
+        }
+    }
+    match plan {
+        Some(plan) if issues.is_empty() => Ok(plan),
+        _ => Err(ConfigError::Invalid(issues)),
+    }
+}
+
+/// A configuration validator running the adapters' part of [`plan`]: add it to the app's
+/// config spec so that `check-config`, `run` and reloads reject exactly what composition
+/// would. Core's own checks run beside it, so each problem is reported once.
+pub fn validator(service_name: &'static str) -> Validator {
+    Arc::new(move |snapshot: &ConfigSnapshot| plan_adapters(snapshot, service_name).1)
+}
+
+/// Reads the keys of the adapter settings `T` from the section at `path`, leaving out the
+/// keys of the section that belong to core or to other adapters; each bad value is
+/// reported with its key, source and value.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with one issue per bad key.
+pub fn read_settings<T: DeserializeOwned + Serialize + Default>(
+    snapshot: &ConfigSnapshot,
+    path: &str,
+) -> Result<T, ConfigError> {
+    let keys = keys_of::<T>();
+    let mut own = snapshot.clone();
+    if let Value::Object(top) = &mut own.tree
+        && let Some(Value::Object(section)) = top.get_mut(path)
+    {
+        section.retain(|k, _| keys.contains(k));
+    }
+    runtime_core::config::section::<T>(&own, path)
+}
+
+/// The keys of `T`, from its defaults (every field serializes, `None` as null).
+fn keys_of<T: Serialize + Default>() -> Vec<String> {
+    match serde_json::to_value(T::default()) {
+        Ok(Value::Object(fields)) => fields.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Core's part of a section, or its defaults when it does not read (core reports that).
+fn core_section<T: DeserializeOwned + Default>(snapshot: &ConfigSnapshot, path: &str) -> T {
+    runtime_core::config::section::<T>(snapshot, path).unwrap_or_default()
+}
+
+/// [`read_settings`], its problems added to `issues`.
+fn read<T: DeserializeOwned + Serialize + Default>(
+    snapshot: &ConfigSnapshot,
+    path: &str,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<T> {
+    match read_settings::<T>(snapshot, path) {
+        Ok(settings) => Some(settings),
+        Err(ConfigError::Invalid(more)) => {
+            issues.extend(more);
+            None
+        }
+        Err(other) => {
+            issues.push(runtime_core::config::issue(
+                snapshot,
+                path,
+                other.to_string(),
+            ));
+            None
+        }
+    }
+}
+
+/// Keys of the section at `path` that neither core nor an adapter built in knows.
+fn unknown_keys(
+    snapshot: &ConfigSnapshot,
+    path: &str,
+    known: &[String],
+    issues: &mut Vec<ConfigIssue>,
+) {
+    let Some(Value::Object(section)) = snapshot.get(path) else {
+        return;
+    };
+    for key in section.keys().filter(|k| !known.contains(k)) {
+        let mut message = format!("unknown key; known keys here: {}", known.join(", "));
+        if let Some(s) = runtime_core::config::suggest(key, known.iter().map(String::as_str)) {
+            message.push_str(&format!("; did you mean `{s}`?"));
+        }
+        issues.push(runtime_core::config::issue(
+            snapshot,
+            &format!("{path}.{key}"),
+            message,
+        ));
+    }
+}
+
+/// The issue for a tag no arm took: one this build lacks, or one that does not exist.
+fn unknown_choice(
+    snapshot: &ConfigSnapshot,
+    key: &str,
+    value: &str,
+    choices: &[(&str, &str, bool)],
+) -> ConfigIssue {
+    let message = match choices.iter().find(|(name, _, _)| *name == value) {
+        Some((_, feature, _)) => format!(
+            "{value:?} is not built into this program (runtime-compose feature `{feature}`)"
+        ),
+        None => format!(
+            "expected one of {}",
+            choices
+                .iter()
+                .map(|(name, _, _)| format!("\"{name}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    runtime_core::config::issue(snapshot, key, message)
+}
+
+/// Moves an adapter's check result into `issues`; `Some(config)` when it had none.
+fn checked<T>(problems: Vec<ConfigIssue>, config: T, issues: &mut Vec<ConfigIssue>) -> Option<T> {
+    if problems.is_empty() {
+        Some(config)
+    } else {
+        issues.extend(problems);
+        None
+    }
+}
+
+/// The adapters' part of [`plan`]: the plan, or the problems core does not report.
+fn plan_adapters(
+    snapshot: &ConfigSnapshot,
+    service_name: &str,
+) -> (Option<Plan>, Vec<ConfigIssue>) {
     let mut issues = Vec::new();
-    let queue = plan_queue(platform, &mut issues);
-    let tracer = plan_tracer(platform, service_name, &mut issues);
+    let queue = plan_queue(snapshot, &mut issues);
+    let tracer = plan_tracer(snapshot, service_name, &mut issues);
     #[cfg(feature = "http")]
-    let control = plan_control(platform, &mut issues);
-    match (queue, tracer) {
-        (Some(queue), Some(tracer)) if issues.is_empty() => Ok(Plan {
+    let control = plan_control(snapshot, &mut issues);
+    let plan = match (queue, tracer) {
+        (Some(queue), Some(tracer)) if issues.is_empty() => Some(Plan {
             queue,
             tracer,
             #[cfg(feature = "http")]
             control,
         }),
-        _ => Err(ConfigError::Invalid(issues)),
-    }
+        _ => None,
+    };
+    (plan, issues)
 }
 
-/// A configuration validator running [`plan`]: add it to the app's config spec so that
-/// `check-config`, `run` and reloads reject exactly what composition would.
-///
-/// When the platform sections do not even parse, core's own validation reports that;
-/// this one then has nothing to add.
-pub fn validator(service_name: &'static str) -> Validator {
-    Arc::new(move |snapshot: &ConfigSnapshot| {
-        let Ok(platform) = PlatformConfig::from_snapshot(snapshot) else {
-            return Vec::new();
-        };
-        match plan(&platform, service_name) {
-            Ok(_) => Vec::new(),
-            Err(ConfigError::Invalid(issues)) => issues,
-            Err(other) => vec![issue("queue", other.to_string())],
-        }
-    })
-}
-
-fn issue(key: &str, message: impl Into<String>) -> ConfigIssue {
-    ConfigIssue {
-        key: key.to_owned(),
-        origin: None,
-        value: None,
-        message: message.into(),
-    }
-}
-
-fn missing_feature(key: &str, value: &str, feature: &str) -> ConfigIssue {
-    issue(
-        key,
-        format!("{value:?} is not built into this program (runtime-compose feature `{feature}`)"),
-    )
-}
-
-fn plan_queue(platform: &PlatformConfig, issues: &mut Vec<ConfigIssue>) -> Option<QueuePlan> {
-    let q = &platform.queue;
-    match q.backend {
+fn plan_queue(snapshot: &ConfigSnapshot, issues: &mut Vec<ConfigIssue>) -> Option<QueuePlan> {
+    let q: QueueConfig = core_section(snapshot, "queue");
+    let mut known = keys_of::<QueueConfig>();
+    // Every backend built in reads its keys (so their types are checked whichever is
+    // chosen, as before); the chosen one also checks its values.
+    #[cfg(feature = "memory")]
+    let memory = {
+        known.extend(keys_of::<runtime_adapters_memory::MemoryQueueSettings>());
+        read::<runtime_adapters_memory::MemoryQueueSettings>(snapshot, "queue", issues)
+    };
+    #[cfg(feature = "redis")]
+    let redis = {
+        known.extend(keys_of::<runtime_adapters_redis::RedisQueueSettings>());
+        read::<runtime_adapters_redis::RedisQueueSettings>(snapshot, "queue", issues)
+    };
+    unknown_keys(snapshot, "queue", &known, issues);
+    let shared = q.shared();
+    match q.backend.as_str() {
         #[cfg(feature = "memory")]
-        QueueBackend::Memory => Some(QueuePlan::Memory(
-            runtime_adapters_memory::MemoryQueueConfig {
-                name: q.name.clone(),
-                capacity: q.capacity,
-                visibility_timeout: q.visibility_timeout,
-                max_attempts: q.max_attempts,
-                ..runtime_adapters_memory::MemoryQueueConfig::default()
-            },
-        )),
-        #[cfg(feature = "redis")]
-        QueueBackend::Redis => {
-            let config = runtime_adapters_redis::RedisQueueConfig {
-                visibility_timeout: q.visibility_timeout,
-                max_attempts: q.max_attempts,
-                ..runtime_adapters_redis::RedisQueueConfig::new(
-                    q.redis_url.expose(),
-                    q.name.clone(),
-                )
-            };
-            let problems = config.check();
-            if problems.is_empty() {
-                return Some(QueuePlan::Redis(config));
-            }
-            issues.extend(problems.into_iter().map(|p| {
-                let key = match p.field {
-                    "url" => "queue.redis_url",
-                    "name" => "queue.name",
-                    "max_attempts" => "queue.max_attempts",
-                    "visibility_timeout" => "queue.visibility_timeout",
-                    // Fields without a key of their own keep today's defaults.
-                    _ => "queue",
-                };
-                issue(key, p.message)
-            }));
-            None
+        "memory" => {
+            let s = memory?;
+            checked(s.check(), QueuePlan::Memory(s.config(&shared)), issues)
         }
-        #[allow(unreachable_patterns)]
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let s = redis?;
+            checked(
+                s.check(&shared),
+                QueuePlan::Redis(s.config(&shared)),
+                issues,
+            )
+        }
         other => {
-            let (value, feature) = match other {
-                QueueBackend::Memory => ("memory", "memory"),
-                QueueBackend::Redis => ("redis", "redis"),
-            };
-            issues.push(missing_feature("queue.backend", value, feature));
+            issues.push(unknown_choice(
+                snapshot,
+                "queue.backend",
+                other,
+                &QUEUE_BACKENDS,
+            ));
             None
         }
     }
 }
 
 fn plan_tracer(
-    platform: &PlatformConfig,
+    snapshot: &ConfigSnapshot,
     service_name: &str,
     issues: &mut Vec<ConfigIssue>,
 ) -> Option<TracerPlan> {
-    let t = &platform.tracing;
+    let t: TracingConfig = core_section(snapshot, "tracing");
+    #[allow(unused_mut)]
+    let mut known = keys_of::<TracingConfig>();
     #[cfg(feature = "otel")]
-    {
-        use runtime_adapters_otel::{OtelConfig, OtelError};
-        let config = match t.exporter {
-            TraceExporter::None => return Some(TracerPlan::Ids),
-            TraceExporter::Stdout => OtelConfig::stdout(),
-            TraceExporter::Otlp => OtelConfig::otlp(t.otlp_endpoint.clone()),
-        };
-        let config = OtelConfig {
-            service_name: service_name.to_owned(),
-            ..config
-        };
-        match config.validate() {
-            Ok(()) => Some(TracerPlan::Otel(config)),
-            Err(error) => {
-                let key = match &error {
-                    OtelError::Config {
-                        field: "otlp_endpoint",
-                        ..
-                    } => "tracing.otlp_endpoint",
-                    _ => "tracing.exporter",
-                };
-                issues.push(issue(key, error.to_string()));
-                None
-            }
+    let otel = {
+        known.extend(keys_of::<runtime_adapters_otel::OtelSettings>());
+        read::<runtime_adapters_otel::OtelSettings>(snapshot, "tracing", issues)
+    };
+    unknown_keys(snapshot, "tracing", &known, issues);
+    let _ = service_name;
+    match t.exporter.as_str() {
+        "none" => Some(TracerPlan::Ids),
+        #[cfg(feature = "otel")]
+        "stdout" | "otlp" => {
+            use runtime_adapters_otel::ExporterKind;
+            let kind = if t.exporter == "stdout" {
+                ExporterKind::Stdout
+            } else {
+                ExporterKind::Otlp
+            };
+            let s = otel?;
+            checked(
+                s.check(kind, service_name),
+                TracerPlan::Otel(s.config(kind, service_name)),
+                issues,
+            )
         }
-    }
-    #[cfg(not(feature = "otel"))]
-    {
-        let _ = service_name;
-        match t.exporter {
-            TraceExporter::None => Some(TracerPlan::Ids),
-            TraceExporter::Stdout | TraceExporter::Otlp => {
-                let value = if t.exporter == TraceExporter::Stdout {
-                    "stdout"
-                } else {
-                    "otlp"
-                };
-                issues.push(missing_feature("tracing.exporter", value, "otel"));
-                None
-            }
+        other => {
+            issues.push(unknown_choice(
+                snapshot,
+                "tracing.exporter",
+                other,
+                &TRACE_EXPORTERS,
+            ));
+            None
         }
     }
 }
 
 #[cfg(feature = "http")]
 fn plan_control(
-    platform: &PlatformConfig,
+    snapshot: &ConfigSnapshot,
     issues: &mut Vec<ConfigIssue>,
 ) -> Option<runtime_adapters_http::HttpConfig> {
-    use runtime_adapters_http::HttpConfig;
-    use runtime_contracts::EndpointError;
-    let c = &platform.control;
-    if !c.enabled {
-        return None;
-    }
-    // Unset keys keep the control plane's own defaults (defined once, in HttpConfig).
-    let defaults = HttpConfig::default();
-    let config = HttpConfig {
-        bind: c.bind,
-        token: c.token.clone(),
-        header_read_timeout: c
-            .header_read_timeout
-            .unwrap_or(defaults.header_read_timeout),
-        idle_timeout: c.idle_timeout.unwrap_or(defaults.idle_timeout),
-        max_connections: c.max_connections.unwrap_or(defaults.max_connections),
-        ..defaults
-    };
-    match config.check() {
-        Ok(()) => Some(config),
-        // An unsafe setting (a public address without a token) is the operator's config.
-        Err(EndpointError::Config(message)) => {
-            issues.push(issue("control.bind", message));
-            None
-        }
-        Err(other) => {
-            issues.push(issue("control", other.to_string()));
-            None
-        }
-    }
+    use runtime_adapters_http::ControlSettings;
+    unknown_keys(snapshot, "control", &keys_of::<ControlSettings>(), issues);
+    let s = read::<ControlSettings>(snapshot, "control", issues)?;
+    checked(s.check(), s.config(), issues).flatten()
 }
 
 impl Plan {

@@ -1,12 +1,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use runtime_contracts::{ConfigError, Secret};
-use runtime_core::config::{PlatformConfig, QueueBackend, TraceExporter};
+use runtime_contracts::{ConfigError, ConfigLayer, ConfigOrigin};
+use serde_json::{Value, json};
 
 use super::*;
 
-fn keys(platform: &PlatformConfig) -> Vec<String> {
-    match plan(platform, "test") {
+fn snap(tree: Value) -> ConfigSnapshot {
+    ConfigSnapshot::from_layers(
+        1,
+        &[ConfigLayer::from_tree("t", &tree, &ConfigOrigin::Default)],
+    )
+}
+
+fn keys(tree: Value) -> Vec<String> {
+    match plan(&snap(tree), "test") {
         Ok(_) => Vec::new(),
         Err(ConfigError::Invalid(issues)) => issues.into_iter().map(|i| i.key).collect(),
         Err(other) => panic!("unexpected error {other}"),
@@ -15,7 +22,7 @@ fn keys(platform: &PlatformConfig) -> Vec<String> {
 
 #[test]
 fn the_defaults_plan_a_memory_queue_id_traces_and_a_loopback_control_plane() {
-    let plan = plan(&PlatformConfig::default(), "test").unwrap();
+    let plan = plan(&snap(json!({})), "test").unwrap();
     assert!(matches!(plan.queue, QueuePlan::Memory(_)));
     assert!(matches!(plan.tracer, TracerPlan::Ids));
     assert!(plan.control.is_some());
@@ -23,12 +30,13 @@ fn the_defaults_plan_a_memory_queue_id_traces_and_a_loopback_control_plane() {
 
 #[test]
 fn a_redis_url_the_queue_cannot_use_is_named_by_its_key_without_its_password() {
-    let mut p = PlatformConfig::default();
-    p.queue.backend = QueueBackend::Redis;
-    p.queue.redis_url = Secret::new("redis+unix:///tmp/r.sock");
-    assert_eq!(keys(&p), ["queue.redis_url"]);
-    p.queue.redis_url = Secret::new("redis://user:hunter2@host:notaport/0");
-    let Err(ConfigError::Invalid(issues)) = plan(&p, "test") else {
+    assert_eq!(
+        keys(json!({"queue": {"backend": "redis", "redis_url": "redis+unix:///tmp/r.sock"}})),
+        ["queue.redis_url"]
+    );
+    let tree =
+        json!({"queue": {"backend": "redis", "redis_url": "redis://user:hunter2@host:notaport/0"}});
+    let Err(ConfigError::Invalid(issues)) = plan(&snap(tree), "test") else {
         panic!("accepted")
     };
     assert_eq!(issues[0].key, "queue.redis_url");
@@ -41,32 +49,64 @@ fn a_redis_url_the_queue_cannot_use_is_named_by_its_key_without_its_password() {
 
 #[test]
 fn several_bad_components_are_all_reported() {
-    let mut p = PlatformConfig::default();
-    p.queue.backend = QueueBackend::Redis;
-    p.queue.redis_url = Secret::new("redis+unix:///tmp/r.sock");
-    p.tracing.exporter = TraceExporter::Otlp;
-    p.tracing.otlp_endpoint = "https://collector:4318".into();
-    p.control.bind = "0.0.0.0:8080".parse().unwrap();
+    let tree = json!({
+        "queue": {"backend": "redis", "redis_url": "redis+unix:///tmp/r.sock"},
+        "tracing": {"exporter": "otlp", "otlp_endpoint": "https://collector:4318"},
+        "control": {"bind": "0.0.0.0:8080"},
+    });
     assert_eq!(
-        keys(&p),
+        keys(tree),
         ["queue.redis_url", "tracing.otlp_endpoint", "control.bind"]
     );
 }
 
 #[test]
 fn a_disabled_control_plane_is_not_checked_or_bound() {
-    let mut p = PlatformConfig::default();
-    p.control.enabled = false;
-    p.control.bind = "0.0.0.0:8080".parse().unwrap();
-    assert!(plan(&p, "test").unwrap().control.is_none());
+    let tree = json!({"control": {"enabled": false, "bind": "0.0.0.0:8080"}});
+    assert!(plan(&snap(tree), "test").unwrap().control.is_none());
+}
+
+#[test]
+fn unknown_keys_of_adapter_sections_are_named_with_a_suggestion() {
+    let tree = json!({
+        "queue": {"capacty": 5, "redis_url": "redis://127.0.0.1:6379/0"},
+        "tracing": {"otlp_endpiont": "http://x"},
+        "control": {"bnd": "127.0.0.1:1"},
+    });
+    let Err(ConfigError::Invalid(issues)) = plan(&snap(tree), "test") else {
+        panic!("accepted")
+    };
+    let found: Vec<(&str, &str)> = issues
+        .iter()
+        .map(|i| (i.key.as_str(), i.message.as_str()))
+        .collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].0 == "queue.capacty" && found[0].1.contains("did you mean `capacity`?"));
+    assert!(found[1].0 == "tracing.otlp_endpiont" && found[1].1.contains("`otlp_endpoint`"));
+    assert!(found[2].0 == "control.bnd" && found[2].1.contains("did you mean `bind`?"));
+}
+
+#[test]
+fn a_backend_tag_that_does_not_exist_lists_the_ones_that_do() {
+    let Err(ConfigError::Invalid(issues)) =
+        plan(&snap(json!({"queue": {"backend": "nats"}})), "test")
+    else {
+        panic!("accepted")
+    };
+    assert_eq!(issues[0].key, "queue.backend");
+    assert!(
+        issues[0]
+            .message
+            .contains("expected one of \"memory\", \"redis\""),
+        "{}",
+        issues[0].message
+    );
 }
 
 #[tokio::test]
 async fn a_plan_builds_what_it_planned() {
-    let mut p = PlatformConfig::default();
-    p.control.bind = "127.0.0.1:0".parse().unwrap();
-    p.tracing.exporter = TraceExporter::Stdout;
-    let plan = plan(&p, "test").unwrap();
+    let tree = json!({"control": {"bind": "127.0.0.1:0"}, "tracing": {"exporter": "stdout"}});
+    let plan = plan(&snap(tree), "test").unwrap();
     assert_eq!(plan.build_queue().unwrap().name(), "tasks");
     plan.build_tracer().unwrap();
     let (plane, fallback) = plan.bind_control(false).await.unwrap().unwrap();

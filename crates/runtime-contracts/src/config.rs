@@ -178,6 +178,31 @@ pub struct ConfigIssue {
     pub message: String,
 }
 
+impl ConfigIssue {
+    /// An issue for `key`; the configuration manager fills in the origin (and the value
+    /// when `value` is `None`).
+    pub fn new(key: impl Into<String>, value: Option<String>, message: impl Into<String>) -> Self {
+        ConfigIssue {
+            key: key.into(),
+            origin: None,
+            value,
+            message: message.into(),
+        }
+    }
+}
+
+/// What every queue backend shares of `[queue]` (core reads it; each backend's own keys
+/// are its adapter's settings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueShared {
+    /// `queue.name`.
+    pub name: String,
+    /// `queue.visibility_timeout`: a delivery not settled within it is delivered again.
+    pub visibility_timeout: std::time::Duration,
+    /// `queue.max_attempts`: failed attempts before dead-letter.
+    pub max_attempts: u32,
+}
+
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.key)?;

@@ -56,8 +56,8 @@ mod worker;
 pub use backoff::Backoff;
 pub use config::{
     ConfigChange, ConfigEntry, ConfigError, ConfigIssue, ConfigLayer, ConfigOrigin, ConfigProvider,
-    ConfigSnapshot, ConfigSubscriber, MAX_SECRET_FILE_BYTES, REDACTED, Secret, is_secret_key,
-    parse_value, read_secret_file, redact_url, toml_to_json,
+    ConfigSnapshot, ConfigSubscriber, MAX_SECRET_FILE_BYTES, QueueShared, REDACTED, Secret,
+    is_secret_key, parse_value, read_secret_file, redact_url, toml_to_json,
 };
 pub use control::{
     AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, ModuleStatus, PurgedDeadLetters,

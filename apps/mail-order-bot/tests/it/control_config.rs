@@ -34,7 +34,7 @@ async fn load(control: &str) -> Arc<ConfigurationManager> {
 }
 
 async fn bind(config: &ConfigurationManager) -> Arc<HttpControlPlane> {
-    let (plane, _) = runtime_compose::plan(&config.platform(), APP_NAME)
+    let (plane, _) = runtime_compose::plan(&config.current(), APP_NAME)
         .unwrap()
         .bind_control(false)
         .await

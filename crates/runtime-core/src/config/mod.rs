@@ -21,17 +21,16 @@ mod secrets;
 mod toml_out;
 mod watch;
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests;
+// The end-to-end configuration tests live in runtime-compose (tests/it/config.rs): the
+// adapter keys they use are read there.
 
 pub use extract::{
     issue, lookup_origin, redact_url, render_value, section, section_validator, suggest,
 };
 pub use layers::{DefaultsProvider, EnvProvider, EnvSource, PlainFileProvider, parse_value};
 pub use platform::{
-    ControlConfig, LogFormat, PLATFORM_SECTIONS, PlatformConfig, QueueBackend, QueueConfig,
-    RuntimeConfig, TraceExporter, TracingConfig, WorkersConfig, known_sections_validator,
+    LogFormat, PLATFORM_SECTIONS, PlatformConfig, QueueConfig, RuntimeConfig, TracingConfig,
+    WorkersConfig, known_sections_validator,
 };
 pub use secrets::read_secret_file;
 pub use toml_out::to_toml;

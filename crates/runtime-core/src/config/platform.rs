@@ -1,10 +1,12 @@
-//! The platform's own configuration sections: `runtime`, `queue`, `workers`, `control`,
-//! `tracing`. Applications own every other section.
+//! The platform's own configuration sections: `runtime`, `workers`, and the parts of
+//! `queue` and `tracing` every backend and exporter shares (with the chosen one's tag as a
+//! plain string). The adapters own their keys (`queue.redis_url`, `control.*`, ...); the
+//! composition (`runtime-compose`) reads and checks them, unknown keys included.
+//! Applications own every other section.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, REDACTED, Secret};
+use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, QueueShared};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -21,13 +23,12 @@ pub struct PlatformConfig {
     pub queue: QueueConfig,
     /// `[workers]`
     pub workers: WorkersConfig,
-    /// `[control]`
-    pub control: ControlConfig,
     /// `[tracing]`
     pub tracing: TracingConfig,
 }
 
-/// The platform section names.
+/// The platform section names (`[control]` is the control plane's, read by the
+/// composition).
 pub const PLATFORM_SECTIONS: [&str; 5] = ["runtime", "queue", "workers", "control", "tracing"];
 
 /// A validator that rejects top-level sections nobody owns (`[workrs]`), suggesting the
@@ -70,7 +71,6 @@ impl PlatformConfig {
         section!(runtime);
         section!(queue);
         section!(workers);
-        section!(control);
         section!(tracing);
         // Sections that failed to read stay at their (valid) defaults, so range checks
         // report only values that were actually given.
@@ -135,13 +135,6 @@ impl PlatformConfig {
                 "expected a duration above zero and below queue.visibility_timeout, like \"20s\"",
             );
         }
-        if self.queue.capacity == 0 {
-            bad(
-                "queue.capacity",
-                "0".into(),
-                "expected a whole number of at least 1",
-            );
-        }
         if self.queue.max_attempts == 0 {
             bad(
                 "queue.max_attempts",
@@ -151,19 +144,6 @@ impl PlatformConfig {
         }
         if self.queue.name.trim().is_empty() {
             bad("queue.name", "\"\"".into(), "expected a non-empty name");
-        }
-        if self.queue.backend == QueueBackend::Redis {
-            let url = self.queue.redis_url.expose();
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis+unix://"))
-            {
-                bad(
-                    "queue.redis_url",
-                    format!("{:?}", super::extract::redact_url(url)),
-                    "expected a URL like \"redis://127.0.0.1:6379/0\" (queue.backend is \"redis\")",
-                );
-            }
         }
         if self.workers.concurrency == 0 || self.workers.concurrency > 4096 {
             bad(
@@ -198,43 +178,6 @@ impl PlatformConfig {
                 "queue.visibility_timeout",
                 dur(self.queue.visibility_timeout),
                 "expected a duration of at least 100ms, like \"60s\"",
-            );
-        }
-        if let Some(token) = &self.control.token
-            && token.expose().trim().is_empty()
-        {
-            bad(
-                "control.token",
-                REDACTED.into(),
-                "expected a non-empty token; remove the key to turn the admin routes off",
-            );
-        }
-        for (key, d) in [
-            (
-                "control.header_read_timeout",
-                self.control.header_read_timeout,
-            ),
-            ("control.idle_timeout", self.control.idle_timeout),
-        ] {
-            if let Some(d) = d.filter(|d| d.is_zero()) {
-                bad(key, dur(d), "expected a duration above zero, like \"10s\"");
-            }
-        }
-        if self.control.max_connections == Some(0) {
-            bad(
-                "control.max_connections",
-                "0".into(),
-                "expected a whole number of at least 1",
-            );
-        }
-        if self.tracing.exporter == TraceExporter::Otlp
-            && !(self.tracing.otlp_endpoint.starts_with("http://")
-                || self.tracing.otlp_endpoint.starts_with("https://"))
-        {
-            bad(
-                "tracing.otlp_endpoint",
-                format!("{:?}", self.tracing.otlp_endpoint),
-                "expected an http:// or https:// URL (tracing.exporter is \"otlp\")",
             );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.tracing.level) {
@@ -278,27 +221,14 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// Queue backends.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueBackend {
-    /// In-process, bounded.
-    Memory,
-    /// Redis, shared by processes.
-    Redis,
-}
-
-/// `[queue]`
+/// `[queue]`: the keys every backend shares. The chosen backend's own keys are its
+/// adapter's, so unknown keys are not this type's to reject.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct QueueConfig {
-    /// Backend.
-    pub backend: QueueBackend,
-    /// Memory: bound for backpressure.
-    pub capacity: usize,
-    /// Redis URL (may hold a password: shown as `***`).
-    pub redis_url: Secret,
-    /// Queue name (Redis key namespace).
+    /// Backend tag (`memory`, `redis`, ...): the composition maps it to an adapter.
+    pub backend: String,
+    /// Queue name (the backend's key namespace).
     pub name: String,
     /// A delivery not settled within this time is delivered again.
     #[serde(with = "runtime_contracts::duration")]
@@ -310,12 +240,21 @@ pub struct QueueConfig {
 impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
-            backend: QueueBackend::Memory,
-            capacity: 10_000,
-            redis_url: Secret::new("redis://127.0.0.1:6379/0"),
+            backend: "memory".to_owned(),
             name: "tasks".to_owned(),
             visibility_timeout: Duration::from_secs(60),
             max_attempts: 5,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The keys every backend gets.
+    pub fn shared(&self) -> QueueShared {
+        QueueShared {
+            name: self.name.clone(),
+            visibility_timeout: self.visibility_timeout,
+            max_attempts: self.max_attempts,
         }
     }
 }
@@ -353,53 +292,6 @@ impl Default for WorkersConfig {
     }
 }
 
-/// `[control]`
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ControlConfig {
-    /// Whether to serve the control plane.
-    pub enabled: bool,
-    /// Address to bind.
-    pub bind: SocketAddr,
-    /// Bearer token for `/admin/*`; without one the admin routes answer 403.
-    pub token: Option<Secret>,
-    /// Longest time a client may take to send a request head. Unset: the control
-    /// plane's own default (it owns its defaults; see `docs/configuration.md`).
-    #[serde(default, with = "runtime_contracts::duration::option")]
-    pub header_read_timeout: Option<Duration>,
-    /// A connection without traffic for this long is closed. Unset: the control plane's
-    /// default.
-    #[serde(default, with = "runtime_contracts::duration::option")]
-    pub idle_timeout: Option<Duration>,
-    /// Connections served at once. Unset: the control plane's default.
-    pub max_connections: Option<usize>,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        ControlConfig {
-            enabled: true,
-            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            token: None,
-            header_read_timeout: None,
-            idle_timeout: None,
-            max_connections: None,
-        }
-    }
-}
-
-/// Trace exporters.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum TraceExporter {
-    /// Ids only, nothing exported.
-    None,
-    /// Spans printed to standard output.
-    Stdout,
-    /// OTLP over HTTP/protobuf.
-    Otlp,
-}
-
 /// Log formats.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -410,14 +302,13 @@ pub enum LogFormat {
     Json,
 }
 
-/// `[tracing]`
+/// `[tracing]`: logging, and the span exporter's tag. The exporter's own keys are its
+/// adapter's, so unknown keys are not this type's to reject.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TracingConfig {
-    /// Span exporter.
-    pub exporter: TraceExporter,
-    /// OTLP endpoint (base URL; `/v1/traces` is appended when missing).
-    pub otlp_endpoint: String,
+    /// Span exporter tag (`none`, `stdout`, `otlp`): the composition maps it.
+    pub exporter: String,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter (`info`, `mail_order_bot=debug,info`).
@@ -427,8 +318,7 @@ pub struct TracingConfig {
 impl Default for TracingConfig {
     fn default() -> Self {
         TracingConfig {
-            exporter: TraceExporter::None,
-            otlp_endpoint: "http://127.0.0.1:4318".to_owned(),
+            exporter: "none".to_owned(),
             log_format: LogFormat::Pretty,
             level: "info".to_owned(),
         }

@@ -16,9 +16,14 @@ use runtime_contracts::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::*;
-use crate::cli::{self, AppConfigSpec, ConfigArgs, PrintArgs};
-use crate::signal::StopToken;
+use runtime_adapters_http::ControlSettings;
+use runtime_adapters_memory::MemoryQueueSettings;
+use runtime_adapters_otel::OtelSettings;
+use runtime_adapters_redis::RedisQueueSettings;
+use runtime_compose::read_settings;
+use runtime_core::cli::{self, AppConfigSpec, ConfigArgs, PrintArgs};
+use runtime_core::config::*;
+use runtime_core::signal::StopToken;
 
 const DEFAULTS: &str = r#"
 [workers]
@@ -49,6 +54,7 @@ fn spec(prefix: &'static str) -> AppConfigSpec {
     AppConfigSpec::new("testapp", prefix, DEFAULTS)
         .sections(&["mail"])
         .validator(section_validator::<MailConfig>("mail"))
+        .validator(runtime_compose::validator("testapp"))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -96,6 +102,16 @@ fn set_env(k: &str, v: &str) {
 
 fn remove_env(k: &str) {
     TEST_ENV.lock().unwrap().retain(|(name, _)| name != k);
+}
+
+/// The memory queue's keys of `[queue]`.
+fn memory(snapshot: &ConfigSnapshot) -> MemoryQueueSettings {
+    read_settings(snapshot, "queue").unwrap()
+}
+
+/// The control plane's keys, `[control]`.
+fn control(snapshot: &ConfigSnapshot) -> ControlSettings {
+    read_settings(snapshot, "control").unwrap()
 }
 
 async fn errors_of(spec: &AppConfigSpec, args: &ConfigArgs) -> (u8, String) {
@@ -177,7 +193,7 @@ async fn every_layer_overrides_the_one_below() {
         matches!(snap.origin("queue.name"), Some(ConfigOrigin::File { path, .. }) if path == &a)
     );
     // file b over file a
-    assert_eq!(p.queue.capacity, 300);
+    assert_eq!(memory(&snap).capacity, 300);
     assert!(
         matches!(snap.origin("queue.capacity"), Some(ConfigOrigin::File { path, .. }) if path == &b)
     );
@@ -335,7 +351,7 @@ async fn env_text_reaches_string_fields() {
         m.platform().queue.visibility_timeout,
         Duration::from_secs(90)
     );
-    assert!(!m.platform().control.enabled);
+    assert!(!control(&m.current()).enabled);
 }
 
 #[tokio::test]
@@ -357,8 +373,7 @@ async fn secret_files_are_read_and_never_printed() {
     let mail: MailConfig = section(&m.current(), "mail").unwrap();
     assert_eq!(mail.password.expose(), "s3cr3t-from-file");
     assert_eq!(
-        m.platform()
-            .control
+        control(&m.current())
             .token
             .as_ref()
             .map(|t| t.expose().to_owned()),
@@ -663,7 +678,7 @@ async fn direct_reload_reports_errors_and_changes() {
     assert_eq!(report.version, 2);
     assert_eq!(report.changed_keys, vec!["queue.capacity".to_owned()]);
     assert_eq!(m.reload_counts(), (1, 1));
-    assert_eq!(m.platform().queue.capacity, 20);
+    assert_eq!(memory(&m.current()).capacity, 20);
 }
 
 #[tokio::test]
@@ -739,10 +754,20 @@ async fn docs_reference_matches_the_platform_types() {
         PlatformConfig::from_snapshot(&snap).unwrap_or_else(|e| panic!("doc example: {e}"));
     let defaults = PlatformConfig::default();
     assert_eq!(parsed, defaults, "the doc example shows the defaults");
+    // The adapters' keys: unknown ones are errors of the plan, and each shows its default.
+    runtime_compose::plan(&snap, "docs").unwrap_or_else(|e| panic!("doc example: {e}"));
+    assert_eq!(memory(&snap), MemoryQueueSettings::default(), "doc example");
+    assert_eq!(control(&snap), ControlSettings::default(), "doc example");
+    let otel: OtelSettings = read_settings(&snap, "tracing").unwrap();
+    assert_eq!(otel, OtelSettings::default(), "doc example");
+    let redis: RedisQueueSettings = read_settings(&snap, "queue").unwrap();
+    let redis_default = RedisQueueSettings::default();
+    assert_eq!(redis.redis_url.expose(), redis_default.redis_url.expose());
+    let defaults = all_defaults();
 
     // Every key of the types (from serializing the defaults; secrets included by name).
     let mut keys = Vec::new();
-    flatten("", &serde_json::to_value(&defaults).unwrap(), &mut keys);
+    flatten("", &defaults, &mut keys);
     assert!(keys.len() >= 18, "{keys:?}");
     for key in &keys {
         let (section, name) = key.split_once('.').unwrap();
@@ -770,11 +795,11 @@ async fn docs_reference_matches_the_platform_types() {
                     key, "queue.redis_url",
                     "a new secret with a default: extend this test"
                 );
-                format!("`{:?}`", defaults.queue.redis_url.expose())
+                format!("`{:?}`", redis_default.redis_url.expose())
             }
             v => format!(
                 "`{}`",
-                crate::config::to_toml(&json!({ "v": v }), None)
+                runtime_core::config::to_toml(&json!({ "v": v }), None)
                     .trim()
                     .trim_start_matches("v = ")
             ),
@@ -797,8 +822,27 @@ async fn docs_reference_matches_the_platform_types() {
     );
 }
 
-fn snap_value(p: &PlatformConfig, key: &str) -> serde_json::Value {
-    let tree = serde_json::to_value(p).unwrap();
+/// The defaults of every platform key: core's sections with each adapter's keys added.
+fn all_defaults() -> serde_json::Value {
+    let mut tree = serde_json::to_value(PlatformConfig::default()).unwrap();
+    for (section, settings) in [
+        (
+            "queue",
+            serde_json::to_value(MemoryQueueSettings::default()),
+        ),
+        ("queue", serde_json::to_value(RedisQueueSettings::default())),
+        ("tracing", serde_json::to_value(OtelSettings::default())),
+        ("control", serde_json::to_value(ControlSettings::default())),
+    ] {
+        for (k, v) in settings.unwrap().as_object().unwrap() {
+            tree[section][k] = v.clone();
+        }
+    }
+    tree
+}
+
+fn snap_value(tree: &serde_json::Value, key: &str) -> serde_json::Value {
+    let tree = tree.clone();
     key.split('.').fold(tree, |v, k| {
         v.get(k).cloned().unwrap_or(serde_json::Value::Null)
     })
@@ -826,7 +870,7 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
 #[test]
 fn real_environment_variables_override_files_and_name_themselves_in_errors() {
     const TEST: &str =
-        "config::tests::real_environment_variables_override_files_and_name_themselves_in_errors";
+        "config::real_environment_variables_override_files_and_name_themselves_in_errors";
     if let Some(file) = std::env::var_os("PLBATEST_CHILD_FILE") {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -836,7 +880,7 @@ fn real_environment_variables_override_files_and_name_themselves_in_errors() {
             let file = PathBuf::from(file);
             let m = cli::load_config(&spec("PLBA_TCHILD"), &args(&[&file])).await.unwrap();
             assert_eq!(m.platform().workers.concurrency, 11);
-            assert_eq!(m.platform().queue.capacity, 50, "the file still wins over defaults");
+            assert_eq!(memory(&m.current()).capacity, 50, "the file still wins over defaults");
             assert_eq!(
                 m.current().origin("workers.concurrency"),
                 Some(&ConfigOrigin::Env { var: "PLBA_TCHILD_WORKERS__CONCURRENCY".into() })
@@ -891,7 +935,7 @@ async fn control_connection_keys_are_read_and_range_checked() {
     let m = cli::load_config(&spec("PLBA_TCTL").env_vars(test_env), &args(&[&f]))
         .await
         .unwrap();
-    let c = m.platform().control.clone();
+    let c = control(&m.current());
     assert_eq!(c.header_read_timeout, Some(Duration::from_secs(2)));
     assert_eq!(c.idle_timeout, Some(Duration::from_millis(300)));
     assert_eq!(c.max_connections, Some(7));
@@ -899,7 +943,7 @@ async fn control_connection_keys_are_read_and_range_checked() {
     let m = cli::load_config(&spec("PLBA_TCTL0"), &ConfigArgs::default())
         .await
         .unwrap();
-    assert_eq!(m.platform().control.idle_timeout, None);
+    assert_eq!(control(&m.current()).idle_timeout, None);
 
     let bad = write(
         dir.path(),
