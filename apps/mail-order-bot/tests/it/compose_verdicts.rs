@@ -156,6 +156,67 @@ fn check_config_and_run_give_the_same_verdict_on_bad_configs() {
             None,
         ),
         ("[queue]\nbackend = \"nats\"\n", "queue.backend", None),
+        // Typos, bad tags and out-of-range values in every section.
+        ("[queue]\ncapacty = 5\n", "queue.capacty", None),
+        (
+            "[tracing]\nexporter = \"jaeger\"\n",
+            "tracing.exporter",
+            None,
+        ),
+        ("[tracing]\nlevel = \"loud\"\n", "tracing.level", None),
+        (
+            "[control]\nmax_connections = 0\n",
+            "control.max_connections",
+            None,
+        ),
+        (
+            "[control]\nidle_timeout = \"0s\"\n",
+            "control.idle_timeout",
+            None,
+        ),
+        (
+            "[control]\nheader_read_timeout = \"0s\"\n",
+            "control.header_read_timeout",
+            None,
+        ),
+        ("[control]\nbnd = \"127.0.0.1:0\"\n", "control.bnd", None),
+        (
+            "[queue]\nvisibility_timeout = \"18446744073709551615s\"\n",
+            "queue.visibility_timeout",
+            None,
+        ),
+        ("[queue]\nmax_attempts = 0\n", "queue.max_attempts", None),
+        (
+            "[runtime]\nsource_stop_timeout = \"0s\"\n",
+            "runtime.source_stop_timeout",
+            None,
+        ),
+        (
+            "[runtime]\nshutdown_timeout = \"400days\"\n",
+            "runtime.shutdown_timeout",
+            None,
+        ),
+        (
+            "[workers]\nlease_renewal = \"120s\"\n[queue]\nvisibility_timeout = \"60s\"\n",
+            "workers.lease_renewal",
+            None,
+        ),
+        (
+            "[workers]\ntask_timeout = \"soon\"\n",
+            "workers.task_timeout",
+            None,
+        ),
+        (
+            "[runtime]\nrelease_timeout = \"0s\"\n",
+            "runtime.release_timeout",
+            None,
+        ),
+        (
+            "[runtime]\ncontrol_stop_timeout = \"0s\"\n",
+            "runtime.control_stop_timeout",
+            None,
+        ),
+        ("[sinks]\nx = 1\n", "sinks", None),
     ];
     for (extra, key, hidden) in table {
         assert_both_refuse(extra, key, *hidden);

@@ -180,15 +180,36 @@ impl PlatformConfig {
                 "expected a duration of at least 100ms, like \"60s\"",
             );
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.tracing.level) {
+        let level = &self.tracing.level;
+        let expected = "expected a log filter like \"info\" or \"my_app=debug,info\"";
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(level) {
             bad(
                 "tracing.level",
-                format!("{:?}", self.tracing.level),
-                &format!("expected a log filter like \"info\" or \"my_app=debug,info\": {e}"),
+                format!("{level:?}"),
+                &format!("{expected}: {e}"),
+            );
+        } else if !is_level_filter(level) {
+            // A bare word parses as a target name ("loud" = everything from the target
+            // `loud`), which silences every log: a typo of a level, not a filter.
+            bad(
+                "tracing.level",
+                format!("{level:?}"),
+                &format!("{expected}: {level:?} is neither a level nor target=level"),
             );
         }
         issues
     }
+}
+
+/// Whether every directive of `filter` names a level (`info`) or a target with one
+/// (`my_app=debug`, `my_app::db`-style paths included).
+fn is_level_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .all(|d| d.contains('=') || LEVELS.contains(&d.to_ascii_lowercase().as_str()))
 }
 
 /// `[runtime]`
