@@ -17,14 +17,14 @@ use runtime_adapters_imap::{ImapMode, ImapSource};
 use runtime_adapters_maildir::MaildirSource;
 use runtime_adapters_redis::{LeaderSource, RedisLease, RedisQueueConfig, RedisQueueSettings};
 use runtime_contracts::{
-    ApplicationModule, ConfigChange, ConfigIssue, ConfigSnapshot, ConfigSubscriber, ModuleContext,
-    ModuleError, PoolSpec, Task, TaskContext, TaskError, TaskHandler, TaskSource,
+    ApplicationModule, ConfigChange, ConfigSnapshot, ConfigSubscriber, ModuleContext, ModuleError,
+    PoolSpec, Task, TaskContext, TaskError, TaskHandler, TaskSource,
 };
 use runtime_core::PlatformConfig;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::{MailConfig, OrdersConfig, SourceKind, validate_mail, validate_orders};
+use crate::config::{MailConfig, OrdersConfig, SourceKind};
 use crate::handler::OrderHandler;
 use crate::store::{OrderStore, StoreHealth};
 
@@ -197,12 +197,6 @@ impl ConfigSubscriber for CatalogReloader {
 impl ApplicationModule for MailOrderModule {
     fn name(&self) -> &str {
         "mail-order-bot"
-    }
-
-    fn validate(&self, config: &ConfigSnapshot) -> Vec<ConfigIssue> {
-        let mut issues = validate_mail(config);
-        issues.extend(validate_orders(config));
-        issues
     }
 
     async fn register(&self, ctx: &mut ModuleContext) -> Result<(), ModuleError> {

@@ -316,6 +316,17 @@ fn hex(bytes: &[u8]) -> String {
 const RECORDED_QUERY: &str =
     "SELECT version, description, checksum FROM _sqlx_migrations ORDER BY version";
 
+/// The `_sqlx_migrations` rows read back equal the pinned (version, name, SHA-384) rows.
+fn assert_recorded(rows: Vec<(i64, String, Vec<u8>)>, pinned: &[(i64, &str, &str)]) {
+    let rows: Vec<(i64, String, String)> =
+        rows.into_iter().map(|(v, d, c)| (v, d, hex(&c))).collect();
+    let expected: Vec<(i64, String, String)> = pinned
+        .iter()
+        .map(|(v, d, c)| (*v, (*d).to_owned(), (*c).to_owned()))
+        .collect();
+    assert_eq!(rows, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_migrations_match_what_older_databases_recorded() {
     let dir = tempfile::tempdir().unwrap();
@@ -327,13 +338,7 @@ async fn sqlite_migrations_match_what_older_databases_recorded() {
         .await
         .unwrap();
     pool.close().await;
-    let rows: Vec<(i64, String, String)> =
-        rows.into_iter().map(|(v, d, c)| (v, d, hex(&c))).collect();
-    let expected: Vec<(i64, String, String)> = SQLITE_RECORDED
-        .iter()
-        .map(|(v, d, c)| (*v, (*d).to_owned(), (*c).to_owned()))
-        .collect();
-    assert_eq!(rows, expected);
+    assert_recorded(rows, SQLITE_RECORDED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,12 +351,6 @@ async fn postgres_migrations_match_what_older_databases_recorded() {
         .await
         .unwrap();
     pool.close().await;
-    let rows: Vec<(i64, String, String)> =
-        rows.into_iter().map(|(v, d, c)| (v, d, hex(&c))).collect();
-    let expected: Vec<(i64, String, String)> = POSTGRES_RECORDED
-        .iter()
-        .map(|(v, d, c)| (*v, (*d).to_owned(), (*c).to_owned()))
-        .collect();
-    assert_eq!(rows, expected);
+    assert_recorded(rows, POSTGRES_RECORDED);
     db.drop_now().await;
 }

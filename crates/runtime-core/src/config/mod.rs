@@ -321,12 +321,7 @@ async fn build(
         Err(e) => return Err(e),
     };
     for v in validators {
-        for issue in v(&snapshot) {
-            // A module may check what the app's own validators check too: say it once.
-            if !issues.contains(&issue) {
-                issues.push(issue);
-            }
-        }
+        issues.extend(v(&snapshot));
     }
     extract::complete(&snapshot, &mut issues);
     match platform {
