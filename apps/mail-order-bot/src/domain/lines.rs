@@ -8,7 +8,9 @@
 //!
 //! Reading stops at a signature line (`-- `, or `--` as many clients trim it) and at an
 //! Outlook `-----Original Message-----` header; quoted lines (`>`) are skipped; a body line
-//! `PO: <ref>` is a reference, not an order for SKU `PO`.
+//! `PO: <ref>` is a reference, not an order for SKU `PO`. A summary line (`Total: 5`,
+//! `Subtotal 12`, `Items: 3`: its first word is one of [`SUMMARY_WORDS`]) is not an order
+//! line either, in a body or as a CSV/XLSX row's SKU.
 //!
 //! When both sides are all digits (`10 x 20`), the line is read as `SKU x QTY` and keeps
 //! the `QTY x SKU` reading as an alternative; the catalog decides later.
@@ -51,13 +53,25 @@ pub fn parse_order_lines(text: &str, limit: usize) -> Vec<LineItem> {
     items
 }
 
+/// First words that make a line a summary of the order, not an order line (any case).
+pub const SUMMARY_WORDS: [&str; 5] = ["total", "subtotal", "sum", "items", "qty"];
+
+/// True when the line's first word (its leading run of SKU characters) is a summary word.
+fn is_summary_line(s: &str) -> bool {
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .unwrap_or(s.len());
+    let first = &s[..end];
+    SUMMARY_WORDS.iter().any(|w| first.eq_ignore_ascii_case(w))
+}
+
 /// Parses one line; `None` when it is not an order line.
 pub fn parse_line(line: &str) -> Option<LineItem> {
     let mut s = line.trim();
     if let Some(rest) = s.strip_prefix(['-', '*', '•']) {
         s = rest.trim_start();
     }
-    if s.is_empty() {
+    if s.is_empty() || is_summary_line(s) {
         return None;
     }
     if let Some((left, right)) = s.split_once(':') {
@@ -198,14 +212,7 @@ pub fn parse_csv_order(text: &str, limit: usize) -> Option<Vec<LineItem>> {
     if !next_row(&mut reader, &mut record) {
         return None;
     }
-    let column = |names: &[&str]| {
-        record.iter().position(|h| {
-            let h = h.trim_ascii();
-            names.iter().any(|n| h.eq_ignore_ascii_case(n.as_bytes()))
-        })
-    };
-    let sku_col = column(&["sku"])?;
-    let qty_col = column(&["qty", "quantity"])?;
+    let (sku_col, qty_col) = header_columns(record.iter().enumerate())?;
     let mut items = Vec::new();
     while items.len() < limit && next_row(&mut reader, &mut record) {
         let cell = |at: usize| {
@@ -214,17 +221,40 @@ pub fn parse_csv_order(text: &str, limit: usize) -> Option<Vec<LineItem>> {
                 .and_then(|c| std::str::from_utf8(c.trim_ascii()).ok())
                 .unwrap_or("")
         };
-        let sku = cell(sku_col);
-        if !is_sku(sku) {
-            continue;
-        }
-        items.push(LineItem {
-            sku: sku.to_ascii_uppercase(),
-            quantity: whole(cell(qty_col)),
-            alternative: None,
-        });
+        items.extend(table_row(cell(sku_col), cell(qty_col)));
     }
     Some(items)
+}
+
+/// The line item of one spreadsheet row (CSV or XLSX), from its SKU and quantity cells:
+/// `None` when the SKU cell holds no SKU (blank, a note) or a summary word (`Total`).
+pub fn table_row(sku: &str, quantity: &str) -> Option<LineItem> {
+    let (sku, quantity) = (sku.trim(), quantity.trim());
+    if !is_sku(sku) || is_summary_line(sku) {
+        return None;
+    }
+    Some(LineItem {
+        sku: sku.to_ascii_uppercase(),
+        quantity: whole(quantity),
+        alternative: None,
+    })
+}
+
+/// Finds the SKU and quantity columns in a header row of `(column, cell)` pairs (names in
+/// any case): `(sku, qty)`.
+pub fn header_columns<'h>(
+    header: impl Iterator<Item = (usize, &'h [u8])> + Clone,
+) -> Option<(usize, usize)> {
+    let column = |names: &[&str]| {
+        header.clone().find_map(|(at, h)| {
+            let h = h.trim_ascii();
+            names
+                .iter()
+                .any(|n| h.eq_ignore_ascii_case(n.as_bytes()))
+                .then_some(at)
+        })
+    };
+    Some((column(&["sku"])?, column(&["qty", "quantity"])?))
 }
 
 /// Reads the next row with a non-blank cell into `record`; false at the end. The reader
@@ -325,5 +355,40 @@ mod tests {
         );
         assert_eq!((items[1].sku.as_str(), items[1].quantity), ("CD-2", None));
         assert_eq!(parse_csv_order("name,price\nx,1\n", usize::MAX), None);
+    }
+
+    #[test]
+    fn summary_lines_are_not_order_lines() {
+        for line in [
+            "Total: 5",
+            "TOTAL x 5",
+            "total 5",
+            "Subtotal 12",
+            "subtotal: 12",
+            "Sum: 7",
+            "SUM * 7",
+            "Items: 3",
+            "items x 3",
+            "Qty: 4",
+            "QTY × 4",
+            "- Total: 5",
+            "* Items: 2",
+            "Total:5",
+        ] {
+            assert_eq!(one(line), None, "{line:?}");
+        }
+        // A SKU that merely starts with a summary word is still a SKU.
+        assert_eq!(one("TOTAL-1 x 2"), Some(("TOTAL-1".to_owned(), Some(2))));
+        assert_eq!(one("ITEMS2: 2"), Some(("ITEMS2".to_owned(), Some(2))));
+        assert_eq!(one("SUMO-9 x 1"), Some(("SUMO-9".to_owned(), Some(1))));
+        let text = "A-1 x 2\nB-2 x 3\nTotal: 5\nItems: 2\n";
+        let skus: Vec<String> = parse_order_lines(text, usize::MAX)
+            .into_iter()
+            .map(|i| i.sku)
+            .collect();
+        assert_eq!(skus, ["A-1", "B-2"]);
+        let csv = "sku,qty\nA-1,2\nTotal,2\nsubtotal,2\n";
+        let items = parse_csv_order(csv, usize::MAX).unwrap_or_default();
+        assert_eq!(items.len(), 1);
     }
 }

@@ -1,5 +1,5 @@
-//! Reading one RFC 5322 message: who sent it, its identity, its body text and its CSV
-//! attachments.
+//! Reading one RFC 5322 message: who sent it, its identity, its body text and its CSV and
+//! XLSX attachments.
 //!
 //! `mail-parser` does the MIME work (transfer encodings, charsets, encoded words). Two
 //! things are ours: the choice of body text (plain parts win; HTML is converted only when
@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::MAX_ORDER_LINES;
 use super::html::html_to_text;
 use super::lines::{LineItem, parse_csv_order};
+use super::xlsx::parse_xlsx_order;
 
 /// Message-IDs longer than this are replaced by their hash: a unique index on a huge
 /// text value fails in PostgreSQL, and no real Message-ID is this long.
@@ -45,20 +46,23 @@ pub struct MailContent {
     /// The body text: the plain parts, or the text of the HTML parts when there is no
     /// plain part, one part after the other.
     pub text: String,
-    /// CSV attachments, read into order lines.
-    pub csv: Vec<CsvAttachment>,
+    /// CSV and XLSX attachments, read into order lines.
+    pub sheets: Vec<SheetAttachment>,
 }
 
-/// One CSV attachment. Its rows are read while the message is parsed and its text is
-/// not kept: holding a decoded copy of a big attachment only to read it later cost as
-/// much memory again as the attachment.
+/// One CSV or XLSX attachment. Its rows are read while the message is parsed and its
+/// bytes are not kept: holding a decoded copy of a big attachment only to read it later
+/// cost as much memory again as the attachment.
 #[derive(Clone, PartialEq, Debug)]
-pub struct CsvAttachment {
+pub struct SheetAttachment {
     /// Its file name, if it has one.
     pub name: Option<String>,
     /// Its order lines, at most `MAX_ORDER_LINES + 1` (enough to tell there are too
     /// many); `None` when its header names no `sku` and `qty` columns.
     pub lines: Option<Vec<LineItem>>,
+    /// The attachment could not be read to its end (a damaged spreadsheet); `lines` holds
+    /// what came before the damage.
+    pub damaged: bool,
 }
 
 /// Parses a raw message. With `headers_only`, the body is neither read nor hashed (an
@@ -244,7 +248,7 @@ fn extract_content(raw: &[u8], message: &Message<'_>) -> Option<MailContent> {
     // copies the whole body once more.
     let mut plain: Option<String> = None;
     let mut html: Option<String> = None;
-    let mut csv: Vec<CsvAttachment> = Vec::new();
+    let mut sheets: Vec<SheetAttachment> = Vec::new();
     let mut readable = false;
 
     // Body candidates in document order: what mail-parser chose as text and HTML bodies,
@@ -267,11 +271,27 @@ fn extract_content(raw: &[u8], message: &Message<'_>) -> Option<MailContent> {
         if is_csv(part) {
             if let Some(text) = csv_text(raw, part) {
                 readable = true;
-                csv.push(CsvAttachment {
+                sheets.push(SheetAttachment {
                     name: part.attachment_name().map(str::to_owned),
                     lines: parse_csv_order(&text, MAX_ORDER_LINES + 1),
+                    damaged: false,
                 });
             }
+            continue;
+        }
+        if is_xlsx(part) {
+            // A damaged transfer encoding leaves no trustworthy bytes to unzip.
+            let read = if part.is_encoding_problem {
+                Default::default()
+            } else {
+                parse_xlsx_order(part.contents(), MAX_ORDER_LINES + 1)
+            };
+            readable = true;
+            sheets.push(SheetAttachment {
+                name: part.attachment_name().map(str::to_owned),
+                damaged: read.damaged || part.is_encoding_problem,
+                lines: read.lines,
+            });
             continue;
         }
         if candidates.binary_search(&id).is_err() {
@@ -306,7 +326,7 @@ fn extract_content(raw: &[u8], message: &Message<'_>) -> Option<MailContent> {
     }
     Some(MailContent {
         text: plain.or(html).unwrap_or_default(),
-        csv,
+        sheets,
     })
 }
 
@@ -342,6 +362,20 @@ fn is_csv(part: &MessagePart<'_>) -> bool {
         || part
             .attachment_name()
             .is_some_and(|n| n.trim().to_ascii_lowercase().ends_with(".csv"))
+}
+
+/// The OOXML spreadsheet type, or any type with a `*.xlsx` file name.
+fn is_xlsx(part: &MessagePart<'_>) -> bool {
+    if matches!(part.body, PartType::Multipart(_) | PartType::Message(_)) {
+        return false;
+    }
+    content_type_is(
+        part,
+        "application",
+        "vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ) || part
+        .attachment_name()
+        .is_some_and(|n| n.trim().to_ascii_lowercase().ends_with(".xlsx"))
 }
 
 /// A damaged part that was meant as body text: text/plain, text/html or no type, and not

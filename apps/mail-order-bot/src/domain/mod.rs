@@ -20,6 +20,7 @@ pub mod html;
 pub mod lines;
 pub mod mime;
 pub mod order;
+pub mod xlsx;
 
 use std::sync::atomic::AtomicBool;
 
@@ -204,8 +205,8 @@ mod bounded_tests {
             let raw = csv_mail(5 * MAX_ORDER_LINES, base64);
             let parsed = parse_message(&raw, false);
             let content = parsed.content.unwrap_or_default();
-            assert_eq!(content.csv.len(), 1, "base64 {base64}");
-            let lines = content.csv[0].lines.as_ref().map_or(0, Vec::len);
+            assert_eq!(content.sheets.len(), 1, "base64 {base64}");
+            let lines = content.sheets[0].lines.as_ref().map_or(0, Vec::len);
             assert_eq!(lines, MAX_ORDER_LINES + 1, "base64 {base64}");
             let catalog = Catalog::default();
             assert_eq!(
@@ -216,7 +217,7 @@ mod bounded_tests {
         // Under the cap every row counts.
         let parsed = parse_message(&csv_mail(3, false), false);
         let content = parsed.content.unwrap_or_default();
-        assert_eq!(content.csv[0].lines.as_ref().map(Vec::len), Some(3));
+        assert_eq!(content.sheets[0].lines.as_ref().map(Vec::len), Some(3));
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub enum RejectReason {
     InvalidSender,
     /// `po_too_long`: the purchase-order reference is longer than [`MAX_PO_CHARS`].
     PoTooLong,
+    /// `unreadable_attachment`: no order lines, and a spreadsheet attachment is damaged.
+    UnreadableAttachment,
 }
 
 impl fmt::Display for RejectReason {
@@ -80,6 +82,7 @@ impl fmt::Display for RejectReason {
             RejectReason::NoSender => f.write_str("no_sender"),
             RejectReason::InvalidSender => f.write_str("invalid_sender"),
             RejectReason::PoTooLong => f.write_str("po_too_long"),
+            RejectReason::UnreadableAttachment => f.write_str("unreadable_attachment"),
         }
     }
 }
@@ -95,6 +98,7 @@ impl FromStr for RejectReason {
             "no_sender" => RejectReason::NoSender,
             "invalid_sender" => RejectReason::InvalidSender,
             "po_too_long" => RejectReason::PoTooLong,
+            "unreadable_attachment" => RejectReason::UnreadableAttachment,
             _ => match s.split_once(':') {
                 Some(("unknown_sku", sku)) => RejectReason::UnknownSku(sku.to_owned()),
                 Some(("invalid_quantity", sku)) => RejectReason::InvalidQuantity(sku.to_owned()),
@@ -228,11 +232,11 @@ pub fn evaluate_until(
     }
     // One line past the cap is enough to know there are too many.
     let mut items = parse_order_lines(&content.text, MAX_ORDER_LINES + 1);
-    for csv in &content.csv {
+    for sheet in &content.sheets {
         if items.len() > MAX_ORDER_LINES || cancel.load(Ordering::Relaxed) {
             break;
         }
-        if let Some(rows) = &csv.lines {
+        if let Some(rows) = &sheet.lines {
             let room = MAX_ORDER_LINES + 1 - items.len();
             items.extend(rows.iter().take(room).cloned());
         }
@@ -244,7 +248,13 @@ pub fn evaluate_until(
         return Some(Order::rejected(message, RejectReason::TooManyLines));
     }
     if items.is_empty() {
-        return Some(Order::rejected(message, RejectReason::NoOrderLines));
+        // A damaged spreadsheet is why there are no lines: say so, not "no order lines".
+        let reason = if content.sheets.iter().any(|s| s.damaged) {
+            RejectReason::UnreadableAttachment
+        } else {
+            RejectReason::NoOrderLines
+        };
+        return Some(Order::rejected(message, reason));
     }
 
     // Sum per SKU, keeping first-appearance order; `None` marks an invalid quantity. The
@@ -336,7 +346,7 @@ mod tests {
             subject: None,
             content: Some(MailContent {
                 text: text.into(),
-                csv: Vec::new(),
+                sheets: Vec::new(),
             }),
         }
     }
