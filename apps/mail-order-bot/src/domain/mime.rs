@@ -15,6 +15,7 @@ use mail_parser::{HeaderName, Message, MessageParser, MessagePart, MimeHeaders, 
 use sha2::{Digest, Sha256};
 
 use super::MAX_ORDER_LINES;
+use super::automated::MailSignals;
 use super::html::html_to_text;
 use super::lines::{LineItem, parse_csv_order};
 use super::xlsx::parse_xlsx_order;
@@ -38,6 +39,8 @@ pub struct ParsedMessage {
     /// The readable content; `None` when no text could be decoded at all (or only the
     /// header was read).
     pub content: Option<MailContent>,
+    /// What the header says about who (or what) sent it: bounces, auto-replies, lists.
+    pub signals: MailSignals,
 }
 
 /// The readable content of a message.
@@ -88,6 +91,7 @@ pub fn parse_message(raw: &[u8], headers_only: bool) -> ParsedMessage {
             po_number: None,
             subject: None,
             content: None,
+            signals: MailSignals::default(),
         },
     }
 }
@@ -125,6 +129,7 @@ fn read(raw: &[u8], message: &Message<'_>, headers_only: bool) -> ParsedMessage 
         po_number,
         subject,
         content,
+        signals: MailSignals::read(message),
     }
 }
 

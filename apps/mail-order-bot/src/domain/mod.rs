@@ -4,7 +4,10 @@
 //!
 //! * [`mime`] reads the message with `mail-parser`: customer, purchase-order reference,
 //!   identity (Message-ID or a content hash), body text (plain, or derived from HTML) and
-//!   CSV attachments. Damaged MIME is read as far as it goes.
+//!   CSV and XLSX attachments ([`xlsx`]: calamine, bounded). Damaged MIME is read as far
+//!   as it goes.
+//! * [`automated`] tells bounces and auto-replies (not orders: `ignored`) and the senders
+//!   that must get no automatic reply (RFC 3834 loop rules).
 //! * [`lines`] is the order-line grammar (`SKU x QTY`, `QTY x SKU`, `SKU: QTY`, ...) and the
 //!   CSV reader. Both stop one line past [`MAX_ORDER_LINES`] and read CSV row by row, so
 //!   a message's parsed form stays small whatever its size.
@@ -15,6 +18,7 @@
 //! `catch_unwind` as a last line of defence, and a message it cannot read at all becomes a
 //! rejected order (`unreadable_message`), not an error. Callers run it on a blocking thread.
 
+pub mod automated;
 pub mod catalog;
 pub mod html;
 pub mod lines;
@@ -90,7 +94,10 @@ fn read_within_limit(
     let oversized = reported_size.is_some() || raw.len() as u64 > max_message_bytes;
     let parsed = parse_message(raw, oversized);
     if oversized {
-        return Err(Box::new(Order::rejected(&parsed, RejectReason::TooLarge)));
+        // A huge bounce is still a bounce: rejecting it would invite a reply to a robot.
+        let order = Order::ignored(&parsed)
+            .unwrap_or_else(|| Order::rejected(&parsed, RejectReason::TooLarge));
+        return Err(Box::new(order));
     }
     Ok(parsed)
 }

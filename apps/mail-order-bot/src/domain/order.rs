@@ -8,12 +8,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::automated::Automated;
 use super::catalog::Catalog;
 use super::lines::{LineItem, parse_order_lines};
 use super::mime::ParsedMessage;
 use super::{MAX_CUSTOMER_CHARS, MAX_ORDER_LINES, MAX_PO_CHARS, MAX_QUANTITY};
 
-/// `accepted` or `rejected`.
+/// `accepted`, `rejected` or `ignored`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderStatus {
@@ -21,6 +22,9 @@ pub enum OrderStatus {
     Accepted,
     /// Recorded with a reason; nothing to ship.
     Rejected,
+    /// Not an order at all (a bounce, an auto-reply): recorded with its reason so the
+    /// message is accounted for, and never answered.
+    Ignored,
 }
 
 impl OrderStatus {
@@ -29,6 +33,7 @@ impl OrderStatus {
         match self {
             OrderStatus::Accepted => "accepted",
             OrderStatus::Rejected => "rejected",
+            OrderStatus::Ignored => "ignored",
         }
     }
 }
@@ -39,6 +44,7 @@ impl FromStr for OrderStatus {
         match s {
             "accepted" => Ok(OrderStatus::Accepted),
             "rejected" => Ok(OrderStatus::Rejected),
+            "ignored" => Ok(OrderStatus::Ignored),
             other => Err(format!("unknown order status {other:?}")),
         }
     }
@@ -68,6 +74,10 @@ pub enum RejectReason {
     PoTooLong,
     /// `unreadable_attachment`: no order lines, and a spreadsheet attachment is damaged.
     UnreadableAttachment,
+    /// `bounce`: a delivery status notification (status `ignored`).
+    Bounce,
+    /// `auto_reply`: an automatic answer (status `ignored`).
+    AutoReply,
 }
 
 impl fmt::Display for RejectReason {
@@ -83,6 +93,8 @@ impl fmt::Display for RejectReason {
             RejectReason::InvalidSender => f.write_str("invalid_sender"),
             RejectReason::PoTooLong => f.write_str("po_too_long"),
             RejectReason::UnreadableAttachment => f.write_str("unreadable_attachment"),
+            RejectReason::Bounce => f.write_str("bounce"),
+            RejectReason::AutoReply => f.write_str("auto_reply"),
         }
     }
 }
@@ -99,6 +111,8 @@ impl FromStr for RejectReason {
             "invalid_sender" => RejectReason::InvalidSender,
             "po_too_long" => RejectReason::PoTooLong,
             "unreadable_attachment" => RejectReason::UnreadableAttachment,
+            "bounce" => RejectReason::Bounce,
+            "auto_reply" => RejectReason::AutoReply,
             _ => match s.split_once(':') {
                 Some(("unknown_sku", sku)) => RejectReason::UnknownSku(sku.to_owned()),
                 Some(("invalid_quantity", sku)) => RejectReason::InvalidQuantity(sku.to_owned()),
@@ -175,6 +189,17 @@ impl Order {
         }
     }
 
+    /// The `ignored` order of a message that is a bounce or an auto-reply, if it is one.
+    pub fn ignored(message: &ParsedMessage) -> Option<Order> {
+        let reason = match message.signals.automated()? {
+            Automated::Bounce => RejectReason::Bounce,
+            Automated::AutoReply => RejectReason::AutoReply,
+        };
+        let mut order = Order::rejected(message, reason);
+        order.status = OrderStatus::Ignored;
+        Some(order)
+    }
+
     /// True when accepted.
     pub fn is_accepted(&self) -> bool {
         self.status == OrderStatus::Accepted
@@ -197,7 +222,8 @@ fn sender_problem(customer: &str) -> Option<RejectReason> {
 
 /// Applies the spec's outcome table to a parsed message.
 ///
-/// Precedence when several things are wrong: `unreadable_message`, then `no_sender` /
+/// A bounce or an auto-reply is `ignored` whatever else it holds. Precedence when several
+/// things are wrong: `unreadable_message`, then `no_sender` /
 /// `invalid_sender`, then `po_too_long`, then `too_many_lines`,
 /// then `no_order_lines`, then the first unknown SKU (in order of appearance), then the
 /// first SKU whose quantity is invalid. Lines for the same SKU are summed; each line must
@@ -217,6 +243,9 @@ pub fn evaluate_until(
     catalog: &Catalog,
     cancel: &AtomicBool,
 ) -> Option<Order> {
+    if let Some(ignored) = Order::ignored(message) {
+        return Some(ignored);
+    }
     let Some(content) = &message.content else {
         return Some(Order::rejected(message, RejectReason::UnreadableMessage));
     };
@@ -348,6 +377,7 @@ mod tests {
                 text: text.into(),
                 sheets: Vec::new(),
             }),
+            signals: Default::default(),
         }
     }
 

@@ -298,16 +298,30 @@ async fn postgres_replays_burn_no_ids() {
 /// What databases migrated by earlier builds recorded in `_sqlx_migrations` (SHA-384 of
 /// each file's SQL): a store must keep writing the same, or sqlx refuses those databases
 /// with a checksum mismatch.
-const SQLITE_RECORDED: &[(i64, &str, &str)] = &[(
-    1,
-    "orders",
-    "c981f9d7fe22dca99d32d7ae2aa53fa4911603ae20c4496d467d3fe5967ca4e214e64e420e7a4dbda0fea934d0c69ee3",
-)];
-const POSTGRES_RECORDED: &[(i64, &str, &str)] = &[(
-    1,
-    "orders",
-    "ecc6da38ab8d0e53291a98101097177eb4fe7f8c9bebd83aaaa7b79b882001e707d6bb00471995abef915c1501ddb40d",
-)];
+const SQLITE_RECORDED: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "orders",
+        "c981f9d7fe22dca99d32d7ae2aa53fa4911603ae20c4496d467d3fe5967ca4e214e64e420e7a4dbda0fea934d0c69ee3",
+    ),
+    (
+        2,
+        "ignored status",
+        "620a0676a5804b3917f55bb47a971a9727ec0b9311c62b80e7aa5bfa60af109427b76d79c65901a8d68437e9ebfd1a3f",
+    ),
+];
+const POSTGRES_RECORDED: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "orders",
+        "ecc6da38ab8d0e53291a98101097177eb4fe7f8c9bebd83aaaa7b79b882001e707d6bb00471995abef915c1501ddb40d",
+    ),
+    (
+        2,
+        "ignored status",
+        "3ec5cfe69c8bd19c7953a32b7ae1f06494e7bfd2296818fa26229ac358c7a5f3c15fd9c536f7e88deb56ae7c6a59084b",
+    ),
+];
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -352,5 +366,86 @@ async fn postgres_migrations_match_what_older_databases_recorded() {
         .unwrap();
     pool.close().await;
     assert_recorded(rows, POSTGRES_RECORDED);
+    db.drop_now().await;
+}
+
+fn ignored(message_id: &str) -> Order {
+    Order {
+        message_id: message_id.to_owned(),
+        customer: "mailer-daemon@mx.example".into(),
+        po_number: None,
+        status: OrderStatus::Ignored,
+        reason: Some(RejectReason::Bounce),
+        lines: Vec::new(),
+        total_cents: 0,
+    }
+}
+
+/// A database that only round 1's migration made, holding an order with lines.
+async fn round_one_database(url: &str, backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/store/migrations")
+        .join(backend)
+        .join("0001_orders.sql");
+    std::fs::copy(&source, dir.path().join("0001_orders.sql")).unwrap();
+    let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    let insert_order = "INSERT INTO orders (message_id, customer, status, total_cents) \
+                        VALUES ('old@x', 'buyer@acme.example', 'accepted', 2500)";
+    let insert_line = "INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents) \
+                       SELECT id, 'WIDGET-1', 2, 1250 FROM orders WHERE message_id = 'old@x'";
+    if backend == "sqlite" {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        migrator.run(&pool).await.unwrap();
+        for sql in [insert_order, insert_line] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        migrator.run(&pool).await.unwrap();
+        for sql in [insert_order, insert_line] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+}
+
+/// Round 1's databases upgrade in place: the status check learns `ignored`, and the
+/// rebuild of the SQLite table keeps every order with its lines.
+async fn an_upgraded_database_keeps_its_orders_and_takes_ignored(url: &str, backend: &str) {
+    round_one_database(url, backend).await;
+    let store = OrderStore::connect(url).await.unwrap();
+    let old = store.find("old@x").await.unwrap().unwrap();
+    assert_eq!(old.lines.len(), 1, "{backend}: lines survive the upgrade");
+    assert_eq!(old.total_cents, 2500);
+    assert_eq!(
+        store.save(&ignored("dsn@x")).await.unwrap(),
+        SaveResult::Inserted
+    );
+    let stored = store.find("dsn@x").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status.as_str(), stored.reason.as_deref()),
+        ("ignored", Some("bounce"))
+    );
+    // New orders keep numbering after the old ones.
+    assert!(stored.id > old.id);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_round_one_databases_upgrade_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("orders.db").display()
+    );
+    an_upgraded_database_keeps_its_orders_and_takes_ignored(&url, "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_round_one_databases_upgrade_in_place() {
+    let db = PgDatabase::create().await;
+    an_upgraded_database_keeps_its_orders_and_takes_ignored(&db.url, "postgres").await;
     db.drop_now().await;
 }
