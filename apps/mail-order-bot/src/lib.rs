@@ -36,5 +36,6 @@ pub mod demo;
 pub mod domain;
 pub mod handler;
 pub mod module;
+pub mod replies;
 pub mod report;
 pub mod store;
