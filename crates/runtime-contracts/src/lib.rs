@@ -20,7 +20,8 @@
 //!   [`Delivery`] carries a lease; `nack` counts an attempt and dead-letters past the
 //!   limit, `release` hands a task back without counting one (shutdown, outages).
 //! * [`TaskHandler`] returns a typed [`TaskError`] that decides ack / nack(delay) /
-//!   dead-letter / release.
+//!   dead-letter / release. A [`Job`] is a serde payload with its route (JSON on the
+//!   wire); a [`Router`] dispatches a pool's tasks by route to typed [`JobHandler`]s.
 //! * [`SourceAcknowledger`] is how a source learns the final outcome of each task it
 //!   produced, in whichever process the task finished: the task carries its origin (source
 //!   name + opaque key) and every process registers the same acknowledgers by name.
@@ -45,6 +46,7 @@ mod error;
 mod handler;
 mod headers;
 mod health;
+mod job;
 mod module;
 mod queue;
 mod signal;
@@ -67,6 +69,7 @@ pub use error::{BoxError, EndpointError, ModuleError, SourceError};
 pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
+pub use job::{EncodeError, Job, JobHandler, RouteError, Router};
 pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, SourceSpec};
 pub use queue::{DeadLetter, NackOutcome, PublishOutcome, QueueError, QueueStats, TaskQueue};
 pub use signal::StopSignal;
