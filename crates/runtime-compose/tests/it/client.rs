@@ -250,8 +250,16 @@ async fn a_client_built_from_config_enqueues_into_redis_for_a_runtime_elsewhere(
         "ran {:?} after enqueue",
         late_at - started
     );
-    let stats = consumer.stats().await.unwrap();
-    assert_eq!(stats.acked_total, adds.len() as u64 + 1);
+    // The handler reports before the worker acks: wait for the last ack.
+    let deadline = Instant::now() + WAIT;
+    while consumer.stats().await.unwrap().acked_total < adds.len() as u64 + 1 {
+        assert!(Instant::now() < deadline, "every job acked in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        consumer.stats().await.unwrap().acked_total,
+        adds.len() as u64 + 1
+    );
     rt.stop().await;
     client.close().await;
     delete_redis_queue(&name);
@@ -274,4 +282,32 @@ async fn a_unique_key_the_contract_cannot_carry_is_refused_not_dropped() {
         .await;
     assert!(result.is_err());
     assert_eq!(queue.stats().await.unwrap().published_total, 0);
+}
+
+#[test]
+fn options_shape_the_task_and_nothing_else() {
+    let trace = runtime_contracts::TraceContext {
+        trace_id: 0x4bf92f3577b34da6a3ce929d0e0e4736,
+        span_id: 0x00f067aa0ba902b7,
+        sampled: true,
+        trace_state: None,
+    };
+    let options = EnqueueOptions::default()
+        .delay(Duration::from_secs(60))
+        .header("customer", "c1")
+        .trace(trace.clone());
+    let before = runtime_contracts::now_millis();
+    let task = Client::task(&Add { a: 1, b: 2 }, &options).unwrap();
+    assert_eq!(task.route, "add");
+    assert_eq!(task.payload, br#"{"a":1,"b":2}"#);
+    assert_eq!(task.headers.get("customer"), Some("c1"));
+    assert_eq!(task.trace_context(), Some(trace));
+    let not_before = task.not_before_ms.unwrap();
+    assert!(
+        (before + 60_000..before + 61_000).contains(&not_before),
+        "{not_before}"
+    );
+    // Without options: a plain task, due now, in a new trace of its own.
+    let plain = Client::task(&Add { a: 1, b: 2 }, &EnqueueOptions::default()).unwrap();
+    assert!(plain.headers.is_empty() && plain.not_before_ms.is_none() && plain.trace.is_none());
 }
