@@ -27,6 +27,9 @@ pub struct EnqueueArgs {
     /// Run no earlier than this from now (`10s`, `5m`)
     #[arg(long, global = true, value_parser = runtime_contracts::duration::parse)]
     pub delay: Option<Duration>,
+    /// Enqueue nothing while a live job with this key exists; print that job's id
+    #[arg(long, global = true, value_name = "KEY")]
+    pub unique_key: Option<String>,
 }
 
 /// The jobs hello-tasks knows.
@@ -71,6 +74,9 @@ pub async fn enqueue(
     let mut options = EnqueueOptions::default();
     if let Some(delay) = args.delay {
         options = options.delay(delay);
+    }
+    if let Some(key) = &args.unique_key {
+        options = options.unique_key(key.clone());
     }
     let enqueued = match &args.job {
         JobArgs::Greet { text } => {

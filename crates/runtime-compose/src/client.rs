@@ -41,7 +41,9 @@ pub const MAX_BATCH: usize = 500;
 pub struct EnqueueOptions {
     /// Deliver no earlier than this long from now.
     pub delay: Option<Duration>,
-    /// Enqueue nothing while a live task with this key exists.
+    /// Enqueue nothing while a live task with this key exists (pending, delayed,
+    /// running or dead); the answer then names that task. At most
+    /// [`MAX_UNIQUE_KEY_BYTES`](runtime_contracts::MAX_UNIQUE_KEY_BYTES), not empty.
     pub unique_key: Option<String>,
     /// Extra task headers (name, value).
     pub headers: Vec<(String, String)>,
@@ -75,10 +77,12 @@ impl EnqueueOptions {
     }
 }
 
-/// What an enqueue did.
+/// What an enqueue did. Serializes as `{"id": "...", "duplicate": false}`, the same
+/// shape as the control plane's `POST /admin/queues/{queue}/tasks`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Enqueued {
-    /// The task's id.
+    /// The id of the task in the queue for this job: the new task's, or on a duplicate
+    /// the id of the live task it matched.
     pub id: TaskId,
     /// True when the queue already held a live task for the same key and added nothing.
     pub duplicate: bool,
@@ -95,9 +99,6 @@ pub enum ClientError {
     /// trying again later may help).
     #[error(transparent)]
     Queue(#[from] QueueError),
-    /// An option this build's queue contract cannot carry.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// Enqueues jobs into one queue. Cheap to clone; share one per process.
@@ -155,8 +156,8 @@ impl Client {
     /// [`Client::enqueue_tasks`] with jobs of several types).
     ///
     /// # Errors
-    /// [`ClientError::Encode`], or [`ClientError::Unsupported`] for an option the queue
-    /// contract cannot carry.
+    /// [`ClientError::Encode`], or [`ClientError::Queue`] with [`QueueError::Invalid`] for
+    /// a unique key the queue would refuse (empty, too long).
     pub fn task<J: Job>(job: &J, options: &EnqueueOptions) -> Result<Task, ClientError> {
         let mut task = Task::from_job(job)?;
         for (name, value) in &options.headers {
@@ -169,8 +170,10 @@ impl Client {
             task = task.with_delay(delay);
         }
         if let Some(key) = &options.unique_key {
-            task = with_unique_key(task, key)?;
+            task = task.with_unique_key(key.clone());
         }
+        // The queue refuses these too; refusing here names the job before any I/O.
+        task.check_publishable()?;
         Ok(task)
     }
 
@@ -185,7 +188,7 @@ impl Client {
     /// Enqueues `job` with `options` (delay, unique key, headers, trace).
     ///
     /// # Errors
-    /// [`ClientError`]: the job does not encode, an option is unsupported, or the queue
+    /// [`ClientError`]: the job does not encode, an option is invalid, or the queue
     /// failed.
     pub async fn enqueue_with<J: Job>(
         &self,
@@ -245,17 +248,9 @@ impl Client {
     }
 }
 
-fn enqueued(id: TaskId, outcome: PublishOutcome) -> Enqueued {
+fn enqueued(published: TaskId, outcome: PublishOutcome) -> Enqueued {
     Enqueued {
-        id,
-        duplicate: outcome == PublishOutcome::Duplicate,
+        id: outcome.task_id(published),
+        duplicate: outcome.is_duplicate(),
     }
-}
-
-/// The queue contract has no unique key yet (only a source's origin, which names an
-/// acknowledger): refuse rather than enqueue a task that is not unique.
-fn with_unique_key(_task: Task, key: &str) -> Result<Task, ClientError> {
-    Err(ClientError::Unsupported(format!(
-        "unique_key {key:?}: this build's queue contract has no unique keys"
-    )))
 }

@@ -345,6 +345,7 @@ mod tests {
             pool: "p",
             queue: "q",
             tag: &tag,
+            cancellation: &crate::signal::NeverStopped,
         };
         block_on(handler.handle(task, &ctx))
     }

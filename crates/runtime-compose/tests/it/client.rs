@@ -266,7 +266,7 @@ async fn a_client_built_from_config_enqueues_into_redis_for_a_runtime_elsewhere(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_unique_key_the_contract_cannot_carry_is_refused_not_dropped() {
+async fn a_unique_key_enqueues_once_and_every_duplicate_names_the_first_task() {
     let tree = platform(json!({"backend": "memory", "name": "typed-unique"}));
     let snapshot = config(tree).await.current();
     let queue = runtime_compose::plan(&snapshot, "t")
@@ -274,14 +274,50 @@ async fn a_unique_key_the_contract_cannot_carry_is_refused_not_dropped() {
         .build_queue()
         .unwrap();
     let client = Client::new(queue.clone());
-    let result = client
+    let unique = EnqueueOptions::default().unique_key("invoice-7");
+    let first = client
+        .enqueue_with(&Greet { text: "a".into() }, &unique)
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    let again = client
+        .enqueue_with(&Greet { text: "b".into() }, &unique)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        runtime_compose::client::Enqueued {
+            id: first.id,
+            duplicate: true
+        }
+    );
+    let batch = client
+        .enqueue_batch(
+            &[Greet { text: "c".into() }, Greet { text: "d".into() }],
+            &unique,
+        )
+        .await
+        .unwrap();
+    assert!(
+        batch.iter().all(|e| e.duplicate && e.id == first.id),
+        "{batch:?}"
+    );
+    assert_eq!(queue.stats().await.unwrap().published_total, 1);
+    // The answer is the control plane's JSON shape.
+    assert_eq!(
+        serde_json::to_value(again).unwrap(),
+        json!({"id": first.id.to_string(), "duplicate": true})
+    );
+    // A key the queue would refuse is refused before any I/O, naming the problem.
+    let empty = client
         .enqueue_with(
             &Greet { text: "x".into() },
-            &EnqueueOptions::default().unique_key("k"),
+            &EnqueueOptions::default().unique_key(""),
         )
-        .await;
-    assert!(result.is_err());
-    assert_eq!(queue.stats().await.unwrap().published_total, 0);
+        .await
+        .unwrap_err();
+    assert!(empty.to_string().contains("unique_key is empty"), "{empty}");
+    assert_eq!(queue.stats().await.unwrap().published_total, 1);
 }
 
 #[test]
