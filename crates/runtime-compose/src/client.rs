@@ -6,6 +6,10 @@
 //! runtime accepts works for the client unchanged. It only publishes: it starts no
 //! worker, no source and no background task.
 //!
+//! Why a module here and not a crate of its own: the client's whole job is "the queue
+//! this config chooses", which is composition's; a separate crate would depend on this
+//! one for it and add a layer to the rules without adding a boundary.
+//!
 //! ```no_run
 //! # async fn demo(snapshot: runtime_contracts::ConfigSnapshot) -> Result<(), Box<dyn std::error::Error>> {
 //! use runtime_compose::client::{Client, EnqueueOptions};
