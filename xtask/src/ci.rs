@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use crate::metadata;
-use crate::{layers, process};
+use crate::{layers, package, process};
 
 /// What a step runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub enum Action {
     Cargo(Vec<&'static str>),
     /// The layer rules, in process.
     CheckLayers,
+    /// The library crates' package metadata and `cargo package --list`.
+    CheckPackage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,7 @@ impl Step {
         match &self.action {
             Action::Cargo(args) => process::display_cargo(args),
             Action::CheckLayers => "cargo xtask check-layers".to_string(),
+            Action::CheckPackage => "cargo xtask check-package".to_string(),
         }
     }
 }
@@ -70,6 +73,10 @@ pub fn steps(nextest: bool) -> Vec<Step> {
         Step {
             name: "check-layers",
             action: Action::CheckLayers,
+        },
+        Step {
+            name: "check-package",
+            action: Action::CheckPackage,
         },
         tests,
         Step::cargo("doc-tests", &["test", "--workspace", "--doc"]),
@@ -120,6 +127,7 @@ fn run_step(step: &Step) -> anyhow::Result<()> {
             process::run_ok(&mut process::cargo_command(args), &step.command_line())
         }
         Action::CheckLayers => layers::run_on(&metadata::load()?),
+        Action::CheckPackage => package::run_on(&metadata::load()?),
     }
 }
 
@@ -172,7 +180,14 @@ mod tests {
         let names: Vec<&str> = steps(true).iter().map(|s| s.name).collect();
         assert_eq!(
             names,
-            ["fmt", "clippy", "check-layers", "tests", "doc-tests"]
+            [
+                "fmt",
+                "clippy",
+                "check-layers",
+                "check-package",
+                "tests",
+                "doc-tests"
+            ]
         );
     }
 
@@ -181,11 +196,11 @@ mod tests {
         let with = steps(true);
         let without = steps(false);
         assert_eq!(
-            with[3].command_line(),
+            with[4].command_line(),
             "cargo nextest run --workspace --no-fail-fast"
         );
         assert_eq!(
-            without[3].command_line(),
+            without[4].command_line(),
             "cargo test --workspace --no-fail-fast"
         );
         assert_eq!(

@@ -19,9 +19,10 @@ pub enum Command {
   1. fmt           cargo fmt --all --check
   2. clippy        cargo clippy --workspace --all-targets -- -D warnings
   3. check-layers  the layer rules (see `cargo xtask check-layers --help`)
-  4. tests         cargo nextest run --workspace --no-fail-fast
+  4. check-package the library crates could be published (see `cargo xtask check-package --help`)
+  5. tests         cargo nextest run --workspace --no-fail-fast
                    (falls back to `cargo test --workspace --no-fail-fast` without nextest)
-  5. doc-tests     cargo test --workspace --doc
+  6. doc-tests     cargo test --workspace --doc
 
 Ends with a one-line summary and the time each step took. The tests need Redis and
 PostgreSQL on 127.0.0.1 and Dovecot installed (`.ci/run` prepares a fresh Debian machine).
@@ -52,6 +53,21 @@ email, order, imap, smtp, as whole words, also inside CamelCase and snake_case).
 Exits 1, naming each offending edge, file and line, when a rule is broken."
     )]
     CheckLayers,
+
+    /// Check that every library crate could be published (metadata, versions, cargo package --list)
+    #[command(
+        long_about = "Check that every library crate could be published, and nothing else would be.
+
+Library crates (runtime-contracts, runtime-core, runtime-adapters-*, runtime-compose,
+classified by path) need description, license, repository, readme, 1 to 5 valid keywords
+and categories; not `publish = false`; a version on every path dependency, matching that
+crate's version; no normal dependency on a crate that is never published. Every other
+crate (apps, tools, runtime-testkit) keeps `publish = false`. Then runs
+`cargo package --list --allow-dirty -p CRATE` for each library crate and fails on an error,
+a warning, or a package without Cargo.toml, src/lib.rs or its readme.
+Exits 1, naming each crate and problem."
+    )]
+    CheckPackage,
 
     /// Run the benchmark binaries of runtime-bench in release mode (all when no NAME is given)
     Bench(BenchArgs),

@@ -9,6 +9,8 @@
 //! * [`layers`]: the architecture's dependency rules (which crate may depend on which),
 //!   enforced against `cargo metadata`. The rules are a pure function over parsed
 //!   metadata ([`layers::check`]) so tests can feed it synthetic workspaces.
+//! * [`package`]: every library crate could be published (complete metadata, versions
+//!   on path dependencies, `cargo package --list` clean); nothing else would be.
 //! * [`bench`]: discovers and runs the benchmark binaries of `runtime-bench`.
 //! * [`deploy`]: renders the hand-written templates of `deploy/templates/` into the
 //!   committed `deploy/rendered/` and a bundle with the release binary; `--check` fails
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod deploy;
 pub mod layers;
 pub mod metadata;
+pub mod package;
 mod process;
 
 use cli::{Cli, Command};
@@ -33,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ci => ci::run(),
         Command::CheckLayers => layers::run(),
+        Command::CheckPackage => package::run(),
         Command::Bench(args) => bench::run(&args),
         Command::Deploy(args) => deploy::run(&args),
     }

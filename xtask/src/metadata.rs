@@ -31,6 +31,32 @@ pub struct Package {
     pub dependencies: Vec<Dependency>,
     #[serde(default)]
     pub targets: Vec<Target>,
+    /// The fields a registry needs (`cargo xtask check-package`).
+    #[serde(flatten)]
+    pub publishing: Publishing,
+}
+
+/// A package's registry metadata, as `cargo metadata` reports it (workspace inheritance
+/// resolved).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Publishing {
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub license: Option<String>,
+    #[serde(default)]
+    pub repository: Option<String>,
+    #[serde(default)]
+    pub readme: Option<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// `None`: any registry; `Some([])`: `publish = false`.
+    #[serde(default)]
+    pub publish: Option<Vec<String>>,
 }
 
 /// A dependency as declared in a manifest.
@@ -46,6 +72,12 @@ pub struct Dependency {
     /// The `cfg(...)` or triple this dependency is limited to, if any.
     #[serde(default)]
     pub target: Option<String>,
+    /// The version requirement (`*` when the manifest gives none).
+    #[serde(default)]
+    pub req: String,
+    /// The local path of a path dependency.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,14 +1,19 @@
 //! # hello-tasks
 //!
 //! The worked example of `docs/writing-an-app.md`: the smallest complete app on the plba
-//! crates. A [`Ticker`] source publishes a greeting task every `ticker.interval`, the
-//! runtime queues it (the in-memory queue here, Redis by configuration elsewhere) and a
-//! worker pool runs [`Greeter`] on each one. [`HelloModule`] is what the runtime sees: it
-//! reads the app's `[ticker]` section and registers the source and the pool.
+//! crates. A [`Ticker`] source publishes a [`Greet`] job every `ticker.interval`, the
+//! runtime queues it (the in-memory queue by default, Redis by configuration) and a
+//! worker pool runs it. The pool's handler is a [`Router`]: it sends each task, by its
+//! route, to the typed handler of its job ([`Greet`] or [`Add`], both handled by
+//! [`Hello`]). [`HelloModule`] is what the runtime sees: it reads the app's `[ticker]`
+//! section and registers the source and the pool. [`enqueue`] is the other side: a
+//! process that runs no runtime and only adds jobs (`hello-tasks enqueue ...`).
 //!
 //! Key decision: the app never starts a task or a loop itself. It only declares a source,
-//! a handler and where they meet (a queue name); the runtime owns start-up, backpressure,
+//! handlers and where they meet (a queue name); the runtime owns start-up, backpressure,
 //! retries, health and the graceful stop, so the app stays this small.
+
+pub mod enqueue;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,13 +21,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use runtime_contracts::{
-    ApplicationModule, ConfigError, ConfigIssue, ConfigSnapshot, ModuleContext, ModuleError,
-    PoolSpec, SourceError, SourceStatus, StopSignal, Task, TaskContext, TaskError, TaskHandler,
-    TaskSink, TaskSource,
+    ApplicationModule, ConfigError, ConfigIssue, ConfigSnapshot, Job, JobHandler, ModuleContext,
+    ModuleError, PoolSpec, Router, SourceError, SourceStatus, StopSignal, Task, TaskContext,
+    TaskError, TaskSink, TaskSource,
 };
 use runtime_core::PlatformConfig;
 use runtime_core::config::{issue, section};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 /// The built-in defaults: the lowest configuration layer.
@@ -55,6 +60,31 @@ pub fn validate(snapshot: &ConfigSnapshot) -> Vec<ConfigIssue> {
     }
 }
 
+/// A job: say `text`. On the queue it is a task with route `"greet"` and the payload
+/// `{"text":"..."}` (JSON), so any program can enqueue one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Greet {
+    /// What to print.
+    pub text: String,
+}
+
+impl Job for Greet {
+    const ROUTE: &'static str = "greet";
+}
+
+/// A second job on the same pool: print `a + b` (route `"add"`, payload `{"a":2,"b":3}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Add {
+    /// The first term.
+    pub a: i64,
+    /// The second term.
+    pub b: i64,
+}
+
+impl Job for Add {
+    const ROUTE: &'static str = "add";
+}
+
 /// A source: one task per tick, numbered, up to `limit`.
 pub struct Ticker {
     config: TickerConfig,
@@ -85,7 +115,9 @@ impl TaskSource for Ticker {
                 _ = stop.stopped() => return Ok(()),
             }
             let n = self.next.load(Ordering::SeqCst);
-            let task = Task::new("greet", format!("{} #{n}", self.config.greeting));
+            let text = format!("{} #{n}", self.config.greeting);
+            let task = Task::from_job(&Greet { text })
+                .map_err(|e| SourceError::Permanent(e.to_string()))?;
             // Waits while the queue is full: backpressure reaches the source.
             sink.publish(task).await?;
             self.next.store(n + 1, Ordering::SeqCst);
@@ -98,23 +130,47 @@ impl TaskSource for Ticker {
     }
 }
 
-/// The handler: prints the greeting and tells `done` once `limit` tasks were handled.
-pub struct Greeter {
+/// The handlers of both jobs: each prints its line and tells `done` once `limit` tasks
+/// were handled. The router has already decoded the payload; one that does not decode
+/// (or an unknown route) never gets here: it is dead-lettered with the serde error.
+pub struct Hello {
     handled: AtomicU64,
     limit: u64,
     done: Arc<Notify>,
 }
 
-#[async_trait]
-impl TaskHandler for Greeter {
-    async fn handle(&self, task: &Task, ctx: &TaskContext<'_>) -> Result<(), TaskError> {
-        // A payload that is not text can never succeed: reject sends it to dead letters.
-        let text = std::str::from_utf8(&task.payload).map_err(TaskError::reject)?;
-        tracing::info!(task = %task.id, pool = ctx.pool, "greeting");
-        println!("{text}");
+impl Hello {
+    fn print(&self, line: &str, task: &Task, ctx: &TaskContext<'_>) {
+        tracing::info!(task = %task.id, route = %task.route, pool = ctx.pool, "handled");
+        println!("{line}");
         if self.handled.fetch_add(1, Ordering::SeqCst) + 1 == self.limit {
             self.done.notify_one();
         }
+    }
+}
+
+#[async_trait]
+impl JobHandler<Greet> for Hello {
+    async fn handle(
+        &self,
+        job: Greet,
+        task: &Task,
+        ctx: &TaskContext<'_>,
+    ) -> Result<(), TaskError> {
+        self.print(&job.text, task, ctx);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobHandler<Add> for Hello {
+    async fn handle(&self, job: Add, task: &Task, ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+        // An overflow can never succeed: reject sends the task to dead letters.
+        let sum = job
+            .a
+            .checked_add(job.b)
+            .ok_or_else(|| TaskError::reject("sum overflows"))?;
+        self.print(&format!("{} + {} = {sum}", job.a, job.b), task, ctx);
         Ok(())
     }
 }
@@ -144,15 +200,19 @@ impl ApplicationModule for HelloModule {
             next: AtomicU64::new(1),
         };
         ctx.add_source(Arc::new(ticker), queue.clone());
-        let greeter = Greeter {
+        let hello = Arc::new(Hello {
             handled: AtomicU64::new(0),
             limit: self.limit,
             done: self.done.clone(),
-        };
+        });
+        // One pool, two job types: the router dispatches by route.
+        let router = Router::new()
+            .job::<Greet>(hello.clone())?
+            .job::<Add>(hello)?;
         ctx.add_pool(PoolSpec {
-            name: "greeters".to_owned(),
+            name: "hello".to_owned(),
             queue,
-            handler: Arc::new(greeter),
+            handler: Arc::new(router),
             concurrency: platform.workers.concurrency,
             task_timeout: platform.workers.task_timeout,
         });

@@ -1,11 +1,14 @@
 //! `hello-tasks [--config FILE]... [--count N]`: composes the runtime and runs it until
 //! Ctrl-C (or SIGTERM), or until N tasks were handled.
+//! `hello-tasks [--config FILE]... enqueue greet TEXT | add A B`: adds one job and exits.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use hello_tasks::enqueue::{Command, EnqueueError, enqueue};
 use hello_tasks::{DEFAULTS, HelloModule};
+use runtime_compose::ComposeError;
 use runtime_core::cli::{
     AppConfigSpec, ConfigArgs, EXIT_INTERRUPTED, config_error_exit, load_config,
 };
@@ -23,6 +26,8 @@ struct Cli {
     /// Stop after N tasks were handled (default: run until Ctrl-C)
     #[arg(long, value_name = "N")]
     count: Option<u64>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
 #[tokio::main]
@@ -40,6 +45,18 @@ async fn main() -> anyhow::Result<ExitCode> {
     };
     let platform = config.platform();
     runtime_core::logging::init(&platform.tracing)?;
+
+    // The producer's side: enqueue through the client, print the id, run nothing else.
+    if let Some(Command::Enqueue(args)) = &cli.command {
+        return match enqueue(&config.current(), args).await {
+            Ok(done) => {
+                println!("{}", serde_json::to_string(&done)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(EnqueueError::Compose(ComposeError::Config(e))) => Ok(config_error_exit(&e)),
+            Err(error) => Err(error.into()),
+        };
+    }
 
     // 2. The queue and the tracer, as `[queue]` and `[tracing]` choose them (the same
     //    plan the validator checked at load).

@@ -18,8 +18,13 @@
 //! `check-config`, `run` and every reload alike. Each adapter is behind a cargo feature
 //! (`memory`, `redis`, `otel`, `http`); choosing one the build lacks is a config error
 //! naming the key.
+//!
+//! [`client::Client`] is the producer's side of the same path: a process that does not
+//! run the runtime builds its queue from the same `[queue]` keys and enqueues typed jobs.
 
 use std::sync::Arc;
+
+pub mod client;
 
 // A runtime always needs a queue.
 #[cfg(not(any(feature = "memory", feature = "redis")))]

@@ -25,6 +25,8 @@ fn dep(name: &str, kind: DepKind, source: Option<&str>) -> Dependency {
         kind,
         source: source.map(str::to_string),
         target: None,
+        req: String::new(),
+        path: None,
     }
 }
 
@@ -49,6 +51,7 @@ impl Builder {
                 })
                 .collect(),
             targets: Vec::new(),
+            publishing: Default::default(),
         });
         self.members.push(id_of(name));
         self
@@ -65,6 +68,7 @@ impl Builder {
                 .map(|n| dep(n, DepKind::Normal, Some("registry")))
                 .collect(),
             targets: Vec::new(),
+            publishing: Default::default(),
         });
         self
     }
