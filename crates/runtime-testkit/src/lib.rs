@@ -4,6 +4,8 @@
 //!
 //! * [`queue_conformance`] — the queue conformance suite, written once and run against
 //!   every [`TaskQueue`](runtime_contracts::TaskQueue) backend.
+//! * [`lease_conformance`] — the leader-lease suite, run against every backend whose
+//!   queue offers a [`LeaderLease`](runtime_contracts::LeaderLease).
 //! * [`dovecot`] — a real IMAP server (Dovecot) per test, on a free loopback port with its
 //!   own temporary directory.
 //! * [`otlp_receiver`] — an in-test OTLP/HTTP collector that decodes and keeps spans,
@@ -16,6 +18,7 @@
 
 pub mod dovecot;
 pub mod fakes;
+pub mod lease_conformance;
 pub mod otlp_receiver;
 pub mod queue_conformance;
 
