@@ -224,7 +224,7 @@ impl TaskQueue for MemoryQueue {
     }
 
     fn backend(&self) -> &'static str {
-        "memory"
+        <crate::MemoryQueueSettings as runtime_contracts::QueueBackendSettings>::BACKEND
     }
 
     /// One publish attempt without waiting: the task comes back when there is no room.

@@ -403,7 +403,7 @@ impl TaskQueue for RedisQueue {
     }
 
     fn backend(&self) -> &'static str {
-        "redis"
+        <crate::RedisQueueSettings as runtime_contracts::QueueBackendSettings>::BACKEND
     }
 
     async fn publish(&self, task: Task) -> Result<PublishOutcome, QueueError> {
@@ -563,7 +563,9 @@ impl TaskQueue for RedisQueue {
         };
         Ok(QueueStats {
             name: self.name.clone(),
-            backend: "redis".to_owned(),
+            backend:
+                <crate::RedisQueueSettings as runtime_contracts::QueueBackendSettings>::BACKEND
+                    .to_owned(),
             pending: ready + due,
             in_flight,
             delayed: delayed.saturating_sub(due),

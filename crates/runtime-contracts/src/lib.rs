@@ -73,7 +73,10 @@ pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
 pub use lease::{LeaderLease, LeaseError};
 pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, SourceSpec};
-pub use queue::{DeadLetter, NackOutcome, PublishOutcome, QueueError, QueueStats, TaskQueue};
+pub use queue::{
+    DeadLetter, NackOutcome, PublishOutcome, QueueBackendSettings, QueueError, QueueStats,
+    TaskQueue,
+};
 pub use signal::StopSignal;
 pub use source::{
     DEFAULT_MAX_MESSAGE_BYTES, FinalOutcome, OVERSIZE_HEADER, REJECTED_TAG, SourceAcknowledger,
