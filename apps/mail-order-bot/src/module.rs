@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use runtime_adapters_imap::{ImapMode, ImapSource};
 use runtime_adapters_maildir::MaildirSource;
 use runtime_contracts::{
-    ApplicationModule, ConfigChange, ConfigSubscriber, ModuleContext, ModuleError, PoolSpec, Task,
-    TaskContext, TaskError, TaskHandler, TaskSource,
+    ApplicationModule, ConfigChange, ConfigSnapshot, ConfigSubscriber, ModuleContext, ModuleError,
+    PoolSpec, Probe, Task, TaskContext, TaskError, TaskHandler, TaskSource,
 };
 use runtime_core::PlatformConfig;
 use tokio::sync::watch;
@@ -208,6 +208,53 @@ impl ApplicationModule for MailOrderModule {
         Ok(())
     }
 
+    /// The mailbox (IMAP: connect, log in, select `mail.imap.mailbox`; Maildir: the
+    /// directory exists) and the order database (connect and ping). Only called on a
+    /// config the checks accepted, so the sections read.
+    fn probes(&self, config: &ConfigSnapshot) -> Vec<Probe> {
+        let mut probes = Vec::new();
+        if let Ok(mail) = MailConfig::from_snapshot(config) {
+            probes.push(match mail.source {
+                SourceKind::Maildir => {
+                    let dir = mail.maildir.clone();
+                    Probe::new("mail", format!("maildir {}", dir.display()), async move {
+                        match tokio::fs::metadata(&dir).await {
+                            Ok(m) if m.is_dir() => Ok(()),
+                            Ok(_) => Err("not a directory".to_owned()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    })
+                }
+                SourceKind::ImapPoll | SourceKind::ImapIdle => {
+                    let imap = mail.imap.clone();
+                    let target = format!(
+                        "imap {}:{} {}",
+                        imap.host,
+                        imap.effective_port(),
+                        imap.mailbox
+                    );
+                    Probe::new("mail", target, async move {
+                        runtime_adapters_imap::probe(&imap).await
+                    })
+                }
+            });
+        }
+        if let Ok(orders) = OrdersConfig::from_snapshot(config) {
+            let url = orders.database_url.clone();
+            probes.push(Probe::new(
+                "orders",
+                runtime_contracts::redact_url(&url),
+                async move {
+                    let store = OrderStore::connect(&url).await?;
+                    let pinged = store.ping().await;
+                    store.close().await;
+                    pinged
+                },
+            ));
+        }
+        probes
+    }
+
     async fn stop(&self) {
         let store = self.store.lock().ok().and_then(|mut s| s.take());
         if let Some(store) = store {
@@ -220,7 +267,7 @@ impl ApplicationModule for MailOrderModule {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use runtime_contracts::{ConfigLayer, ConfigOrigin, ConfigSnapshot};
+    use runtime_contracts::{ConfigLayer, ConfigOrigin};
     use serde_json::json;
 
     fn mail() -> MailConfig {

@@ -286,6 +286,10 @@ impl runtime_contracts::QueueBackendSettings for RedisQueueSettings {
             self.config(shared),
         )?))
     }
+
+    fn target(&self) -> String {
+        runtime_contracts::redact_url(self.redis_url.expose())
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use runtime_contracts::{
-    ConfigError, ConfigIssue, ConfigSnapshot, QueueBackendSettings, QueueError, QueueShared,
+    ConfigError, ConfigIssue, ConfigSnapshot, Probe, QueueBackendSettings, QueueError, QueueShared,
     TaskQueue, TraceFactory,
 };
 use runtime_core::config::{PlatformConfig, QueueConfig, TracingConfig, Validator};
@@ -85,6 +85,7 @@ queue_backends! {
 trait PlannedSettings: Send + Sync + std::fmt::Debug {
     fn build(&self, shared: &QueueShared) -> Result<Arc<dyn TaskQueue>, QueueError>;
     fn effective(&self) -> Value;
+    fn target(&self) -> String;
 }
 
 impl<S: QueueBackendSettings> PlannedSettings for S {
@@ -93,6 +94,9 @@ impl<S: QueueBackendSettings> PlannedSettings for S {
     }
     fn effective(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+    fn target(&self) -> String {
+        QueueBackendSettings::target(self)
     }
 }
 
@@ -542,6 +546,39 @@ impl Plan {
         })
     }
 
+    /// The `check-config --connect` probes of the planned components: the queue (built
+    /// and pinged, then closed) and, for the OTLP exporter, a TCP connection to the
+    /// collector. Targets carry no secret.
+    pub fn probes(&self) -> Vec<Probe> {
+        let mut probes = Vec::new();
+        let queue = self.queue.clone();
+        probes.push(Probe::new(
+            "queue",
+            format!("{} {}", queue.backend, queue.settings.target()),
+            async move {
+                let built = queue
+                    .settings
+                    .build(&queue.shared)
+                    .map_err(|e| e.to_string())?;
+                let pinged = built.ping().await.map_err(|e| error_chain(&e));
+                built.close().await;
+                pinged
+            },
+        ));
+        #[cfg(feature = "otel")]
+        if let TracerPlan::Otel(c) = &self.tracer
+            && c.exporter == runtime_adapters_otel::ExporterKind::Otlp
+        {
+            let endpoint = c.otlp_endpoint.clone();
+            probes.push(Probe::new(
+                "tracing",
+                format!("otlp {}", runtime_contracts::redact_url(&endpoint)),
+                async move { reach(&endpoint).await },
+            ));
+        }
+        probes
+    }
+
     /// Builds the planned trace factory (starting the exporter thread for OTel).
     ///
     /// # Errors
@@ -609,3 +646,40 @@ impl Plan {
     feature = "http"
 ))]
 mod tests;
+
+/// An error with its causes, `: `-joined, each cause only when the text does not hold it
+/// yet (the cause often says what the wrapper does not).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Opens (and closes) a TCP connection to the host and port of an `http://` URL.
+#[cfg(feature = "otel")]
+async fn reach(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    // Credentials before `@` are not part of the address.
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let address = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:80")
+    };
+    tokio::net::TcpStream::connect(&address)
+        .await
+        .map(drop)
+        .map_err(|e| format!("cannot connect to {address}: {e}"))
+}

@@ -72,7 +72,7 @@ pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
 pub use lease::{LeaderLease, LeaseError};
-pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, SourceSpec};
+pub use module::{ApplicationModule, ModuleContext, PoolSpec, Probe, Registrations, SourceSpec};
 pub use queue::{
     DeadLetter, NackOutcome, PublishOutcome, QueueBackendSettings, QueueError, QueueStats,
     TaskQueue,

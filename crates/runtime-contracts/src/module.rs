@@ -1,6 +1,8 @@
 //! Application modules and what they register.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,48 @@ pub trait ApplicationModule: Send + Sync + 'static {
 
     /// Called once at the end of shutdown, after workers stopped: close stores.
     async fn stop(&self) {}
+
+    /// `check-config --connect`: a check per server the module's own config names (a
+    /// mailbox login, its database), run after the offline checks passed, each within the
+    /// command's timeout. No I/O here: the probes do it when run.
+    fn probes(&self, _config: &ConfigSnapshot) -> Vec<Probe> {
+        Vec::new()
+    }
+}
+
+/// One check of `check-config --connect`: which component, where (shown to the operator,
+/// so never a secret: redact URLs with [`redact_url`](crate::redact_url)), and the check.
+pub struct Probe {
+    /// What is checked (`queue`, `tracing`, a source, a store).
+    pub component: String,
+    /// Where, secrets redacted.
+    pub target: String,
+    /// The check: `Err` with a message that holds no secret.
+    pub check: Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>,
+}
+
+impl Probe {
+    /// A probe from a future whose error says what failed.
+    pub fn new<E: std::fmt::Display>(
+        component: impl Into<String>,
+        target: impl Into<String>,
+        check: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) -> Probe {
+        Probe {
+            component: component.into(),
+            target: target.into(),
+            check: Box::pin(async move { check.await.map_err(|e| e.to_string()) }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("component", &self.component)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A source to run, and the queue it publishes into.

@@ -258,4 +258,10 @@ pub trait QueueBackendSettings:
     /// # Errors
     /// What the adapter still refuses (not expected after a clean check).
     fn build(&self, shared: &QueueShared) -> Result<Arc<dyn TaskQueue>, QueueError>;
+
+    /// Where the queue lives, for `check-config --connect` (a server URL with its password
+    /// redacted); the default is the tag alone (an in-process queue).
+    fn target(&self) -> String {
+        Self::BACKEND.to_owned()
+    }
 }
