@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use runtime_compose::ComposeError;
-use runtime_contracts::ConfigError;
+use runtime_contracts::{ApplicationModule, ConfigError, ConfigSnapshot, Probe};
 use runtime_core::cli::{ConfigArgs, EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, load_config};
 use runtime_core::config::PlatformConfig;
 use runtime_core::{ConfigurationManager, RuntimeError, RuntimeManager, StopToken};
@@ -162,6 +162,18 @@ pub async fn compose(
         control_addr,
         control_fallback_from,
     })
+}
+
+/// The `check-config --connect` probes: composition's (queue, collector) and the
+/// module's (mailbox, order database), for a config the offline checks accepted.
+pub fn probes(snapshot: &ConfigSnapshot) -> Vec<Probe> {
+    let mut probes = match runtime_compose::plan(snapshot, APP_NAME) {
+        Ok(plan) => plan.probes(),
+        // Not reached after the offline checks, which run the same plan.
+        Err(_) => Vec::new(),
+    };
+    probes.extend(MailOrderModule::new().probes(snapshot));
+    probes
 }
 
 /// Installs the log subscriber the configuration asks for.

@@ -111,7 +111,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Runtime(RuntimeCommand::Run(args)) => exit(app::run(&args).await),
             Command::Runtime(RuntimeCommand::CheckConfig(args)) => {
-                cli::check_config(&config_spec(), &args).await
+                cli::check_config(&config_spec(), &args, &app::probes).await
             }
             Command::Runtime(RuntimeCommand::PrintConfig(args)) => {
                 cli::print_config(&config_spec(), &args).await

@@ -368,6 +368,22 @@ impl Reconnects {
     }
 }
 
+/// `check-config --connect`: connects, logs in and selects `config.mailbox`, then logs
+/// out, each step within the configured timeouts. The error names the failing step and
+/// never the password.
+///
+/// # Errors
+/// The first step that failed (a bad config as [`ImapError::Refused`]).
+pub async fn probe(config: &ImapConfig) -> Result<(), ImapError> {
+    let connector =
+        Connector::new(config.clone()).map_err(|e| ImapError::Refused(e.to_string()))?;
+    let (mut session, caps) = connector.connect().await?;
+    let name = caps.folder_name(&config.mailbox);
+    within(config.command_timeout, "select", session.select(&name)).await?;
+    let _ = tokio::time::timeout(config.command_timeout, session.logout()).await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,7 @@ mod source;
 
 pub use ack::{ImapAcknowledger, TAG_REJECTED};
 pub use config::{ImapConfig, TlsMode};
-pub use conn::ImapError;
+pub use conn::{ImapError, probe};
 pub use key::{MessageKey, ParseKeyError};
 pub use source::{
     HEADER_MAILBOX, HEADER_OVERSIZE, HEADER_SIZE, HEADER_UID, HEADER_UIDVALIDITY, ImapMode,

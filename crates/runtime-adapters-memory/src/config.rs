@@ -133,6 +133,24 @@ impl MemoryQueueSettings {
     }
 }
 
+impl runtime_contracts::QueueBackendSettings for MemoryQueueSettings {
+    const BACKEND: &'static str = "memory";
+
+    fn check(&self, _shared: &QueueShared) -> Vec<ConfigIssue> {
+        MemoryQueueSettings::check(self)
+    }
+
+    fn build(
+        &self,
+        shared: &QueueShared,
+    ) -> Result<std::sync::Arc<dyn runtime_contracts::TaskQueue>, runtime_contracts::QueueError>
+    {
+        Ok(std::sync::Arc::new(crate::MemoryQueue::new(
+            self.config(shared),
+        )))
+    }
+}
+
 #[cfg(test)]
 mod settings_tests {
     use super::*;

@@ -719,7 +719,9 @@ impl State {
         let c = &self.counters;
         QueueStats {
             name: name.to_owned(),
-            backend: "memory".to_owned(),
+            backend:
+                <crate::MemoryQueueSettings as runtime_contracts::QueueBackendSettings>::BACKEND
+                    .to_owned(),
             pending: self.ready.len() as u64,
             in_flight: self.in_flight as u64,
             delayed: self.delayed.len() as u64,

@@ -270,6 +270,28 @@ impl RedisQueueSettings {
     }
 }
 
+impl runtime_contracts::QueueBackendSettings for RedisQueueSettings {
+    const BACKEND: &'static str = "redis";
+
+    fn check(&self, shared: &QueueShared) -> Vec<ConfigIssue> {
+        RedisQueueSettings::check(self, shared)
+    }
+
+    /// A lazily connecting [`RedisQueue`](crate::RedisQueue).
+    fn build(
+        &self,
+        shared: &QueueShared,
+    ) -> Result<std::sync::Arc<dyn runtime_contracts::TaskQueue>, QueueError> {
+        Ok(std::sync::Arc::new(crate::RedisQueue::connect_lazy(
+            self.config(shared),
+        )?))
+    }
+
+    fn target(&self) -> String {
+        runtime_contracts::redact_url(self.redis_url.expose())
+    }
+}
+
 #[cfg(test)]
 mod settings_tests {
     use super::*;

@@ -140,7 +140,9 @@ impl Client {
     ) -> Result<Client, ComposeError> {
         let plan = crate::plan(snapshot, service_name)?;
         #[cfg(feature = "memory")]
-        if matches!(plan.queue, crate::QueuePlan::Memory(_)) {
+        if plan.queue.backend()
+            == <runtime_adapters_memory::MemoryQueueSettings as runtime_contracts::QueueBackendSettings>::BACKEND
+        {
             return Err(runtime_contracts::ConfigError::invalid(
                 "queue.backend",
                 "\"memory\" lives inside one process, so a client in another process cannot reach it; \

@@ -26,11 +26,10 @@ use std::sync::Arc;
 
 pub mod client;
 
-// A runtime always needs a queue.
-#[cfg(not(any(feature = "memory", feature = "redis")))]
-compile_error!("runtime-compose needs at least one queue feature: `memory` or `redis`");
-
-use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, TaskQueue, TraceFactory};
+use runtime_contracts::{
+    ConfigError, ConfigIssue, ConfigSnapshot, Probe, QueueBackendSettings, QueueError, QueueShared,
+    TaskQueue, TraceFactory,
+};
 use runtime_core::config::{PlatformConfig, QueueConfig, TracingConfig, Validator};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,7 +51,6 @@ pub enum ComposeError {
 }
 
 impl ComposeError {
-    #[cfg(any(feature = "redis", feature = "otel", feature = "http"))]
     fn setup(message: impl Into<String>) -> ComposeError {
         ComposeError::Setup {
             message: message.into(),
@@ -60,16 +58,164 @@ impl ComposeError {
     }
 }
 
-/// The queue `[queue]` chose, with its adapter's config.
+/// The queue backends built in: one line each, `"<cargo feature>" => <settings type>`,
+/// the feature named like the backend's `queue.backend` tag. This is the one place a
+/// backend is registered: the tag comes from its settings type
+/// ([`QueueBackendSettings::BACKEND`]), and its keys, checks and builder come with it.
+macro_rules! queue_backends {
+    ($($feature:literal => $settings:ty),* $(,)?) => {
+        /// Queue backends by cargo feature, and whether this build has each.
+        const QUEUE_FEATURES: &[(&str, bool)] = &[$(($feature, cfg!(feature = $feature))),*];
+
+        // One push per built-in feature; `vec![]` cannot leave out an element by cfg.
+        #[allow(clippy::vec_init_then_push)]
+        fn builtin_queues() -> Vec<QueueBackend> {
+            #[allow(unused_mut)]
+            let mut queues = Vec::new();
+            $(
+                #[cfg(feature = $feature)]
+                queues.push(QueueBackend::of::<$settings>());
+            )*
+            queues
+        }
+    };
+}
+
+queue_backends! {
+    "memory" => runtime_adapters_memory::MemoryQueueSettings,
+    "redis" => runtime_adapters_redis::RedisQueueSettings,
+}
+
+/// A backend's settings behind one type, for the registry.
+trait PlannedSettings: Send + Sync + std::fmt::Debug {
+    fn build(&self, shared: &QueueShared) -> Result<Arc<dyn TaskQueue>, QueueError>;
+    fn effective(&self) -> Value;
+    fn target(&self) -> String;
+}
+
+impl<S: QueueBackendSettings> PlannedSettings for S {
+    fn build(&self, shared: &QueueShared) -> Result<Arc<dyn TaskQueue>, QueueError> {
+        QueueBackendSettings::build(self, shared)
+    }
+    fn effective(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+    fn target(&self) -> String {
+        QueueBackendSettings::target(self)
+    }
+}
+
+/// The queue `[queue]` chose: the backend's own settings, checked, and the shared keys.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum QueuePlan {
-    /// `queue.backend = "memory"`.
-    #[cfg(feature = "memory")]
-    Memory(runtime_adapters_memory::MemoryQueueConfig),
-    /// `queue.backend = "redis"`.
-    #[cfg(feature = "redis")]
-    Redis(runtime_adapters_redis::RedisQueueConfig),
+pub struct QueuePlan {
+    backend: &'static str,
+    shared: QueueShared,
+    settings: Arc<dyn PlannedSettings>,
+}
+
+impl QueuePlan {
+    /// The `queue.backend` tag.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The keys every backend shares.
+    pub fn shared(&self) -> &QueueShared {
+        &self.shared
+    }
+
+    /// The backend's own keys with their effective values (defaults filled in, secrets
+    /// `***`), as `print-config` shows them.
+    pub fn effective(&self) -> Value {
+        self.settings.effective()
+    }
+}
+
+/// One queue backend composition can choose by `queue.backend`: its tag, the keys it
+/// reads in `[queue]`, and how to plan it.
+#[derive(Clone, Copy)]
+pub struct QueueBackend {
+    tag: &'static str,
+    keys: fn() -> Vec<String>,
+    plan: fn(&ConfigSnapshot, &QueueShared, bool, &mut Vec<ConfigIssue>) -> Option<QueuePlan>,
+}
+
+impl std::fmt::Debug for QueueBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueBackend")
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueueBackend {
+    /// The backend whose settings are `S`.
+    pub fn of<S: QueueBackendSettings>() -> QueueBackend {
+        QueueBackend {
+            tag: S::BACKEND,
+            keys: keys_of::<S>,
+            plan: plan_backend::<S>,
+        }
+    }
+
+    /// Its `queue.backend` tag.
+    pub fn tag(&self) -> &'static str {
+        self.tag
+    }
+}
+
+/// Reads `S`'s keys (so their types are checked whichever backend is chosen); when `S`
+/// is the chosen one, also checks its values and plans it.
+fn plan_backend<S: QueueBackendSettings>(
+    snapshot: &ConfigSnapshot,
+    shared: &QueueShared,
+    chosen: bool,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<QueuePlan> {
+    let settings = read::<S>(snapshot, "queue", issues)?;
+    if !chosen {
+        return None;
+    }
+    let settings = checked(settings.check(shared), settings, issues)?;
+    Some(QueuePlan {
+        backend: S::BACKEND,
+        shared: shared.clone(),
+        settings: Arc::new(settings),
+    })
+}
+
+/// The components composition can choose from: the queue backends built in (see
+/// `queue_backends!`), plus any a program adds ([`Backends::with_queue`]).
+#[derive(Clone, Debug)]
+pub struct Backends {
+    queues: Vec<QueueBackend>,
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Backends::builtin()
+    }
+}
+
+impl Backends {
+    /// The backends this build has.
+    pub fn builtin() -> Backends {
+        Backends {
+            queues: builtin_queues(),
+        }
+    }
+
+    /// Adds the queue backend whose settings are `S` (replacing one with its tag).
+    pub fn with_queue<S: QueueBackendSettings>(mut self) -> Backends {
+        self.queues.retain(|q| q.tag != S::BACKEND);
+        self.queues.push(QueueBackend::of::<S>());
+        self
+    }
+
+    /// The `queue.backend` tags that can be chosen.
+    pub fn queue_tags(&self) -> Vec<&'static str> {
+        self.queues.iter().map(|q| q.tag).collect()
+    }
 }
 
 /// The trace factory `[tracing]` chose.
@@ -95,12 +241,6 @@ pub struct Plan {
     pub control: Option<runtime_adapters_http::HttpConfig>,
 }
 
-/// The queue backends by `queue.backend` tag, each with the feature that builds it in.
-const QUEUE_BACKENDS: [(&str, &str, bool); 2] = [
-    ("memory", "memory", cfg!(feature = "memory")),
-    ("redis", "redis", cfg!(feature = "redis")),
-];
-
 /// The trace exporters by `tracing.exporter` tag; `none` is the core's.
 const TRACE_EXPORTERS: [(&str, &str, bool); 3] = [
     ("none", "", true),
@@ -111,13 +251,14 @@ const TRACE_EXPORTERS: [(&str, &str, bool); 3] = [
 /// Whether this program was built with the runtime-compose feature `feature`. In a
 /// workspace build cargo unifies features, so an app may get more than it asked for.
 pub fn has_feature(feature: &str) -> bool {
-    const BUILT: [(&str, bool); 4] = [
-        ("memory", cfg!(feature = "memory")),
-        ("redis", cfg!(feature = "redis")),
+    const OTHERS: [(&str, bool); 2] = [
         ("otel", cfg!(feature = "otel")),
         ("http", cfg!(feature = "http")),
     ];
-    BUILT.iter().any(|(name, on)| *on && *name == feature)
+    QUEUE_FEATURES
+        .iter()
+        .chain(&OTHERS)
+        .any(|(name, on)| *on && *name == feature)
 }
 
 /// Reads the platform sections of `snapshot` (core's checks), maps each choice to its
@@ -127,12 +268,24 @@ pub fn has_feature(feature: &str) -> bool {
 /// # Errors
 /// [`ConfigError::Invalid`] with one issue per bad key.
 pub fn plan(snapshot: &ConfigSnapshot, service_name: &str) -> Result<Plan, ConfigError> {
+    plan_with(&Backends::builtin(), snapshot, service_name)
+}
+
+/// [`plan`] choosing among `backends` (the built-in ones plus a program's own).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with one issue per bad key.
+pub fn plan_with(
+    backends: &Backends,
+    snapshot: &ConfigSnapshot,
+    service_name: &str,
+) -> Result<Plan, ConfigError> {
     let mut issues = match PlatformConfig::from_snapshot(snapshot) {
         Ok(_) => Vec::new(),
         Err(ConfigError::Invalid(issues)) => issues,
         Err(other) => return Err(other),
     };
-    let (plan, more) = plan_adapters(snapshot, service_name);
+    let (plan, more) = plan_adapters(backends, snapshot, service_name);
     for issue in more {
         if !issues.contains(&issue) {
             issues.push(issue);
@@ -148,7 +301,12 @@ pub fn plan(snapshot: &ConfigSnapshot, service_name: &str) -> Result<Plan, Confi
 /// config spec so that `check-config`, `run` and reloads reject exactly what composition
 /// would. Core's own checks run beside it, so each problem is reported once.
 pub fn validator(service_name: &'static str) -> Validator {
-    Arc::new(move |snapshot: &ConfigSnapshot| plan_adapters(snapshot, service_name).1)
+    validator_with(Backends::builtin(), service_name)
+}
+
+/// [`validator`] choosing among `backends`; use the same `backends` as [`plan_with`].
+pub fn validator_with(backends: Backends, service_name: &'static str) -> Validator {
+    Arc::new(move |snapshot: &ConfigSnapshot| plan_adapters(&backends, snapshot, service_name).1)
 }
 
 /// Reads the keys of the adapter settings `T` from the section at `path`, leaving out the
@@ -265,11 +423,12 @@ fn checked<T>(problems: Vec<ConfigIssue>, config: T, issues: &mut Vec<ConfigIssu
 
 /// The adapters' part of [`plan`]: the plan, or the problems core does not report.
 fn plan_adapters(
+    backends: &Backends,
     snapshot: &ConfigSnapshot,
     service_name: &str,
 ) -> (Option<Plan>, Vec<ConfigIssue>) {
     let mut issues = Vec::new();
-    let queue = plan_queue(snapshot, &mut issues);
+    let queue = plan_queue(backends, snapshot, &mut issues);
     let tracer = plan_tracer(snapshot, service_name, &mut issues);
     #[cfg(feature = "http")]
     let control = plan_control(snapshot, &mut issues);
@@ -285,48 +444,43 @@ fn plan_adapters(
     (plan, issues)
 }
 
-fn plan_queue(snapshot: &ConfigSnapshot, issues: &mut Vec<ConfigIssue>) -> Option<QueuePlan> {
+fn plan_queue(
+    backends: &Backends,
+    snapshot: &ConfigSnapshot,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<QueuePlan> {
     let q: QueueConfig = core_section(snapshot, "queue");
-    let mut known = keys_of::<QueueConfig>();
-    // Every backend built in reads its keys (so their types are checked whichever is
-    // chosen, as before); the chosen one also checks its values.
-    #[cfg(feature = "memory")]
-    let memory = {
-        known.extend(keys_of::<runtime_adapters_memory::MemoryQueueSettings>());
-        read::<runtime_adapters_memory::MemoryQueueSettings>(snapshot, "queue", issues)
-    };
-    #[cfg(feature = "redis")]
-    let redis = {
-        known.extend(keys_of::<runtime_adapters_redis::RedisQueueSettings>());
-        read::<runtime_adapters_redis::RedisQueueSettings>(snapshot, "queue", issues)
-    };
-    unknown_keys(snapshot, "queue", &known, issues);
     let shared = q.shared();
-    match q.backend.as_str() {
-        #[cfg(feature = "memory")]
-        "memory" => {
-            let s = memory?;
-            checked(s.check(), QueuePlan::Memory(s.config(&shared)), issues)
-        }
-        #[cfg(feature = "redis")]
-        "redis" => {
-            let s = redis?;
-            checked(
-                s.check(&shared),
-                QueuePlan::Redis(s.config(&shared)),
-                issues,
-            )
-        }
-        other => {
-            issues.push(unknown_choice(
-                snapshot,
-                "queue.backend",
-                other,
-                &QUEUE_BACKENDS,
-            ));
-            None
+    let mut known = keys_of::<QueueConfig>();
+    let mut planned = None;
+    for backend in &backends.queues {
+        known.extend((backend.keys)());
+        let chosen = backend.tag == q.backend;
+        if let Some(plan) = (backend.plan)(snapshot, &shared, chosen, issues) {
+            planned = Some(plan);
         }
     }
+    unknown_keys(snapshot, "queue", &known, issues);
+    if !backends.queues.iter().any(|b| b.tag == q.backend) {
+        // Registered tags first, then the ones this build lacks.
+        let mut choices: Vec<(&str, &str, bool)> = backends
+            .queues
+            .iter()
+            .map(|b| (b.tag, b.tag, true))
+            .collect();
+        for (feature, _) in QUEUE_FEATURES {
+            if !choices.iter().any(|(tag, _, _)| tag == feature) {
+                choices.push((feature, feature, false));
+            }
+        }
+        issues.push(unknown_choice(
+            snapshot,
+            "queue.backend",
+            &q.backend,
+            &choices,
+        ));
+    }
+    planned
 }
 
 fn plan_tracer(
@@ -391,16 +545,43 @@ impl Plan {
     /// # Errors
     /// [`ComposeError::Setup`] when the adapter refuses (not expected after [`plan`]).
     pub fn build_queue(&self) -> Result<Arc<dyn TaskQueue>, ComposeError> {
-        Ok(match &self.queue {
-            #[cfg(feature = "memory")]
-            QueuePlan::Memory(c) => Arc::new(runtime_adapters_memory::MemoryQueue::new(c.clone())),
-            #[cfg(feature = "redis")]
-            QueuePlan::Redis(c) => Arc::new(
-                runtime_adapters_redis::RedisQueue::connect_lazy(c.clone()).map_err(|e| {
-                    ComposeError::setup(format!("cannot set up the redis queue: {e}"))
-                })?,
-            ),
+        let queue = &self.queue;
+        queue.settings.build(&queue.shared).map_err(|e| {
+            ComposeError::setup(format!("cannot set up the {} queue: {e}", queue.backend))
         })
+    }
+
+    /// The `check-config --connect` probes of the planned components: the queue (built
+    /// and pinged, then closed) and, for the OTLP exporter, a TCP connection to the
+    /// collector. Targets carry no secret.
+    pub fn probes(&self) -> Vec<Probe> {
+        let mut probes = Vec::new();
+        let queue = self.queue.clone();
+        probes.push(Probe::new(
+            "queue",
+            format!("{} {}", queue.backend, queue.settings.target()),
+            async move {
+                let built = queue
+                    .settings
+                    .build(&queue.shared)
+                    .map_err(|e| e.to_string())?;
+                let pinged = built.ping().await.map_err(|e| error_chain(&e));
+                built.close().await;
+                pinged
+            },
+        ));
+        #[cfg(feature = "otel")]
+        if let TracerPlan::Otel(c) = &self.tracer
+            && c.exporter == runtime_adapters_otel::ExporterKind::Otlp
+        {
+            let endpoint = c.otlp_endpoint.clone();
+            probes.push(Probe::new(
+                "tracing",
+                format!("otlp {}", runtime_contracts::redact_url(&endpoint)),
+                async move { reach(&endpoint).await },
+            ));
+        }
+        probes
     }
 
     /// Builds the planned trace factory (starting the exporter thread for OTel).
@@ -470,3 +651,40 @@ impl Plan {
     feature = "http"
 ))]
 mod tests;
+
+/// An error with its causes, `: `-joined, each cause only when the text does not hold it
+/// yet (the cause often says what the wrapper does not).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Opens (and closes) a TCP connection to the host and port of an `http://` URL.
+#[cfg(feature = "otel")]
+async fn reach(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    // Credentials before `@` are not part of the address.
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let address = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:80")
+    };
+    tokio::net::TcpStream::connect(&address)
+        .await
+        .map(drop)
+        .map_err(|e| format!("cannot connect to {address}: {e}"))
+}

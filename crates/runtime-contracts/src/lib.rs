@@ -30,6 +30,9 @@
 //! * [`SourceAcknowledger`] is how a source learns the final outcome of each task it
 //!   produced, in whichever process the task finished: the task carries its origin (source
 //!   name + opaque key) and every process registers the same acknowledgers by name.
+//! * [`LeaderLease`]: at most one holder at a time across processes; a queue backend
+//!   that spans processes offers one ([`TaskQueue::leader_lease`]), and the runtime runs
+//!   an *exclusive* source only while its process holds it.
 //! * [`ApplicationModule`] checks its config sections and registers sources, pools,
 //!   acknowledgers and health contributors into a [`ModuleContext`]; the core turns those registrations into running
 //!   components.
@@ -53,6 +56,7 @@ mod handler;
 mod headers;
 mod health;
 mod job;
+mod lease;
 mod module;
 mod queue;
 mod signal;
@@ -80,8 +84,12 @@ pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
 pub use job::{EncodeError, Job, JobHandler, RouteError, Router};
-pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, SourceSpec};
-pub use queue::{DeadLetter, NackOutcome, PublishOutcome, QueueError, QueueStats, TaskQueue};
+pub use lease::{LeaderLease, LeaseError};
+pub use module::{ApplicationModule, ModuleContext, PoolSpec, Probe, Registrations, SourceSpec};
+pub use queue::{
+    DeadLetter, NackOutcome, PublishOutcome, QueueBackendSettings, QueueError, QueueStats,
+    TaskQueue,
+};
 pub use signal::{NeverStopped, StopSignal};
 pub use source::{
     DEFAULT_MAX_MESSAGE_BYTES, FinalOutcome, OVERSIZE_HEADER, REJECTED_TAG, SourceAcknowledger,

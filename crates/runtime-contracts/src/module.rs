@@ -1,6 +1,8 @@
 //! Application modules and what they register.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,48 @@ pub trait ApplicationModule: Send + Sync + 'static {
 
     /// Called once at the end of shutdown, after workers stopped: close stores.
     async fn stop(&self) {}
+
+    /// `check-config --connect`: a check per server the module's own config names (a
+    /// mailbox login, its database), run after the offline checks passed, each within the
+    /// command's timeout. No I/O here: the probes do it when run.
+    fn probes(&self, _config: &ConfigSnapshot) -> Vec<Probe> {
+        Vec::new()
+    }
+}
+
+/// One check of `check-config --connect`: which component, where (shown to the operator,
+/// so never a secret: redact URLs with [`redact_url`](crate::redact_url)), and the check.
+pub struct Probe {
+    /// What is checked (`queue`, `tracing`, a source, a store).
+    pub component: String,
+    /// Where, secrets redacted.
+    pub target: String,
+    /// The check: `Err` with a message that holds no secret.
+    pub check: Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>,
+}
+
+impl Probe {
+    /// A probe from a future whose error says what failed.
+    pub fn new<E: std::fmt::Display>(
+        component: impl Into<String>,
+        target: impl Into<String>,
+        check: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) -> Probe {
+        Probe {
+            component: component.into(),
+            target: target.into(),
+            check: Box::pin(async move { check.await.map_err(|e| e.to_string()) }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("component", &self.component)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A source to run, and the queue it publishes into.
@@ -43,6 +87,10 @@ pub struct SourceSpec {
     pub source: Arc<dyn TaskSource>,
     /// The queue's name.
     pub queue: String,
+    /// `Some(ttl)`: an exclusive source. It runs only while this process holds the
+    /// queue's leader lease `source:<name>` ([`TaskQueue::leader_lease`]), which lasts
+    /// `ttl` without renewal; other processes stand by and take over when it goes.
+    pub lease_ttl: Option<Duration>,
 }
 
 /// A worker pool: `concurrency` workers take tasks from `queue` and run `handler`.
@@ -132,6 +180,25 @@ impl ModuleContext {
         self.registrations.sources.push(SourceSpec {
             source,
             queue: queue.into(),
+            lease_ttl: None,
+        });
+    }
+
+    /// Registers a source that runs in one process at a time among all that share
+    /// `queue`: the runtime wraps it in the queue backend's leader lease (ttl `lease_ttl`),
+    /// so the module never names a backend. Every process still registers the source's
+    /// acknowledger, so each settles the tasks it handled, leader or not. A backend without
+    /// a lease fails the start.
+    pub fn add_exclusive_source(
+        &mut self,
+        source: Arc<dyn TaskSource>,
+        queue: impl Into<String>,
+        lease_ttl: Duration,
+    ) {
+        self.registrations.sources.push(SourceSpec {
+            source,
+            queue: queue.into(),
+            lease_ttl: Some(lease_ttl),
         });
     }
 

@@ -1,11 +1,14 @@
 //! The queue contract: at-least-once delivery with leases, attempts and a dead-letter set.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{ConfigIssue, QueueShared};
 use crate::controls::TaskControls;
+use crate::lease::{LeaderLease, LeaseError};
 use crate::task::{Delivery, Task, TaskId};
 
 /// What `publish` did with a task.
@@ -253,4 +256,52 @@ pub trait TaskQueue: Send + Sync + 'static {
 
     /// Stops accepting work and frees resources. Tasks already stored stay stored.
     async fn close(&self) {}
+
+    /// A leader lease named `name` that every process sharing this queue contends for,
+    /// lasting `ttl` without renewal (a capability: the runtime uses it to run an
+    /// exclusive source in one process at a time). No I/O here: an unreachable backend
+    /// shows up later as "not held". The default offers none.
+    ///
+    /// # Errors
+    /// [`LeaseError::Invalid`] for an unusable name or ttl, [`LeaseError::Unsupported`]
+    /// when the backend has no lease (the default).
+    fn leader_lease(&self, name: &str, ttl: Duration) -> Result<Arc<dyn LeaderLease>, LeaseError> {
+        let _ = (name, ttl);
+        Err(LeaseError::Unsupported {
+            backend: self.backend().to_owned(),
+        })
+    }
+}
+
+/// A queue backend's own keys of `[queue]`, as its adapter crate defines them: the
+/// composition layer (`runtime-compose`) reads them when `queue.backend` is
+/// [`BACKEND`](QueueBackendSettings::BACKEND), checks them without I/O and builds the
+/// queue from them. Adding a backend is a crate implementing this plus one registration
+/// line in the composition layer; nothing in core changes.
+///
+/// The type is the schema: serde reads the keys (`#[serde(default, deny_unknown_fields)]`),
+/// its `Default` gives the documented defaults, and serializing it shows the effective
+/// values ([`Secret`](crate::Secret) fields as `***`).
+pub trait QueueBackendSettings:
+    Serialize + serde::de::DeserializeOwned + Default + Clone + std::fmt::Debug + Send + Sync + 'static
+{
+    /// The `queue.backend` tag, and the backend's [`TaskQueue::backend`] name.
+    const BACKEND: &'static str;
+
+    /// Every problem the backend would refuse, each with its key (`queue.<key>`); pure,
+    /// so `check-config` and `run` give one verdict.
+    fn check(&self, shared: &QueueShared) -> Vec<ConfigIssue>;
+
+    /// The queue, without I/O (it connects lazily, so a start with its server down
+    /// works and readiness shows it). Only called when [`check`](Self::check) found nothing.
+    ///
+    /// # Errors
+    /// What the adapter still refuses (not expected after a clean check).
+    fn build(&self, shared: &QueueShared) -> Result<Arc<dyn TaskQueue>, QueueError>;
+
+    /// Where the queue lives, for `check-config --connect` (a server URL with its password
+    /// redacted); the default is the tag alone (an in-process queue).
+    fn target(&self) -> String {
+        Self::BACKEND.to_owned()
+    }
 }

@@ -52,8 +52,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use clap::{Args, Subcommand};
-use runtime_contracts::{ConfigError, ConfigLayer, ConfigOrigin, ConfigProvider, ConfigSnapshot};
+use runtime_contracts::{
+    ConfigError, ConfigLayer, ConfigOrigin, ConfigProvider, ConfigSnapshot, Probe,
+};
 
 use crate::config::{
     ConfigurationManager, DefaultsProvider, EnvProvider, EnvSource, PlainFileProvider, Validator,
@@ -121,8 +125,9 @@ pub fn with_runtime_help(cmd: clap::Command, bin: &str) -> clap::Command {
             &[
                 "check-config --config /etc/bot/bot.toml",
                 "check-config -c base.toml -c prod.toml",
+                "check-config -c prod.toml --connect   # then try each server (table; 2 on a failure)",
             ],
-            "the configuration is valid",
+            "the configuration is valid (with --connect: and every server answered)",
         ))
     })
     .mut_subcommand("print-config", |c| {
@@ -144,6 +149,21 @@ pub struct ConfigArgs {
     pub config: Vec<PathBuf>,
 }
 
+/// Arguments of `check-config`.
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckArgs {
+    /// The configuration files.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// After the offline checks, try each configured server for real (queue, trace
+    /// collector, the app's own: mailbox, database); exit 2 if any fails
+    #[arg(long)]
+    pub connect: bool,
+    /// How long each `--connect` probe may take
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+}
+
 /// Arguments of `print-config`.
 #[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
 pub struct PrintArgs {
@@ -161,7 +181,7 @@ pub enum RuntimeCommand {
     /// Run until SIGINT/SIGTERM, then stop gracefully
     Run(ConfigArgs),
     /// Validate the configuration: exit 0, or exit 2 listing every problem
-    CheckConfig(ConfigArgs),
+    CheckConfig(CheckArgs),
     /// Print the effective configuration as TOML, secrets as ***
     PrintConfig(PrintArgs),
 }
@@ -453,10 +473,136 @@ fn output_exit(written: std::io::Result<()>, err: &mut dyn Write) -> u8 {
     }
 }
 
-/// `check-config`: exit 0, or 2 with every problem on stderr.
-pub async fn check_config(spec: &AppConfigSpec, args: &ConfigArgs) -> ExitCode {
+/// Makes the `check-config --connect` probes from the checked configuration (the
+/// composition's and the app modules').
+pub type ProbeFactory<'a> = &'a (dyn Fn(&ConfigSnapshot) -> Vec<Probe> + Sync);
+
+/// How one `--connect` probe ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// What was checked.
+    pub component: String,
+    /// Where (secrets redacted).
+    pub target: String,
+    /// How long it took, or why it failed.
+    pub outcome: Result<Duration, String>,
+}
+
+/// Runs every probe at once, each cut off after `timeout`; reports in the given order.
+pub async fn run_probes(probes: Vec<Probe>, timeout: Duration) -> Vec<ProbeReport> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut reports: Vec<ProbeReport> = Vec::with_capacity(probes.len());
+    for (i, probe) in probes.into_iter().enumerate() {
+        reports.push(ProbeReport {
+            component: probe.component,
+            target: probe.target,
+            outcome: Err("did not finish".into()),
+        });
+        let check = probe.check;
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let outcome = match tokio::time::timeout(timeout, check).await {
+                Ok(Ok(())) => Ok(started.elapsed()),
+                Ok(Err(message)) => Err(message),
+                Err(_) => Err(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                )),
+            };
+            (i, outcome)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        // A panicking probe stays "did not finish".
+        if let Ok((i, outcome)) = joined
+            && let Some(report) = reports.get_mut(i)
+        {
+            report.outcome = outcome;
+        }
+    }
+    reports
+}
+
+/// The probe results as an aligned table: component, target, `ok (12ms)` or `FAILED: ...`.
+pub fn probe_table(reports: &[ProbeReport]) -> String {
+    let result = |r: &ProbeReport| match &r.outcome {
+        Ok(took) => format!("ok ({}ms)", took.as_millis()),
+        Err(message) => format!("FAILED: {message}"),
+    };
+    let width = |f: &dyn Fn(&ProbeReport) -> usize, title: &str| {
+        reports.iter().map(f).max().unwrap_or(0).max(title.len())
+    };
+    let (c, t) = (
+        width(&|r| r.component.len(), "component"),
+        width(&|r| r.target.len(), "target"),
+    );
+    let mut text = format!("{:c$}  {:t$}  result\n", "component", "target");
+    for r in reports {
+        text.push_str(&format!(
+            "{:c$}  {:t$}  {}\n",
+            r.component,
+            r.target,
+            result(r)
+        ));
+    }
+    text
+}
+
+/// `check-config [--connect]` writing to the given streams; returns the exit code. The
+/// offline checks first (exactly [`check_config_to`]); with `--connect` then every probe
+/// `probes` makes, as a table on `out`, exit 2 when one failed.
+pub async fn check_config_connect_to(
+    spec: &AppConfigSpec,
+    args: &CheckArgs,
+    probes: ProbeFactory<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let manager = match load_config(spec, &args.config).await {
+        Ok(manager) => manager,
+        Err(e) => return report_error(&e, err),
+    };
+    let snapshot = manager.current();
+    let mut text = format!(
+        "{}: configuration ok ({} keys from: {})\n",
+        spec.name,
+        snapshot.origins.len(),
+        manager.layer_names().join(", ")
+    );
+    if !args.connect {
+        return output_exit(write_output(out, &text), err);
+    }
+    let reports = run_probes(probes(&snapshot), args.connect_timeout).await;
+    text.push_str(&probe_table(&reports));
+    let failed = reports.iter().filter(|r| r.outcome.is_err()).count();
+    let code = output_exit(write_output(out, &text), err);
+    if failed > 0 {
+        let _ = writeln!(
+            err,
+            "error: {failed} of {} connection checks failed",
+            reports.len()
+        );
+        return EXIT_CONFIG;
+    }
+    code
+}
+
+/// `check-config [--connect]`: exit 0, or 2 with every problem on stderr (or a failed
+/// connection check).
+pub async fn check_config(
+    spec: &AppConfigSpec,
+    args: &CheckArgs,
+    probes: ProbeFactory<'_>,
+) -> ExitCode {
     ExitCode::from(
-        check_config_to(spec, args, &mut std::io::stdout(), &mut std::io::stderr()).await,
+        check_config_connect_to(
+            spec,
+            args,
+            probes,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )
+        .await,
     )
 }
 

@@ -90,6 +90,102 @@ fn assert_both_refuse(extra: &str, key: &str, hidden: Option<&str>) {
     }
 }
 
+/// `check-config` accepts `extra` (exit 0) and `run` really starts on it: "runtime
+/// running" is logged, and SIGTERM then stops it with exit 0. The control plane binds a
+/// free loopback port unless `extra` configures `[control]`.
+fn assert_both_start(extra: &str) {
+    use std::io::{BufRead, BufReader};
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let control = if extra.contains("[control]") {
+        ""
+    } else {
+        "[control]\nbind = \"127.0.0.1:0\"\n"
+    };
+    config_file(dir.path(), &format!("{control}{extra}"));
+    let out = bot(
+        dir.path(),
+        &["check-config", "--config", "bot.toml"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "check-config on {extra:?}: {}",
+        text(&out.stderr)
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--config", "bot.toml"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MOB_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let mut running = false;
+    while !running && Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                running = line.contains("runtime running");
+                seen.push(line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            // The process ended (and closed stderr) without starting.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(running, "`run` on {extra:?} did not start: {seen:#?}");
+    assert_eq!(status.code(), Some(0), "`run` on {extra:?}: {seen:#?}");
+}
+
+/// The accepted side of the table: each config passes `check-config` and `run` starts on
+/// it for real (a Redis queue on the local server, exporters, control-plane settings).
+#[test]
+fn check_config_and_run_both_start_on_good_configs() {
+    let queue = format!("verdict-start-{}", std::process::id());
+    let redis = format!(
+        "[queue]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"\nname = \"{queue}\"\n"
+    );
+    let table: Vec<String> = vec![
+        String::new(),
+        redis,
+        "[queue]\ncapacity = 5\nmax_attempts = 1\nvisibility_timeout = \"2s\"\n".into(),
+        "[workers]\nconcurrency = 2\ntask_timeout = \"5s\"\nlease_renewal = \"1s\"\n".into(),
+        "[tracing]\nexporter = \"stdout\"\n".into(),
+        // A collector that is down does not stop a start: spans are dropped and counted.
+        "[tracing]\nexporter = \"otlp\"\notlp_endpoint = \"http://127.0.0.1:1\"\n".into(),
+        "[control]\nenabled = false\n".into(),
+        "[control]\nbind = \"127.0.0.1:0\"\ntoken = \"s3cret-token\"\nmax_connections = 8\n".into(),
+        "[runtime]\nshutdown_timeout = \"3s\"\nrelease_timeout = \"2s\"\n".into(),
+        "[queue]\nbackend = \"memory\"\nname = \"other-queue\"\n[tracing]\nlevel = \"debug\"\n"
+            .into(),
+    ];
+    for extra in &table {
+        assert_both_start(extra);
+    }
+    crate::harness::delete_redis_queue(&queue);
+}
+
 #[test]
 fn a_redis_unix_socket_url_is_refused_by_check_config_and_run_alike() {
     assert_both_refuse(

@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mail_order_bot::module::leader_lease_key;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -161,7 +160,8 @@ async fn two_instances_share_a_mailbox_and_the_survivor_takes_over_after_kill_9(
         .replace("[mail]\n", "[mail]\nleader_lease = \"1s\"\n");
     assert!(config.contains("leader_lease"));
     std::fs::write(&env.config_path, config).unwrap();
-    let lease_key = leader_lease_key(&env.queue_name);
+    // The runtime's lease `source:mail` in the Redis queue's key space.
+    let lease_key = format!("plba:{{{}}}:lease:source:mail", env.queue_name);
     let store = env.store().await; // migrates, so the trigger has its table
     slow_inserts(&env.db_url).await;
     for i in 0..BEFORE {

@@ -6,6 +6,7 @@
 
 mod cli;
 mod compose_verdicts;
+mod connect;
 mod control_config;
 mod corpus;
 mod e2e;
