@@ -4,11 +4,11 @@
 /// The keys of one queue, in the order the scripts expect them in `KEYS`.
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
-    all: [String; 12],
+    all: [String; 14],
 }
 
 /// Suffixes, in `KEYS` order (see `scripts.rs`).
-const SUFFIXES: [&str; 12] = [
+const SUFFIXES: [&str; 14] = [
     "ready",     // list of ids ready now: LPUSH at the back, RPOP at the front
     "delayed",   // zset id -> not-before ms
     "inflight",  // zset id -> lease deadline ms
@@ -21,6 +21,8 @@ const SUFFIXES: [&str; 12] = [
     "seq",       // counter for lease tokens and dead-letter order
     "wake",      // list of doorbell tokens idle consumers block on (BLPOP)
     "consumers", // zset consumer id -> last consume ms (for operators)
+    "unique",    // hash unique key -> id of the task holding it (live or dead)
+    "cancel",    // hash id -> cancel mark: "r\n<origin>\n<unique>" running, "g" removed while ready
 ];
 
 impl Keys {
@@ -37,7 +39,7 @@ impl Keys {
     }
 
     /// All keys, in script order.
-    pub(crate) fn all(&self) -> &[String; 12] {
+    pub(crate) fn all(&self) -> &[String; 14] {
         &self.all
     }
 
