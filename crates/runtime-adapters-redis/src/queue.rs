@@ -330,8 +330,10 @@ impl RedisQueue {
         let mut get = redis::cmd("HGET");
         get.arg(&self.keys.all()[3]).arg(id.to_string());
         let raw: Option<Vec<u8>> = self.query("lookup", &get).await?;
-        raw.map(|j| serde_json::from_slice::<Task>(&j).map_err(|e| QueueError::Corrupt(e.to_string())))
-            .transpose()
+        raw.map(|j| {
+            serde_json::from_slice::<Task>(&j).map_err(|e| QueueError::Corrupt(e.to_string()))
+        })
+        .transpose()
     }
 
     async fn bury(
