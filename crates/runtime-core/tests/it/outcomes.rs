@@ -577,7 +577,7 @@ fn purged(queue: &str, purged: u64) -> PurgedDeadLetters {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_task_is_not_retried_and_its_source_is_told() {
-    use runtime_contracts::{CancelOutcome, ControlPlane, TaskState};
+    use runtime_contracts::{CancelOutcome, TaskState};
     let q = queue(5);
     let ack = RecordingAcknowledger::new();
     // Runs 1 s, then fails when it was cancelled meanwhile: without the cancel, a
