@@ -217,8 +217,10 @@ impl ControlPlane for ControlPlaneService {
     }
 
     async fn cancel_task(&self, id: TaskId) -> Result<CancelOutcome, AdminError> {
+        let mut controlled = false;
         for q in self.inner.queue_list() {
             let Some(c) = q.controls() else { continue };
+            controlled = true;
             // Read first: a removed task is gone, and its source must still be told.
             let info = c.lookup(id).await.map_err(queue_error)?;
             if info.state == TaskState::Unknown {
@@ -235,7 +237,11 @@ impl ControlPlane for ControlPlaneService {
                 return Ok(outcome);
             }
         }
-        Ok(CancelOutcome::Unknown)
+        if controlled {
+            Ok(CancelOutcome::Unknown)
+        } else {
+            Err(AdminError::Unsupported("no queue offers cancel".into()))
+        }
     }
 }
 
