@@ -59,6 +59,7 @@ impl From<AdminError> for ApiError {
             AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             // A variant added later: the server cannot classify it, the caller is not at fault.
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -239,7 +239,7 @@ pub(crate) fn render(status: &RuntimeStatus, process: &ProcessStats) -> String {
     for (name, help, value) in gauges {
         o.each(name, "gauge", help, q, ql, value);
     }
-    let counters: [Metric<QueueStats>; 6] = [
+    let counters: [Metric<QueueStats>; 7] = [
         (
             "plba_queue_published_total",
             "Tasks accepted by publish.",
@@ -267,6 +267,11 @@ pub(crate) fn render(status: &RuntimeStatus, process: &ProcessStats) -> String {
             "plba_queue_expired_total",
             "Deliveries whose lease ran out and came back.",
             |s| Some(s.expired_total as f64),
+        ),
+        (
+            "plba_queue_cancelled_total",
+            "Tasks cancelled by an operator (removed, or signalled while running).",
+            |s| Some(s.cancelled_total as f64),
         ),
     ];
     for (name, help, value) in counters {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use runtime_contracts::{
-    ConfigIssue, ControlPlane, HealthReport, HealthStatus, ReloadReport, TaskId,
+    CancelOutcome, ConfigIssue, ControlPlane, HealthReport, HealthStatus, ReloadReport, TaskId,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -26,6 +26,114 @@ use crate::{HttpConfig, metrics, process};
 const DEFAULT_DEAD_LETTER_LIMIT: usize = 100;
 const MAX_DEAD_LETTER_LIMIT: usize = 10_000;
 
+/// Who may call an admin route once roles exist (issue: users and roles). Until then
+/// every admin route takes the one admin token.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Role {
+    /// Reads: inspect, list.
+    Viewer,
+    /// Day-to-day actions: pause/resume, dead letters, enqueue, cancel, concurrency.
+    Operator,
+    /// Configuration and life cycle.
+    Admin,
+}
+
+/// Every admin route (method, path under `/admin`, role it needs), in one table: the
+/// router is built from it ([`admin_handler`]) and the roles change enforces it.
+pub(crate) const ADMIN_ROUTES: &[(&str, &str, Role)] = &[
+    ("POST", "/sources/{name}/pause", Role::Operator),
+    ("POST", "/sources/{name}/resume", Role::Operator),
+    ("POST", "/config/reload", Role::Admin),
+    ("GET", "/dead-letters", Role::Viewer),
+    ("DELETE", "/dead-letters", Role::Operator),
+    ("POST", "/dead-letters/{id}/retry", Role::Operator),
+    ("DELETE", "/dead-letters/{id}", Role::Operator),
+    ("POST", "/pools/{name}/concurrency", Role::Operator),
+    ("POST", "/shutdown", Role::Admin),
+    ("GET", "/tasks/{id}", Role::Viewer),
+    ("DELETE", "/tasks/{id}", Role::Operator),
+    ("POST", "/queues/{queue}/tasks", Role::Operator),
+];
+
+/// The handler of one admin route of [`ADMIN_ROUTES`].
+fn admin_handler(method: &str, path: &str) -> Option<axum::routing::MethodRouter<AppState>> {
+    Some(match (method, path) {
+        ("POST", "/sources/{name}/pause") => post(pause_source),
+        ("POST", "/sources/{name}/resume") => post(resume_source),
+        ("POST", "/config/reload") => post(reload_config),
+        ("GET", "/dead-letters") => get(list_dead_letters),
+        ("DELETE", "/dead-letters") => delete(purge_dead_letters),
+        ("POST", "/dead-letters/{id}/retry") => post(retry_dead_letter),
+        ("DELETE", "/dead-letters/{id}") => delete(delete_dead_letter),
+        ("POST", "/pools/{name}/concurrency") => post(set_concurrency),
+        ("POST", "/shutdown") => post(shutdown),
+        ("GET", "/tasks/{id}") => get(inspect_task),
+        ("DELETE", "/tasks/{id}") => delete(cancel_task),
+        ("POST", "/queues/{queue}/tasks") => post(enqueue_task),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_admin_route_has_a_handler_and_a_role() {
+        for &(method, path, role) in ADMIN_ROUTES {
+            assert!(admin_handler(method, path).is_some(), "{method} {path}");
+            let _ = role;
+        }
+        let roles = |r: Role| ADMIN_ROUTES.iter().filter(|e| e.2 == r).count();
+        assert_eq!(
+            (
+                roles(Role::Viewer),
+                roles(Role::Operator),
+                roles(Role::Admin)
+            ),
+            (2, 8, 2)
+        );
+    }
+
+    #[test]
+    fn an_enqueue_body_is_checked_field_by_field() {
+        let err = |v: serde_json::Value| enqueue_request(v).err().map(|e| e.message);
+        let named = |v: serde_json::Value, field: &str| {
+            let m = err(v).unwrap_or_default();
+            assert!(m.starts_with(&format!("{field}:")), "{m}");
+        };
+        named(json!({"payload": 1}), "route");
+        named(json!({"route": ""}), "route");
+        named(json!({"route": 5}), "route");
+        named(json!({"route": "r", "colour": "red"}), "colour");
+        named(json!({"route": "r", "delay": "-5s"}), "delay");
+        named(json!({"route": "r", "delay": "soon"}), "delay");
+        named(json!({"route": "r", "delay": 10}), "delay");
+        named(json!({"route": "r", "delay": "400d"}), "delay");
+        named(json!({"route": "r", "unique_key": 7}), "unique_key");
+        named(json!({"route": "r", "unique_key": ""}), "unique_key");
+        named(json!([1, 2]), "body");
+        let t = enqueue_request(json!({
+            "route": "send-invoice", "payload": {"order": 7}, "unique_key": "inv-7", "delay": "10s"
+        }))
+        .unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(t.route, "send-invoice");
+        assert_eq!(t.payload, br#"{"order":7}"#);
+        assert_eq!(t.unique_key(), Some("inv-7"));
+        assert!(t.not_before_ms.is_some());
+        let t = enqueue_request(json!({"route": "r"})).unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(t.payload, b"null");
+        assert_eq!(t.not_before_ms, None);
+    }
+
+    #[test]
+    fn a_long_id_is_not_echoed() {
+        let long = "x".repeat(5000);
+        let e = task_id(&long).err().map(|e| e.message).unwrap_or_default();
+        assert!(e.len() < 100 && e.starts_with("id:"), "{e}");
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     plane: Arc<dyn ControlPlane>,
@@ -34,18 +142,10 @@ struct AppState {
 /// Builds the whole application: routes, auth and the hardening layers.
 pub(crate) fn router(plane: Arc<dyn ControlPlane>, config: &HttpConfig) -> Router {
     let check = TokenCheck::new(config.token.as_ref());
-    let admin = Router::new()
-        .route("/sources/{name}/pause", post(pause_source))
-        .route("/sources/{name}/resume", post(resume_source))
-        .route("/config/reload", post(reload_config))
-        .route(
-            "/dead-letters",
-            get(list_dead_letters).delete(purge_dead_letters),
-        )
-        .route("/dead-letters/{id}/retry", post(retry_dead_letter))
-        .route("/dead-letters/{id}", delete(delete_dead_letter))
-        .route("/pools/{name}/concurrency", post(set_concurrency))
-        .route("/shutdown", post(shutdown))
+    let admin = ADMIN_ROUTES
+        .iter()
+        .filter_map(|&(method, path, _)| Some((path, admin_handler(method, path)?)))
+        .fold(Router::new(), |r, (path, handler)| r.route(path, handler))
         .fallback(not_found)
         // On the whole nested router, fallback included: an unauthenticated caller
         // learns nothing about which admin routes exist.
@@ -283,9 +383,17 @@ async fn purge_dead_letters(
     }
 }
 
+/// Parses a task id from a path. The error names the field and never echoes the input
+/// (it may be thousands of characters).
 fn task_id(raw: &str) -> Result<TaskId, ApiError> {
-    raw.parse::<TaskId>()
-        .map_err(|e| ApiError::bad_request(e.to_string()))
+    raw.parse::<TaskId>().map_err(|_| {
+        let n = raw.chars().count();
+        ApiError::bad_request(if n <= 64 {
+            format!("id: expected 32 hex digits, got {raw:?}")
+        } else {
+            format!("id: expected 32 hex digits, got {n} characters")
+        })
+    })
 }
 
 async fn retry_dead_letter(
@@ -347,4 +455,141 @@ async fn shutdown(State(s): State<AppState>, Extension(caller): Extension<Caller
         .map(|()| json!({"status": "shutting down"}))
         .map_err(ApiError::from);
     finish(&caller, "shutdown", "runtime", StatusCode::ACCEPTED, r)
+}
+
+/// `GET /admin/tasks/{id}`: the task's state and fields; an id no queue knows answers
+/// 200 with `"state": "unknown"` (a state like the others, as the spec lists it).
+async fn inspect_task(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let r = async {
+        let tid = task_id(&id)?;
+        Ok::<_, ApiError>(s.plane.task(tid).await?)
+    }
+    .await;
+    finish(&caller, "inspect_task", &id, StatusCode::OK, r)
+}
+
+/// `DELETE /admin/tasks/{id}`: 200 `{"cancelled": "removed" | "signalled"}`, 404 when
+/// unknown, 409 for a dead task (its dead letter is deleted with the dead-letter route).
+async fn cancel_task(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let r = async {
+        let tid = task_id(&id)?;
+        match s.plane.cancel_task(tid).await? {
+            CancelOutcome::Removed => Ok(json!({"id": tid, "cancelled": "removed"})),
+            CancelOutcome::Signalled => Ok(json!({"id": tid, "cancelled": "signalled"})),
+            CancelOutcome::Dead => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("task {tid} is dead; delete it with DELETE /admin/dead-letters/{tid}"),
+            )),
+            CancelOutcome::Unknown => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no queue has task {tid}"),
+            )),
+        }
+    }
+    .await;
+    finish(&caller, "cancel_task", &id, StatusCode::OK, r)
+}
+
+/// Longest route an enqueue by hand accepts.
+const MAX_ROUTE_BYTES: usize = 256;
+
+/// The body of `POST /admin/queues/{queue}/tasks`, checked field by field so each error
+/// names its field (serde's type errors name only a line and column).
+fn enqueue_request(body: serde_json::Value) -> Result<runtime_contracts::Task, ApiError> {
+    let bad = |field: &str, why: &str| ApiError::bad_request(format!("{field}: {why}"));
+    let serde_json::Value::Object(mut fields) = body else {
+        return Err(ApiError::bad_request(
+            "body: expected a JSON object with route, payload, unique_key, delay",
+        ));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "route" | "payload" | "unique_key" | "delay"))
+    {
+        let shown: String = unknown.chars().take(64).collect();
+        return Err(bad(
+            &shown,
+            "unknown field; expected route, payload, unique_key, delay",
+        ));
+    }
+    let route = match fields.remove("route") {
+        Some(serde_json::Value::String(r)) if r.trim().is_empty() => {
+            return Err(bad("route", "must not be empty"));
+        }
+        Some(serde_json::Value::String(r)) if r.len() > MAX_ROUTE_BYTES => {
+            return Err(bad(
+                "route",
+                &format!("longer than {MAX_ROUTE_BYTES} bytes"),
+            ));
+        }
+        Some(serde_json::Value::String(r)) => r,
+        Some(_) => return Err(bad("route", "expected a string")),
+        None => return Err(bad("route", "missing")),
+    };
+    // The payload travels as JSON text: what a typed job's handler deserialises.
+    let payload = fields.remove("payload").unwrap_or(serde_json::Value::Null);
+    let payload = serde_json::to_vec(&payload).map_err(|e| bad("payload", &e.to_string()))?;
+    let mut task = runtime_contracts::Task::new(route, payload);
+    match fields.remove("unique_key") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(k)) if k.is_empty() => {
+            return Err(bad("unique_key", "must not be empty"));
+        }
+        Some(serde_json::Value::String(k)) if k.len() > runtime_contracts::MAX_UNIQUE_KEY_BYTES => {
+            return Err(bad(
+                "unique_key",
+                &format!(
+                    "longer than {} bytes",
+                    runtime_contracts::MAX_UNIQUE_KEY_BYTES
+                ),
+            ));
+        }
+        Some(serde_json::Value::String(k)) => task = task.with_unique_key(k),
+        Some(_) => return Err(bad("unique_key", "expected a string")),
+    }
+    match fields.remove("delay") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(d)) => {
+            let d = runtime_contracts::duration::parse(&d).map_err(|why| bad("delay", &why))?;
+            if !d.is_zero() {
+                task = task.with_delay(d);
+            }
+        }
+        Some(_) => {
+            return Err(bad(
+                "delay",
+                "expected a duration string like \"10s\" or \"5m\"",
+            ));
+        }
+    }
+    Ok(task)
+}
+
+/// `POST /admin/queues/{queue}/tasks`: 201 `{"id", "duplicate": false}`, or 200 with
+/// `"duplicate": true` and the id of the live task with the same unique key.
+async fn enqueue_task(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(queue): Path<String>,
+    body: Result<JsonBody<serde_json::Value>, ApiError>,
+) -> Response {
+    let r = async {
+        let JsonBody(body) = body?;
+        let task = enqueue_request(body)?;
+        Ok::<_, ApiError>(s.plane.enqueue(&queue, task).await?)
+    }
+    .await;
+    let code = match &r {
+        Ok(receipt) if receipt.duplicate => StatusCode::OK,
+        _ => StatusCode::CREATED,
+    };
+    finish(&caller, "enqueue_task", &queue, code, r)
 }

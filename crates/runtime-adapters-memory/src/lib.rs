@@ -20,7 +20,13 @@
 //!   settle — a stale lease fails with `LeaseLost` without any hashing;
 //! * lease deadlines: a FIFO (deadlines given by `consume` only grow) plus a heap for
 //!   extended leases; stale entries are dropped lazily or by an amortised compaction;
-//! * an origin index (`HashMap<TaskOrigin, count>`) for `PublishOutcome::Duplicate`.
+//! * an origin index (`HashMap<TaskOrigin, (count, id)>`) and a unique-key index
+//!   (`HashMap<key, id>`, held through the dead-letter set) for
+//!   `PublishOutcome::Duplicate { existing }`;
+//! * task controls ([`TaskControls`](runtime_contracts::TaskControls)): lookup and cancel
+//!   scan these structures under the lock (operators only; no per-task index to pay
+//!   for), a running task's cancel is a flag in its slab entry, and its holder is woken
+//!   through a third `Notify`.
 //!
 //! **Key decision: no timers and no background task.** Due delayed tasks and expired
 //! leases are moved back to `ready` lazily, whenever `consume` or `stats` takes the

@@ -5,11 +5,11 @@
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
     base: String,
-    all: [String; 12],
+    all: [String; 14],
 }
 
 /// Suffixes, in `KEYS` order (see `scripts.rs`).
-const SUFFIXES: [&str; 12] = [
+const SUFFIXES: [&str; 14] = [
     "ready",     // list of ids ready now: LPUSH at the back, RPOP at the front
     "delayed",   // zset id -> not-before ms
     "inflight",  // zset id -> lease deadline ms
@@ -22,6 +22,8 @@ const SUFFIXES: [&str; 12] = [
     "seq",       // counter for lease tokens and dead-letter order
     "wake",      // list of doorbell tokens idle consumers block on (BLPOP)
     "consumers", // zset consumer id -> last consume ms (for operators)
+    "unique",    // hash unique key -> id of the task holding it (live or dead)
+    "cancel",    // hash id -> cancel mark: "r\n<origin>\n<unique>" running, "g" removed while ready
 ];
 
 impl Keys {
@@ -46,7 +48,7 @@ impl Keys {
     }
 
     /// All keys, in script order.
-    pub(crate) fn all(&self) -> &[String; 12] {
+    pub(crate) fn all(&self) -> &[String; 14] {
         &self.all
     }
 

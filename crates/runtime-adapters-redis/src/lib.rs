@@ -22,6 +22,10 @@
 //!   Redis Cluster ready, and O(batch · log n) — a backlog of a million costs per task
 //!   what a backlog of a thousand does. Counters live in Redis, so stats hold across
 //!   processes.
+//! * Task controls ([`TaskControls`](runtime_contracts::TaskControls)): unique keys and
+//!   origins are claimed in the publish script; lookup and cancel are scripts too (O(1));
+//!   a running task's cancel is a mark its holder polls every [`CANCEL_POLL`] and every
+//!   settle but ack honours. See `docs/task-controls.md`.
 //!
 //! ## Key design decision: lists and sorted sets plus a doorbell, not streams
 //!
@@ -41,7 +45,7 @@ mod scripts;
 
 pub use config::{FieldProblem, RedisQueueConfig, RedisQueueSettings};
 pub use lease::{LeaseError, RedisLease};
-pub use queue::RedisQueue;
+pub use queue::{CANCEL_POLL, RedisQueue};
 
 /// This machine's name for consumer and lease-holder ids (`HOSTNAME` where `/proc` has
 /// none, e.g. some sandboxes).

@@ -13,8 +13,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use runtime_contracts::{
-    DeadLetter, Delivery, LeaderLease, Lease, LeaseError, NackOutcome, PublishOutcome, QueueError,
-    QueueStats, Secret, Task, TaskId, TaskQueue, now_millis,
+    CancelOutcome, DeadLetter, Delivery, LeaderLease, Lease, LeaseError, NackOutcome,
+    PublishOutcome, QueueError, QueueStats, Secret, Task, TaskControls, TaskId, TaskInfo,
+    TaskQueue, TaskState, UNIQUE_KEY_HEADER, now_millis,
 };
 
 use crate::config::RedisQueueConfig;
@@ -22,12 +23,18 @@ use crate::conn::{Connections, is_connection_error};
 use crate::keys::Keys;
 use crate::lease::RedisLease;
 use crate::scripts::{
-    ACK_SCRIPT, CONSUME_SCRIPT, DEAD_SCRIPT, PUBLISH_SCRIPT, SETTLE_SCRIPT, STATS_SCRIPT,
+    ACK_SCRIPT, CANCEL_SCRIPT, CONSUME_SCRIPT, DEAD_SCRIPT, LOOKUP_SCRIPT, PUBLISH_SCRIPT,
+    SETTLE_SCRIPT, STATS_SCRIPT,
 };
 
 /// Most tasks one script call publishes, consumes or acks: keeps each call well under
 /// Lua's argument limit and keeps Redis responsive to other clients.
 const CHUNK: usize = 500;
+
+/// How often the holder of a running task asks whether it was cancelled: the bound on
+/// how late a handler sees an operator's cancel (plus one round trip). Only deliveries
+/// still running after one period ask at all.
+pub const CANCEL_POLL: Duration = Duration::from_millis(250);
 
 /// A task queue in Redis, shared by any number of processes.
 ///
@@ -211,6 +218,7 @@ impl RedisQueue {
             .arg(id)
             .arg(token)
             .arg("")
+            .arg("")
             .arg(json)
             .arg("0");
         if let Err(error) = self.eval::<i64>("dead-letter", &inv).await {
@@ -295,16 +303,41 @@ impl RedisQueue {
             .unwrap_or_default()
     }
 
+    /// A settle call for `delivery`: op, id, token and the task's claims.
+    fn settle_call(&self, op: &str, delivery: &Delivery) -> ScriptInvocation<'static> {
+        let mut inv = self.invocation(&SETTLE_SCRIPT);
+        inv.arg(op)
+            .arg(delivery.task.id.to_string())
+            .arg(delivery.lease.0)
+            .arg(Self::origin_field(&delivery.task))
+            .arg(delivery.task.unique_key().unwrap_or(""));
+        inv
+    }
+
+    /// Runs a settle call. `Ok(true)` when the task had been cancelled while it ran and
+    /// was removed instead.
     async fn settle(
         &self,
         what: &'static str,
         inv: ScriptInvocation<'static>,
         id: TaskId,
-    ) -> Result<(), QueueError> {
+    ) -> Result<bool, QueueError> {
         match self.eval::<i64>(what, &inv).await? {
-            1 => Ok(()),
+            1 => Ok(false),
+            2 => Ok(true),
             _ => Err(QueueError::LeaseLost(id)),
         }
+    }
+
+    /// The stored task `id`, if it is live.
+    async fn stored(&self, id: TaskId) -> Result<Option<Task>, QueueError> {
+        let mut get = redis::cmd("HGET");
+        get.arg(&self.keys.all()[3]).arg(id.to_string());
+        let raw: Option<Vec<u8>> = self.query("lookup", &get).await?;
+        raw.map(|j| {
+            serde_json::from_slice::<Task>(&j).map_err(|e| QueueError::Corrupt(e.to_string()))
+        })
+        .transpose()
     }
 
     async fn bury(
@@ -312,20 +345,15 @@ impl RedisQueue {
         delivery: &Delivery,
         reason: &str,
         counted_nack: bool,
-    ) -> Result<(), QueueError> {
+    ) -> Result<bool, QueueError> {
         let letter = DeadLetter {
             task: delivery.task.clone(),
             reason: reason.to_owned(),
             failed_at_ms: now_millis(),
         };
         let json = serde_json::to_vec(&letter).map_err(|e| QueueError::Corrupt(e.to_string()))?;
-        let mut inv = self.invocation(&SETTLE_SCRIPT);
-        inv.arg("dead")
-            .arg(delivery.task.id.to_string())
-            .arg(delivery.lease.0)
-            .arg(Self::origin_field(&delivery.task))
-            .arg(json)
-            .arg(if counted_nack { "1" } else { "0" });
+        let mut inv = self.settle_call("dead", delivery);
+        inv.arg(json).arg(if counted_nack { "1" } else { "0" });
         self.settle("dead-letter", inv, delivery.task.id).await
     }
 
@@ -338,10 +366,12 @@ impl RedisQueue {
         let mut inv = self.invocation(&PUBLISH_SCRIPT);
         inv.arg(tasks.len());
         for t in tasks {
+            t.check_publishable()?;
             let json = serde_json::to_vec(t).map_err(|e| QueueError::Corrupt(e.to_string()))?;
             inv.arg(t.id.to_string())
                 .arg(json)
                 .arg(Self::origin_field(t))
+                .arg(t.unique_key().unwrap_or(""))
                 .arg(t.not_before_ms.unwrap_or(0));
         }
         let flags: Vec<String> = match inv.invoke_async(&mut conn).await {
@@ -470,7 +500,8 @@ impl TaskQueue for RedisQueue {
             for d in chunk {
                 inv.arg(d.task.id.to_string())
                     .arg(d.lease.0)
-                    .arg(Self::origin_field(&d.task));
+                    .arg(Self::origin_field(&d.task))
+                    .arg(d.task.unique_key().unwrap_or(""));
             }
             let lost: Vec<String> = self.eval("ack", &inv).await?;
             if first_lost.is_none() {
@@ -491,27 +522,28 @@ impl TaskQueue for RedisQueue {
     ) -> Result<NackOutcome, QueueError> {
         let mut task = delivery.task.clone();
         task.attempts = task.attempts.saturating_add(1);
+        task.record_error(error);
         if task.attempts >= self.max_attempts {
             let failed = Delivery {
                 task,
                 lease: delivery.lease,
             };
-            self.bury(&failed, error, true).await?;
-            return Ok(NackOutcome::DeadLettered);
+            return Ok(if self.bury(&failed, error, true).await? {
+                NackOutcome::Cancelled
+            } else {
+                NackOutcome::DeadLettered
+            });
         }
         let delay_ms = retry_delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         task.not_before_ms = (delay_ms > 0).then(|| now_millis().saturating_add(delay_ms));
         let json = serde_json::to_vec(&task).map_err(|e| QueueError::Corrupt(e.to_string()))?;
-        let mut inv = self.invocation(&SETTLE_SCRIPT);
-        inv.arg("requeue")
-            .arg(task.id.to_string())
-            .arg(delivery.lease.0)
-            .arg(json)
-            .arg(delay_ms)
-            .arg("nacked_total")
-            .arg("0");
-        self.settle("nack", inv, task.id).await?;
-        Ok(NackOutcome::Requeued)
+        let mut inv = self.settle_call("requeue", delivery);
+        inv.arg(json).arg(delay_ms).arg("nacked_total").arg("0");
+        Ok(if self.settle("nack", inv, task.id).await? {
+            NackOutcome::Cancelled
+        } else {
+            NackOutcome::Requeued
+        })
     }
 
     async fn release(
@@ -520,19 +552,15 @@ impl TaskQueue for RedisQueue {
         delay: Option<Duration>,
     ) -> Result<(), QueueError> {
         let delay_ms = delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let mut inv = self.invocation(&SETTLE_SCRIPT);
-        inv.arg("requeue")
-            .arg(delivery.task.id.to_string())
-            .arg(delivery.lease.0)
-            .arg("")
-            .arg(delay_ms)
-            .arg("released_total")
-            .arg("1");
-        self.settle("release", inv, delivery.task.id).await
+        let mut inv = self.settle_call("requeue", delivery);
+        inv.arg("").arg(delay_ms).arg("released_total").arg("1");
+        self.settle("release", inv, delivery.task.id)
+            .await
+            .map(drop)
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
-        self.bury(delivery, reason, false).await
+        self.bury(delivery, reason, false).await.map(drop)
     }
 
     async fn extend_lease(&self, delivery: &Delivery, by: Duration) -> Result<(), QueueError> {
@@ -541,8 +569,12 @@ impl TaskQueue for RedisQueue {
         inv.arg("extend")
             .arg(delivery.task.id.to_string())
             .arg(delivery.lease.0)
+            .arg("")
+            .arg("")
             .arg(by_ms);
-        self.settle("extend lease", inv, delivery.task.id).await
+        self.settle("extend lease", inv, delivery.task.id)
+            .await
+            .map(drop)
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
@@ -568,7 +600,8 @@ impl TaskQueue for RedisQueue {
             backend:
                 <crate::RedisQueueSettings as runtime_contracts::QueueBackendSettings>::BACKEND
                     .to_owned(),
-            pending: ready + due,
+            // Tasks cancelled while ready stay in the list until a consume skips them.
+            pending: (ready + due).saturating_sub(stat(&counters, "ghosts")),
             in_flight,
             delayed: delayed.saturating_sub(due),
             dead,
@@ -623,14 +656,18 @@ impl TaskQueue for RedisQueue {
 
     async fn delete_dead_letter(&self, id: TaskId) -> Result<bool, QueueError> {
         let mut inv = self.invocation(&DEAD_SCRIPT);
-        inv.arg("delete").arg(id.to_string());
+        inv.arg("delete").arg(id.to_string()).arg(UNIQUE_KEY_HEADER);
         Ok(self.eval::<i64>("delete dead letter", &inv).await? == 1)
     }
 
     async fn purge_dead_letters(&self) -> Result<u64, QueueError> {
         let mut inv = self.invocation(&DEAD_SCRIPT);
-        inv.arg("purge");
+        inv.arg("purge").arg(UNIQUE_KEY_HEADER);
         self.eval("purge dead letters", &inv).await
+    }
+
+    fn controls(&self) -> Option<&dyn TaskControls> {
+        Some(self)
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
@@ -656,5 +693,72 @@ impl TaskQueue for RedisQueue {
             self.keys.lease(name),
             ttl,
         )?))
+    }
+}
+
+/// Every call is one script (O(1)) plus, for cancel, one read of the stored task. The
+/// holder of a running task polls for its cancel mark every [`CANCEL_POLL`].
+#[async_trait]
+impl TaskControls for RedisQueue {
+    async fn lookup(&self, id: TaskId) -> Result<TaskInfo, QueueError> {
+        let mut inv = self.invocation(&LOOKUP_SCRIPT);
+        inv.arg(id.to_string());
+        let (state, json, due, mark): (String, Vec<u8>, u64, i64) =
+            self.eval("lookup", &inv).await?;
+        let state = match state.as_str() {
+            "running" => TaskState::Running,
+            "delayed" => TaskState::Delayed,
+            "pending" => TaskState::Pending,
+            "dead" => TaskState::Dead,
+            _ => return Ok(TaskInfo::unknown(id)),
+        };
+        if state == TaskState::Dead {
+            let letter: DeadLetter = serde_json::from_slice(&json)
+                .map_err(|e| QueueError::Corrupt(format!("dead letter: {e}")))?;
+            let mut info = TaskInfo::of(&letter.task, &self.name, state);
+            info.last_error = Some(letter.reason);
+            return Ok(info);
+        }
+        let task: Task =
+            serde_json::from_slice(&json).map_err(|e| QueueError::Corrupt(e.to_string()))?;
+        let mut info = TaskInfo::of(&task, &self.name, state);
+        if due > 0 {
+            info.not_before_ms = Some(due);
+        }
+        info.cancel_requested = mark == 1;
+        Ok(info)
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, QueueError> {
+        // The claims to free come from the stored task; ids never change task, so a
+        // read before the script is safe (the script re-checks where the task is).
+        let (origin, unique) = match self.stored(id).await? {
+            Some(t) => (
+                Self::origin_field(&t),
+                t.unique_key().unwrap_or("").to_owned(),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let mut inv = self.invocation(&CANCEL_SCRIPT);
+        inv.arg(id.to_string()).arg(origin).arg(unique);
+        let outcome: String = self.eval("cancel", &inv).await?;
+        Ok(match outcome.as_str() {
+            "removed" => CancelOutcome::Removed,
+            "signalled" => CancelOutcome::Signalled,
+            "dead" => CancelOutcome::Dead,
+            _ => CancelOutcome::Unknown,
+        })
+    }
+
+    async fn cancelled(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        let mut ask = redis::cmd("HEXISTS");
+        ask.arg(&self.keys.all()[13])
+            .arg(delivery.task.id.to_string());
+        loop {
+            tokio::time::sleep(CANCEL_POLL).await;
+            if self.query::<i64>("cancel check", &ask).await? == 1 {
+                return Ok(());
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! passed in `KEYS` (all with the queue's hash tag, so they run on Redis Cluster) and
 //! costs O(batch · log n): nothing scans a whole list, set or hash.
 //!
-//! Every script gets the same twelve keys (see [`crate::keys::Keys`]) and shares the
+//! Every script gets the same fourteen keys (see [`crate::keys::Keys`]) and shares the
 //! prelude below. Times come from the Redis server's clock (`TIME`), so processes with
 //! skewed clocks agree on lease deadlines.
 
@@ -15,6 +15,7 @@ const PRELUDE: &str = r#"
 local K_READY, K_DELAYED, K_INFLIGHT, K_TASKS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_LEASES, K_ORIGINS, K_DEAD, K_DEADDATA = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_STATS, K_SEQ, K_WAKE, K_CONSUMERS = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local K_UNIQUE, K_CANCEL = KEYS[13], KEYS[14]
 -- Most doorbell tokens kept: enough to wake every idle consumer of a busy deployment,
 -- few enough that a drained queue costs only a handful of spurious wake-ups.
 local WAKE_CAP = 64
@@ -47,6 +48,38 @@ local function release_origin(id, origin)
   end
 end
 
+-- Drops the unique-key claim of a task that leaves for good (acked, cancelled, its dead
+-- letter deleted). A dead task keeps its claim.
+local function release_unique(id, key)
+  if key ~= '' and redis.call('HGET', K_UNIQUE, key) == id then
+    redis.call('HDEL', K_UNIQUE, key)
+  end
+end
+
+-- True while the task holding a claim is live: stored, or in the dead-letter set.
+local function holds(holder)
+  return redis.call('HEXISTS', K_TASKS, holder) == 1 or redis.call('ZSCORE', K_DEAD, holder)
+end
+
+-- The claims recorded in a running task's cancel mark ('r\n<origin>\n<unique>').
+local function mark_claims(mark)
+  local a = string.find(mark, '\n', 1, true)
+  if not a then return '', '' end
+  local b = string.find(mark, '\n', a + 1, true)
+  if not b then return string.sub(mark, a + 1), '' end
+  return string.sub(mark, a + 1, b - 1), string.sub(mark, b + 1)
+end
+
+-- Removes a task whose cancellation was requested while it ran (its holder settles it
+-- other than by ack, or its lease ran out): it leaves without retry or dead letter.
+local function drop_cancelled(id, mark)
+  local origin, unique = mark_claims(mark)
+  redis.call('HDEL', K_TASKS, id)
+  redis.call('HDEL', K_CANCEL, id)
+  release_origin(id, origin)
+  release_unique(id, unique)
+end
+
 -- Moves up to `limit` delayed tasks whose time has come to the back of the ready list.
 local function promote(now, limit)
   local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, limit)
@@ -58,44 +91,61 @@ local function promote(now, limit)
 end
 
 -- Takes back up to `limit` deliveries whose lease ran out; they go to the front of the
--- ready list and their old leases stop working. No attempt is counted.
+-- ready list and their old leases stop working. No attempt is counted. One cancelled
+-- while it ran is removed instead: its holder is gone, the cancellation stands.
 local function reclaim(now, limit)
   local gone = redis.call('ZRANGEBYSCORE', K_INFLIGHT, '-inf', '(' .. now, 'LIMIT', 0, limit)
-  if #gone > 0 then
-    redis.call('ZREM', K_INFLIGHT, unpack(gone))
-    redis.call('HDEL', K_LEASES, unpack(gone))
-    redis.call('RPUSH', K_READY, unpack(gone))
-    redis.call('HINCRBY', K_STATS, 'expired_total', #gone)
+  if #gone == 0 then return 0 end
+  redis.call('ZREM', K_INFLIGHT, unpack(gone))
+  redis.call('HDEL', K_LEASES, unpack(gone))
+  local back = gone
+  if redis.call('HLEN', K_CANCEL) > 0 then
+    back = {}
+    local marks = redis.call('HMGET', K_CANCEL, unpack(gone))
+    for i, id in ipairs(gone) do
+      if marks[i] then drop_cancelled(id, marks[i]) else back[#back + 1] = id end
+    end
   end
-  return #gone
+  if #back > 0 then
+    redis.call('RPUSH', K_READY, unpack(back))
+    redis.call('HINCRBY', K_STATS, 'expired_total', #back)
+  end
+  return #back
 end
 "#;
 
-/// ARGV: n, then n × (id, json, origin or '', not_before_ms or 0).
-/// Returns one string per task: '' enqueued, else the id of the live task it duplicates
-/// (same id or same live origin).
+/// ARGV: n, then n × (id, json, origin or '', unique key or '', not_before_ms or 0).
+/// Returns one string per task: '' enqueued, else the id of the task it duplicates (same
+/// id; same origin, live; same unique key, live or dead). An id whose cancel left a
+/// tombstone in the ready list counts as taken until a consumer clears it.
 const PUBLISH: &str = r#"
 local now = now_ms()
 local n = tonumber(ARGV[1])
 local ids = {}
-for i = 1, n do ids[i] = ARGV[4 * i - 2] end
+for i = 1, n do ids[i] = ARGV[5 * i - 3] end
 local live = redis.call('HMGET', K_TASKS, unpack(ids))
 local seen, out, ready, pairs_, enq = {}, {}, {}, {}, 0
+local marks = redis.call('HLEN', K_CANCEL) > 0
 for i = 1, n do
-  local id, json, origin = ARGV[4 * i - 2], ARGV[4 * i - 1], ARGV[4 * i]
-  local nb = tonumber(ARGV[4 * i + 1])
+  local id, json, origin = ARGV[5 * i - 3], ARGV[5 * i - 2], ARGV[5 * i - 1]
+  local unique, nb = ARGV[5 * i], tonumber(ARGV[5 * i + 1])
   local ok = ''
-  if live[i] or seen[id] then
+  if live[i] or seen[id] or (marks and redis.call('HEXISTS', K_CANCEL, id) == 1) then
     ok = id
-  elseif origin ~= '' then
+  end
+  if ok == '' and origin ~= '' then
     local holder = redis.call('HGET', K_ORIGINS, origin)
     if holder and (seen[holder] or redis.call('HEXISTS', K_TASKS, holder) == 1) then
       ok = holder
-    else
-      redis.call('HSET', K_ORIGINS, origin, id)
     end
   end
+  if ok == '' and unique ~= '' then
+    local holder = redis.call('HGET', K_UNIQUE, unique)
+    if holder and (seen[holder] or holds(holder)) then ok = holder end
+  end
   if ok == '' then
+    if origin ~= '' then redis.call('HSET', K_ORIGINS, origin, id) end
+    if unique ~= '' then redis.call('HSET', K_UNIQUE, unique, id) end
     seen[id] = true
     pairs_[#pairs_ + 1] = id
     pairs_[#pairs_ + 1] = json
@@ -138,6 +188,11 @@ if ids then
   local z, l = {}, {}
   for i, id in ipairs(ids) do
     local json = jsons[i]
+    if not json and redis.call('HGET', K_CANCEL, id) == 'g' then
+      -- The tombstone of a task cancelled while ready.
+      redis.call('HDEL', K_CANCEL, id)
+      redis.call('HINCRBY', K_STATS, 'ghosts', -1)
+    end
     if json then
       local tok = string.format('%d', base + i)
       z[#z + 1] = deadline
@@ -177,19 +232,21 @@ end
 return out
 "#;
 
-/// ARGV: n, then n × (id, token, origin or ''). Acks every delivery whose lease is held.
-/// Returns the ids whose lease was lost.
+/// ARGV: n, then n × (id, token, origin or '', unique key or ''). Acks every delivery
+/// whose lease is held (a cancelled one too: its work finished). Returns the ids whose
+/// lease was lost.
 const ACK: &str = r#"
 local n = tonumber(ARGV[1])
 local ids = {}
-for i = 1, n do ids[i] = ARGV[3 * i - 1] end
+for i = 1, n do ids[i] = ARGV[4 * i - 2] end
 local leases = redis.call('HMGET', K_LEASES, unpack(ids))
 local done, lost = {}, {}
 for i = 1, n do
   local id = ids[i]
-  if held(leases[i], ARGV[3 * i]) then
+  if held(leases[i], ARGV[4 * i - 1]) then
     done[#done + 1] = id
-    release_origin(id, ARGV[3 * i + 1])
+    release_origin(id, ARGV[4 * i])
+    release_unique(id, ARGV[4 * i + 1])
   else
     lost[#lost + 1] = id
   end
@@ -198,29 +255,37 @@ if #done > 0 then
   redis.call('ZREM', K_INFLIGHT, unpack(done))
   redis.call('HDEL', K_LEASES, unpack(done))
   redis.call('HDEL', K_TASKS, unpack(done))
+  if redis.call('HLEN', K_CANCEL) > 0 then redis.call('HDEL', K_CANCEL, unpack(done)) end
   redis.call('HINCRBY', K_STATS, 'acked_total', #done)
 end
 return lost
 "#;
 
-/// Settles one delivery other than by ack. ARGV: op, id, token, then per op:
+/// Settles one delivery other than by ack. ARGV: op, id, token, origin or '', unique key
+/// or '', then per op:
 /// * `requeue`: json ('' keeps the stored task), delay_ms, counter, front ('1' / '0');
-/// * `dead`: origin, dead-letter json, counted_nack ('1' / '0');
+/// * `dead`: dead-letter json, counted_nack ('1' / '0');
 /// * `extend`: by_ms.
 ///
-/// Returns 1 when done, 0 when the lease is no longer held.
+/// Returns 1 when done, 0 when the lease is no longer held, 2 when the task was cancelled
+/// while it ran and was removed instead of requeued or dead-lettered.
 const SETTLE: &str = r#"
-local op, id, tok = ARGV[1], ARGV[2], ARGV[3]
+local op, id, tok, origin, unique = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if not held(redis.call('HGET', K_LEASES, id), tok) then return 0 end
 local now = now_ms()
 if op == 'extend' then
-  redis.call('ZADD', K_INFLIGHT, 'XX', now + tonumber(ARGV[4]), id)
+  redis.call('ZADD', K_INFLIGHT, 'XX', now + tonumber(ARGV[6]), id)
   return 1
 end
 redis.call('ZREM', K_INFLIGHT, id)
 redis.call('HDEL', K_LEASES, id)
+local mark = redis.call('HGET', K_CANCEL, id)
+if mark then
+  drop_cancelled(id, mark)
+  return 2
+end
 if op == 'requeue' then
-  local json, delay, counter, front = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
+  local json, delay, counter, front = ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
   if json ~= '' then redis.call('HSET', K_TASKS, id, json) end
   if delay > 0 then
     redis.call('ZADD', K_DELAYED, now + delay, id)
@@ -233,7 +298,7 @@ if op == 'requeue' then
   end
   redis.call('HINCRBY', K_STATS, counter, 1)
 else
-  local origin, json, nacked = ARGV[4], ARGV[5], ARGV[6]
+  local json, nacked = ARGV[6], ARGV[7]
   redis.call('HDEL', K_TASKS, id)
   release_origin(id, origin)
   -- Scored by a queue-wide sequence, not the time: two dead letters in the same
@@ -249,9 +314,23 @@ return 1
 /// ARGV: op, then per op:
 /// * `list`: limit. Returns dead-letter json, oldest first.
 /// * `retry`: id, task json (attempts reset), origin. Returns 1, or 0 when unknown.
-/// * `delete`: id. Returns 1, or 0 when unknown.
-/// * `purge`. Returns how many were deleted.
+/// * `delete`: id, unique-key header name. Returns 1, or 0 when unknown.
+/// * `purge`: unique-key header name. Returns how many were deleted.
+///
+/// Deleting a dead letter frees its unique key, read from the letter's headers.
 const DEAD: &str = r#"
+-- The unique key in a dead letter's task headers ('' when none or undecodable).
+local function letter_unique(json, header)
+  local ok, letter = pcall(cjson.decode, json)
+  if not ok or type(letter) ~= 'table' or type(letter.task) ~= 'table' then return '' end
+  local headers = letter.task.headers
+  if type(headers) ~= 'table' then return '' end
+  for _, h in ipairs(headers) do
+    if type(h) == 'table' and h[1] == header and type(h[2]) == 'string' then return h[2] end
+  end
+  return ''
+end
+
 local op = ARGV[1]
 if op == 'list' then
   local ids = redis.call('ZRANGE', K_DEAD, 0, tonumber(ARGV[2]) - 1)
@@ -272,10 +351,17 @@ elseif op == 'retry' then
   ring(1)
   return 1
 elseif op == 'delete' then
-  local n = redis.call('ZREM', K_DEAD, ARGV[2])
-  redis.call('HDEL', K_DEADDATA, ARGV[2])
+  local id = ARGV[2]
+  local letter = redis.call('HGET', K_DEADDATA, id)
+  if letter then release_unique(id, letter_unique(letter, ARGV[3])) end
+  local n = redis.call('ZREM', K_DEAD, id)
+  redis.call('HDEL', K_DEADDATA, id)
   return n
 else
+  if redis.call('HLEN', K_UNIQUE) > 0 then
+    local all = redis.call('HGETALL', K_DEADDATA)
+    for i = 1, #all, 2 do release_unique(all[i], letter_unique(all[i + 1], ARGV[2])) end
+  end
   local n = redis.call('ZCARD', K_DEAD)
   redis.call('DEL', K_DEAD, K_DEADDATA)
   return n
@@ -297,6 +383,54 @@ for _, v in ipairs(redis.call('HGETALL', K_STATS)) do out[#out + 1] = v end
 return out
 "#;
 
+/// ARGV: id. Read-only, O(1). Returns {state, json or '', not_before_ms, cancel_requested}
+/// with state one of running, delayed, pending, dead (json is the dead letter) or unknown.
+const LOOKUP: &str = r#"
+local id = ARGV[1]
+local json = redis.call('HGET', K_TASKS, id)
+if json then
+  local mark = redis.call('HGET', K_CANCEL, id) and 1 or 0
+  if redis.call('HEXISTS', K_LEASES, id) == 1 then return {'running', json, 0, mark} end
+  local due = redis.call('ZSCORE', K_DELAYED, id)
+  if due then
+    local state = tonumber(due) > now_ms() and 'delayed' or 'pending'
+    return {state, json, tonumber(due), 0}
+  end
+  return {'pending', json, 0, 0}
+end
+local dead = redis.call('HGET', K_DEADDATA, id)
+if dead then return {'dead', dead, 0, 0} end
+return {'unknown', '', 0, 0}
+"#;
+
+/// ARGV: id, origin or '', unique key or '' (both read from the stored task just
+/// before; ids never change task). Returns removed, signalled, dead or unknown.
+///
+/// A ready task stays in the ready list as a tombstone (`'g'` mark, counted in the
+/// `ghosts` field) that the next consume skips: removing it from the list would scan it.
+const CANCEL: &str = r#"
+local id, origin, unique = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HEXISTS', K_TASKS, id) == 0 then
+  if redis.call('ZSCORE', K_DEAD, id) then return 'dead' end
+  return 'unknown'
+end
+if redis.call('HEXISTS', K_LEASES, id) == 1 then
+  if redis.call('HSETNX', K_CANCEL, id, 'r\n' .. origin .. '\n' .. unique) == 1 then
+    redis.call('HINCRBY', K_STATS, 'cancelled_total', 1)
+  end
+  return 'signalled'
+end
+if redis.call('ZREM', K_DELAYED, id) == 0 then
+  redis.call('HSET', K_CANCEL, id, 'g')
+  redis.call('HINCRBY', K_STATS, 'ghosts', 1)
+end
+redis.call('HDEL', K_TASKS, id)
+release_origin(id, origin)
+release_unique(id, unique)
+redis.call('HINCRBY', K_STATS, 'cancelled_total', 1)
+return 'removed'
+"#;
+
 fn with_prelude(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
@@ -307,3 +441,5 @@ pub(crate) static ACK_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(A
 pub(crate) static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(SETTLE));
 pub(crate) static DEAD_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(DEAD));
 pub(crate) static STATS_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(STATS));
+pub(crate) static LOOKUP_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(LOOKUP));
+pub(crate) static CANCEL_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(CANCEL));

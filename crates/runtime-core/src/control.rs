@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use runtime_contracts::{
-    AdminError, ComponentHealth, ControlPlane, DeadLetterEntry, HealthReport, PoolStatus,
-    PurgedDeadLetters, QueueError, ReloadReport, RuntimeState, RuntimeStatus, SourceStatus, TaskId,
-    TaskQueue,
+    AdminError, CancelOutcome, ComponentHealth, ControlPlane, DeadLetterEntry, EnqueueReceipt,
+    FinalOutcome, HealthReport, PoolStatus, PurgedDeadLetters, QueueError, ReloadReport,
+    RuntimeState, RuntimeStatus, SourceStatus, Task, TaskId, TaskInfo, TaskQueue, TaskSink,
+    TaskState,
 };
 
 use crate::shared::Shared;
@@ -71,9 +72,13 @@ impl ControlPlaneService {
 fn queue_error(error: QueueError) -> AdminError {
     match error {
         QueueError::Invalid(m) => AdminError::Invalid(m),
+        QueueError::Unsupported(m) => AdminError::Unsupported(m),
         other => AdminError::Unavailable(other.to_string()),
     }
 }
+
+/// The name tasks enqueued by hand carry as their source in traces.
+const ENQUEUE_SOURCE: &str = "control-plane";
 
 #[async_trait]
 impl ControlPlane for ControlPlaneService {
@@ -173,5 +178,85 @@ impl ControlPlane for ControlPlaneService {
         tracing::info!("shutdown requested through the control plane");
         self.inner.shutdown_requested.stop();
         Ok(())
+    }
+
+    async fn enqueue(&self, queue: &str, task: Task) -> Result<EnqueueReceipt, AdminError> {
+        let q = self
+            .inner
+            .queue(queue)
+            .ok_or_else(|| AdminError::NotFound(format!("queue {queue:?}")))?;
+        let id = task.id;
+        // Through the sink every source uses, so the task starts a trace like theirs.
+        let sink = crate::sources::RuntimeSink::new(ENQUEUE_SOURCE, q, self.inner.trace.clone());
+        let outcome = sink.publish(task).await.map_err(queue_error)?;
+        let receipt = EnqueueReceipt {
+            id: outcome.task_id(id),
+            duplicate: outcome.is_duplicate(),
+        };
+        tracing::info!(queue, task_id = %receipt.id, duplicate = receipt.duplicate, "task enqueued by hand");
+        Ok(receipt)
+    }
+
+    async fn task(&self, id: TaskId) -> Result<TaskInfo, AdminError> {
+        let mut controlled = false;
+        for q in self.inner.queue_list() {
+            let Some(c) = q.controls() else { continue };
+            controlled = true;
+            let info = c.lookup(id).await.map_err(queue_error)?;
+            if info.state != TaskState::Unknown {
+                return Ok(info);
+            }
+        }
+        if controlled {
+            Ok(TaskInfo::unknown(id))
+        } else {
+            Err(AdminError::Unsupported(
+                "no queue offers task lookup".into(),
+            ))
+        }
+    }
+
+    async fn cancel_task(&self, id: TaskId) -> Result<CancelOutcome, AdminError> {
+        let mut controlled = false;
+        for q in self.inner.queue_list() {
+            let Some(c) = q.controls() else { continue };
+            controlled = true;
+            // Read first: a removed task is gone, and its source must still be told.
+            let info = c.lookup(id).await.map_err(queue_error)?;
+            if info.state == TaskState::Unknown {
+                continue;
+            }
+            let outcome = c.cancel(id).await.map_err(queue_error)?;
+            tracing::info!(queue = %q.name(), task_id = %id, ?outcome, "task cancel requested");
+            if outcome == CancelOutcome::Removed
+                && let Some(origin) = &info.origin
+            {
+                self.tell_source(&origin.source, &origin.key).await;
+            }
+            if outcome != CancelOutcome::Unknown {
+                return Ok(outcome);
+            }
+        }
+        if controlled {
+            Ok(CancelOutcome::Unknown)
+        } else {
+            Err(AdminError::Unsupported("no queue offers cancel".into()))
+        }
+    }
+}
+
+impl ControlPlaneService {
+    /// A cancelled task's source item is flagged like a dead letter's, so a polling
+    /// source does not produce it again. Best effort: on failure the item may come back.
+    async fn tell_source(&self, source: &str, key: &str) {
+        let Some(ack) = self.inner.acks.get(source) else {
+            return;
+        };
+        let outcome = FinalOutcome::DeadLettered {
+            reason: crate::worker::CANCELLED_REASON.to_owned(),
+        };
+        if let Err(error) = ack.acknowledge(key, &outcome).await {
+            tracing::warn!(%error, %source, "could not tell the source about a cancelled task; the item may be produced again");
+        }
     }
 }

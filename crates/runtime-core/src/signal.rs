@@ -109,3 +109,64 @@ impl Termination {
 pub async fn termination() -> &'static str {
     Termination::listen().next().await
 }
+
+/// The cancellation signal of one running task, as its handler sees it
+/// ([`TaskContext::cancellation`](runtime_contracts::TaskContext)). Made per task without
+/// an allocation (a flag and a `Notify`, no shared token): most tasks are never
+/// cancelled, and a busy pool makes millions.
+#[derive(Debug, Default)]
+pub(crate) struct CancelFlag {
+    fired: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl CancelFlag {
+    pub(crate) fn is_fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn fire(&self) {
+        self.fired.store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl StopSignal for CancelFlag {
+    fn is_stopped(&self) -> bool {
+        self.is_fired()
+    }
+    async fn stopped(&self) {
+        loop {
+            // Register before looking, so a fire in between is not missed.
+            let mut woke = std::pin::pin!(self.notify.notified());
+            woke.as_mut().enable();
+            if self.is_stopped() {
+                return;
+            }
+            woke.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cancel_flag_wakes_its_waiter() {
+        let flag = std::sync::Arc::new(CancelFlag::default());
+        assert!(!flag.is_stopped());
+        let waiter = {
+            let flag = flag.clone();
+            tokio::spawn(async move { flag.stopped().await })
+        };
+        tokio::task::yield_now().await;
+        flag.fire();
+        assert!(flag.is_stopped());
+        let woke = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+        assert!(woke.is_ok_and(|r| r.is_ok()), "the waiter did not wake");
+        // Fired already: returns at once.
+        flag.stopped().await;
+    }
+}

@@ -17,7 +17,7 @@ use runtime_contracts::{
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
-use crate::signal::StopToken;
+use crate::signal::{CancelFlag, StopToken};
 use crate::trace::{FIRST_ATTEMPT_HEADER, TraceService};
 
 /// Acknowledgers by source name, shared by every pool of a runtime.
@@ -40,7 +40,7 @@ impl Acknowledgers {
         }
     }
 
-    fn get(&self, name: &str) -> Option<Arc<dyn SourceAcknowledger>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn SourceAcknowledger>> {
         self.map.read().ok().and_then(|m| m.get(name).cloned())
     }
 }
@@ -311,6 +311,7 @@ impl TaskWorker {
         started: Instant,
     ) -> (Processed, Instant) {
         let tag = Mutex::new(None);
+        let cancel = CancelFlag::default();
         let run = {
             let task_ctx = TaskContext {
                 span,
@@ -318,24 +319,35 @@ impl TaskWorker {
                 pool: &self.pool,
                 queue: &self.queue_name,
                 tag: &tag,
-                cancellation: &crate::signal::StopToken::new(),
+                cancellation: &cancel,
             };
             let fut =
                 AssertUnwindSafe(self.handler.handle(&delivery.task, &task_ctx)).catch_unwind();
-            self.drive(fut, delivery, started).await
+            self.drive(fut, delivery, started, &cancel).await
         };
         let ended = Instant::now();
         let elapsed = ended.saturating_duration_since(started);
         let tag = tag.into_inner().unwrap_or_else(|p| p.into_inner());
-        let mut processed = self.settle(delivery, run, tag, span).await;
+        let mut processed = if cancel.is_fired() && !matches!(run, Run::Done(Ok(()))) {
+            self.cancelled(delivery, run, span).await
+        } else {
+            self.settle(delivery, run, tag, span).await
+        };
         span.end();
         processed.elapsed = elapsed;
         (processed, ended)
     }
 
     /// Runs the handler future until it finishes, times out, or is cut off, renewing the
-    /// lease meanwhile so a long task is not delivered twice.
-    async fn drive<F>(&self, fut: F, delivery: &Delivery, started: Instant) -> Run
+    /// lease meanwhile so a long task is not delivered twice, and watching for an
+    /// operator's cancel (which fires `cancel` for the handler to see).
+    async fn drive<F>(
+        &self,
+        fut: F,
+        delivery: &Delivery,
+        started: Instant,
+        cancel: &CancelFlag,
+    ) -> Run
     where
         F: std::future::Future<
                 Output = Result<Result<(), TaskError>, Box<dyn std::any::Any + Send>>,
@@ -359,6 +371,9 @@ impl TaskWorker {
         let renewal = self.settings.lease_renewal;
         let mut wake = renewal.map_or(deadline, |every| deadline.min(start + every));
         let mut hard = pin!(self.hard_stop.stopped());
+        // Only a task still running after its first poll watches for a cancel.
+        let controls = self.queue.controls();
+        let mut watch = controls.map(|c| c.cancelled(delivery));
         loop {
             tokio::select! {
                 biased;
@@ -369,10 +384,29 @@ impl TaskWorker {
                     };
                 }
                 _ = &mut hard => return Run::Interrupted,
+                asked = async {
+                    match watch.as_mut() {
+                        Some(w) => w.await,
+                        None => std::future::pending().await,
+                    }
+                }, if watch.is_some() => {
+                    watch = None;
+                    match asked {
+                        Ok(()) => {
+                            tracing::info!("cancellation requested; the handler is told");
+                            cancel.fire();
+                        }
+                        // Asked again at the next renewal tick.
+                        Err(error) => tracing::debug!(%error, "cancel watch failed"),
+                    }
+                }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = tokio::time::Instant::now();
                     if now >= deadline {
                         return Run::TimedOut;
+                    }
+                    if watch.is_none() && !cancel.is_fired() {
+                        watch = controls.map(|c| c.cancelled(delivery));
                     }
                     if let Some(every) = renewal {
                         wake = deadline.min(now + every);
@@ -452,6 +486,44 @@ impl TaskWorker {
         }
     }
 
+    /// A task whose cancellation was requested ended without success: the queue removes
+    /// it (never retried nor dead-lettered), and its source is told it failed for good
+    /// so the item is not produced again.
+    async fn cancelled(&self, delivery: &Delivery, run: Run, span: &dyn TaskSpan) -> Processed {
+        let panicked = matches!(run, Run::Panicked(_));
+        if panicked {
+            self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        span.set_error(CANCELLED_REASON);
+        match self.queue.nack(delivery, None, CANCELLED_REASON).await {
+            Ok(NackOutcome::Cancelled) => {
+                tracing::info!("cancelled task removed");
+                return Processed {
+                    panicked,
+                    ..self
+                        .told_source(delivery, CANCELLED_REASON.to_owned())
+                        .await
+                };
+            }
+            Ok(NackOutcome::Requeued) => {
+                tracing::warn!("the queue requeued a task whose cancel was signalled");
+            }
+            Ok(NackOutcome::DeadLettered) => {
+                return Processed {
+                    panicked,
+                    ..self
+                        .dead_lettered(delivery, CANCELLED_REASON.to_owned())
+                        .await
+                };
+            }
+            Err(error) => unsettled("nack", error),
+        }
+        Processed {
+            panicked,
+            ..processed()
+        }
+    }
+
     /// A failed attempt: counts, retries with backoff, dead-letters at the limit.
     async fn failed_attempt(
         &self,
@@ -486,6 +558,9 @@ impl TaskWorker {
             }
             Ok(NackOutcome::Cancelled) => {
                 tracing::info!(%reason, "cancelled task ended, not retried");
+                return self
+                    .told_source(delivery, CANCELLED_REASON.to_owned())
+                    .await;
             }
             Err(error) => unsettled("nack", error),
         }
@@ -556,6 +631,12 @@ impl TaskWorker {
 
     async fn dead_lettered(&self, delivery: &Delivery, reason: String) -> Processed {
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        self.told_source(delivery, reason).await
+    }
+
+    /// Tells the task's source that its item failed for good (dead-lettered or
+    /// cancelled), so the source flags it and does not produce it again.
+    async fn told_source(&self, delivery: &Delivery, reason: String) -> Processed {
         if let Some(origin) = &delivery.task.origin
             && let Some(ack) = self.acks.get(&origin.source)
         {
@@ -580,6 +661,9 @@ impl TaskWorker {
         processed()
     }
 }
+
+/// The reason recorded for a task an operator cancelled while it ran.
+pub(crate) const CANCELLED_REASON: &str = "cancelled by an operator";
 
 /// A settled delivery with nothing more to report.
 fn processed() -> Processed {

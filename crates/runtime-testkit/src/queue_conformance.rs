@@ -35,6 +35,14 @@ use runtime_contracts::{
     Delivery, NackOutcome, PublishOutcome, QueueError, QueueStats, Task, TaskId, TaskQueue,
 };
 
+mod controls;
+pub use controls::{
+    cancel_racing_ack_settles_each_task_once, cancel_removes_pending_and_delayed,
+    cancel_signals_running_task_and_it_is_never_retried,
+    cancelled_task_of_a_dead_holder_is_not_redelivered, lookup_in_every_state,
+    unique_key_held_by_dead_until_deleted, unique_publish_under_concurrent_publishers,
+};
+
 /// The error a case fails with.
 pub type CaseError = anyhow::Error;
 /// What a case returns.
@@ -103,6 +111,13 @@ macro_rules! queue_conformance_tests {
             consume_wakes_when_task_arrives,
             concurrent_consumers_each_task_once,
             backpressure_blocks_publisher_when_full,
+            unique_publish_under_concurrent_publishers,
+            unique_key_held_by_dead_until_deleted,
+            lookup_in_every_state,
+            cancel_removes_pending_and_delayed,
+            cancel_signals_running_task_and_it_is_never_retried,
+            cancelled_task_of_a_dead_holder_is_not_redelivered,
+            cancel_racing_ack_settles_each_task_once,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

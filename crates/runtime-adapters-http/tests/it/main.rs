@@ -11,6 +11,7 @@ mod prom;
 mod protocol_errors;
 mod slow_clients;
 mod stub;
+mod tasks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -287,3 +287,22 @@ async fn slow_requests_time_out_with_503() {
         .unwrap()
         .unwrap();
 }
+
+/// A control plane without task controls (the trait's defaults): the task routes answer
+/// 501, not a panic or a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_routes_answer_501_when_the_plane_lacks_task_controls() {
+    let (_http, _stub, stop, server, c) = serve_stub(Duration::ZERO, Duration::from_secs(5)).await;
+    let id = "0123456789abcdef0123456789abcdef";
+    c.admin(Method::GET, &format!("/admin/tasks/{id}"))
+        .await
+        .assert_error(501);
+    c.admin(Method::DELETE, &format!("/admin/tasks/{id}"))
+        .await
+        .assert_error(501);
+    c.admin_json("/admin/queues/q/tasks", serde_json::json!({"route": "r"}))
+        .await
+        .assert_error(501);
+    stop.stop();
+    server.await.unwrap().unwrap();
+}

@@ -237,3 +237,57 @@ async fn bad_urls_and_unreachable_servers_are_errors_not_panics() {
         assert!(!text.contains("hunter2"), "{text}");
     }
 }
+
+/// A cancel made through one handle (an operator's process) reaches the holder that
+/// consumed the task through another, within the documented poll period; a unique key
+/// published through either handle is one task.
+#[tokio::test]
+async fn a_cancel_reaches_the_holder_in_another_handle() {
+    let name = unique("cancel-x");
+    let _cleanup = common::Cleanup(name.clone());
+    let holder = queue(&name, Duration::from_secs(30), 3).await;
+    let operator = queue(&name, Duration::from_secs(30), 3).await;
+    let t = Task::new("r", "x").with_unique_key("once");
+    let id = t.id;
+    assert_eq!(holder.publish(t).await.unwrap(), PublishOutcome::Enqueued);
+    assert_eq!(
+        operator
+            .publish(Task::new("r", "y").with_unique_key("once"))
+            .await
+            .unwrap(),
+        PublishOutcome::Duplicate { existing: id }
+    );
+    let d = holder
+        .consume(1, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .remove(0);
+    let controls = holder.controls().unwrap();
+    let watch = controls.cancelled(&d);
+    tokio::pin!(watch);
+    // Not cancelled: the watch stays pending.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(600), &mut watch)
+            .await
+            .is_err()
+    );
+    let asked = Instant::now();
+    let outcome = operator.controls().unwrap().cancel(id).await.unwrap();
+    assert_eq!(outcome, runtime_contracts::CancelOutcome::Signalled);
+    tokio::time::timeout(Duration::from_secs(2), &mut watch)
+        .await
+        .expect("the holder never saw the cancel")
+        .unwrap();
+    let took = asked.elapsed();
+    assert!(
+        took <= runtime_adapters_redis::CANCEL_POLL + Duration::from_millis(200),
+        "took {took:?}"
+    );
+    assert_eq!(
+        holder.nack(&d, None, "stopped").await.unwrap(),
+        NackOutcome::Cancelled
+    );
+    let s = operator.stats().await.unwrap();
+    assert_eq!((s.pending, s.in_flight, s.dead), (0, 0, 0), "{s:?}");
+    assert_eq!(s.cancelled_total, 1);
+}

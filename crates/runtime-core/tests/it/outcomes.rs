@@ -574,3 +574,73 @@ fn purged(queue: &str, purged: u64) -> PurgedDeadLetters {
         purged,
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_is_not_retried_and_its_source_is_told() {
+    use runtime_contracts::{CancelOutcome, TaskState};
+    let q = queue(5);
+    let ack = RecordingAcknowledger::new();
+    // Runs 1 s, then fails when it was cancelled meanwhile: without the cancel, a
+    // failure would be retried.
+    let handler = FnHandler::new(Duration::from_millis(1000), |_, ctx| {
+        if ctx.is_cancelled() {
+            Err(TaskError::retry("stopped"))
+        } else {
+            Ok(())
+        }
+    });
+    let work = tasks(2);
+    let (running, pending) = (work[0].id, work[1].id);
+    let (rt, handle, _) = runtime_with(
+        fast_platform(serde_json::json!({})),
+        q.clone(),
+        vec![VecSource::with_acknowledger("s", work, ack.clone())],
+        handler.clone(),
+        1,
+    )
+    .await;
+    rt.start().await.unwrap();
+    let plane = handle.control_plane();
+    let mut state = TaskState::Unknown;
+    for _ in 0..250 {
+        state = plane.task(running).await.unwrap().state;
+        if state == TaskState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state, TaskState::Running);
+    assert_eq!(plane.task(pending).await.unwrap().state, TaskState::Pending);
+    assert_eq!(
+        plane.cancel_task(pending).await.unwrap(),
+        CancelOutcome::Removed
+    );
+    assert_eq!(
+        plane.cancel_task(running).await.unwrap(),
+        CancelOutcome::Signalled
+    );
+    assert_eq!(ack.wait_acks(2, Duration::from_secs(10)).await, 2);
+    let told = FinalOutcome::DeadLettered {
+        reason: "cancelled by an operator".into(),
+    };
+    let mut recorded = ack.recorded();
+    recorded.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        recorded,
+        vec![("k0".to_owned(), told.clone()), ("k1".to_owned(), told)]
+    );
+    let s = q.stats().await.unwrap();
+    assert_eq!(
+        (s.pending, s.in_flight, s.delayed, s.dead),
+        (0, 0, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.cancelled_total, 2);
+    assert_eq!(s.nacked_total, 0, "a cancelled task counted an attempt");
+    assert_eq!(handler.call_count(), 1, "the cancelled task ran again");
+    assert_eq!(
+        plane.cancel_task(running).await.unwrap(),
+        CancelOutcome::Unknown
+    );
+    rt.stop().await;
+}
