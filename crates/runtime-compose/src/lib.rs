@@ -6,7 +6,8 @@
 //! ConfigSnapshot --plan()--> Plan (every adapter config, checked, no I/O)
 //!                             |-- build_queue()   queue.backend    -> memory | redis
 //!                             |-- build_tracer()  tracing.exporter -> none | stdout | otlp
-//!                             `-- bind_control()  control.*        -> the HTTP control plane
+//!                             |-- bind_control()  control.*        -> the HTTP control plane
+//!                             `-- schedule_module() [[schedules]]  -> scheduled sources (leader-leased on Redis)
 //! ```
 //!
 //! [`plan`] is pure: core reads what it owns of each section (`queue.backend`, the shared
@@ -16,10 +17,17 @@
 //! the composition knows every adapter's keys.
 //! [`validator`] runs it as a configuration validator, which puts it on the path of
 //! `check-config`, `run` and every reload alike. Each adapter is behind a cargo feature
-//! (`memory`, `redis`, `otel`, `http`); choosing one the build lacks is a config error
+//! (`memory`, `redis`, `otel`, `http`, `schedule`); choosing one the build lacks is a config error
 //! naming the key.
 
 use std::sync::Arc;
+
+#[cfg(feature = "schedule")]
+mod schedules;
+#[cfg(all(feature = "schedule", feature = "redis"))]
+pub use schedules::schedule_lease_key;
+#[cfg(feature = "schedule")]
+pub use schedules::{SCHEDULE_LEADER_LEASE, ScheduleModule};
 
 // A runtime always needs a queue.
 #[cfg(not(any(feature = "memory", feature = "redis")))]
@@ -88,6 +96,9 @@ pub struct Plan {
     /// The control plane; `None` when `control.enabled = false`.
     #[cfg(feature = "http")]
     pub control: Option<runtime_adapters_http::HttpConfig>,
+    /// `[[schedules]]`, each checked (empty when there are none).
+    #[cfg(feature = "schedule")]
+    pub schedules: Vec<runtime_adapters_schedule::ScheduleSpec>,
 }
 
 /// The queue backends by `queue.backend` tag, each with the feature that builds it in.
@@ -106,11 +117,12 @@ const TRACE_EXPORTERS: [(&str, &str, bool); 3] = [
 /// Whether this program was built with the runtime-compose feature `feature`. In a
 /// workspace build cargo unifies features, so an app may get more than it asked for.
 pub fn has_feature(feature: &str) -> bool {
-    const BUILT: [(&str, bool); 4] = [
+    const BUILT: [(&str, bool); 5] = [
         ("memory", cfg!(feature = "memory")),
         ("redis", cfg!(feature = "redis")),
         ("otel", cfg!(feature = "otel")),
         ("http", cfg!(feature = "http")),
+        ("schedule", cfg!(feature = "schedule")),
     ];
     BUILT.iter().any(|(name, on)| *on && *name == feature)
 }
@@ -268,12 +280,24 @@ fn plan_adapters(
     let tracer = plan_tracer(snapshot, service_name, &mut issues);
     #[cfg(feature = "http")]
     let control = plan_control(snapshot, &mut issues);
+    #[cfg(feature = "schedule")]
+    let schedules = schedules::plan_schedules(snapshot, &mut issues);
+    #[cfg(not(feature = "schedule"))]
+    if snapshot.get("schedules").is_some() {
+        issues.push(runtime_core::config::issue(
+            snapshot,
+            "schedules",
+            "schedules are not built into this program (runtime-compose feature `schedule`)",
+        ));
+    }
     let plan = match (queue, tracer) {
         (Some(queue), Some(tracer)) if issues.is_empty() => Some(Plan {
             queue,
             tracer,
             #[cfg(feature = "http")]
             control,
+            #[cfg(feature = "schedule")]
+            schedules,
         }),
         _ => None,
     };
