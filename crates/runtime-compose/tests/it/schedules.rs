@@ -118,3 +118,104 @@ async fn schedules_must_be_tables() {
     let issues = load("schedules = \"daily\"\n").await.unwrap_err();
     assert_eq!(issues[0].0, "schedules", "{issues:?}");
 }
+
+/// A running runtime over the memory queue with the planned schedules and one pool that
+/// records every task.
+struct Running {
+    runtime: runtime_core::RuntimeManager,
+    handler: std::sync::Arc<runtime_testkit::fakes::FnHandler>,
+    _dir: tempfile::TempDir,
+}
+
+async fn run_schedules(schedules: &str) -> Running {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.toml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &file,
+        format!(
+            "[runtime]\nstate_dir = {:?}\n[queue]\nname = \"sched\"\n{schedules}",
+            state.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = Arc::new(
+        cli::load_config(&spec(), &ConfigArgs { config: vec![file] })
+            .await
+            .unwrap(),
+    );
+    let plan = runtime_compose::plan(&config.current(), "testapp").unwrap();
+    let platform = config.platform();
+    let handler = runtime_testkit::fakes::FnHandler::new(std::time::Duration::ZERO, |_, _| Ok(()));
+    let pool = runtime_contracts::PoolSpec {
+        name: "p".into(),
+        queue: "sched".into(),
+        handler: handler.clone(),
+        concurrency: 2,
+        task_timeout: std::time::Duration::from_secs(5),
+    };
+    let module = runtime_testkit::fakes::PartsModule {
+        pools: vec![pool],
+        ..Default::default()
+    };
+    let runtime = runtime_core::RuntimeManager::builder(config)
+        .queue(plan.build_queue().unwrap())
+        .module(Arc::new(module))
+        .module(
+            plan.schedule_module(&platform.queue.name, &platform.runtime.state_dir)
+                .unwrap()
+                .unwrap(),
+        )
+        .handle_signals(false)
+        .build();
+    runtime.start().await.unwrap();
+    Running {
+        runtime,
+        handler,
+        _dir: dir,
+    }
+}
+
+fn ticks(handler: &runtime_testkit::fakes::FnHandler) -> Vec<jiff::Timestamp> {
+    handler
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let origin = t.origin.as_ref().unwrap();
+            assert_eq!(
+                t.headers.get(runtime_contracts::SCHEDULE_TICK_HEADER),
+                Some(origin.key.as_str())
+            );
+            origin.key.parse().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_second_for_five_seconds_runs_four_to_six_times_one_task_per_tick() {
+    let r = run_schedules(
+        "[[schedules]]\nname = \"each-second\"\nevery = \"1s\"\nroute = \"tick\"\npayload = \"p\"\n",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let status = r.runtime.handle().status().await;
+    r.runtime.stop().await;
+    let ticks = ticks(&r.handler);
+    assert!((4..=6).contains(&ticks.len()), "{} runs: {ticks:?}", ticks.len());
+    for pair in ticks.windows(2) {
+        // Distinct, in order, one period apart: no tick twice, none skipped.
+        assert_eq!(pair[1].as_millisecond() - pair[0].as_millisecond(), 1000, "{ticks:?}");
+    }
+    for call in r.handler.calls.lock().unwrap().iter() {
+        assert_eq!(call.route, "tick");
+        assert_eq!(call.payload, b"p");
+    }
+    let s = &status.schedules;
+    assert_eq!(s.len(), 1, "{status:?}");
+    assert_eq!(s[0].name, "each-second");
+    assert!(s[0].runs_total >= 4, "{s:?}");
+    assert!(s[0].next_run.is_some() && s[0].last_run.is_some(), "{s:?}");
+}
