@@ -4,6 +4,9 @@
 //!
 //! * [`queue_conformance`] — the queue conformance suite, written once and run against
 //!   every [`TaskQueue`](runtime_contracts::TaskQueue) backend.
+//! * [`source_conformance`] — the source conformance suite, written once and run against
+//!   every [`TaskSource`](runtime_contracts::TaskSource) through a small per-source
+//!   fixture ([`source_conformance::SourceFixture`]).
 //! * [`dovecot`] — a real IMAP server (Dovecot) per test, on a free loopback port with its
 //!   own temporary directory.
 //! * [`otlp_receiver`] — an in-test OTLP/HTTP collector that decodes and keeps spans,
@@ -18,5 +21,6 @@ pub mod dovecot;
 pub mod fakes;
 pub mod otlp_receiver;
 pub mod queue_conformance;
+pub mod source_conformance;
 
 pub use runtime_core;
