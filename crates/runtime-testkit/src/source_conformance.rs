@@ -383,6 +383,13 @@ pub async fn acknowledged_only_after_success<F: SourceFixture>(fixture: &F) -> C
 pub async fn status_names_the_source_and_counts<F: SourceFixture>(fixture: &F) -> CaseResult {
     let h = start(fixture, 100).await;
     let (_, d) = item_and_task(fixture, &h).await?;
+    // The counts follow the publish call's return, a moment after the task is in.
+    let runner = h.runner.clone();
+    eventually(fixture.latency(), || {
+        let s = runner.status();
+        async move { s.produced >= 1 && s.last_success_age_seconds.is_some() }
+    })
+    .await;
     let s = h.runner.status();
     ensure!(s.name == h.source.name(), "status names {:?}", s.name);
     ensure!(!s.kind.is_empty(), "status has no kind");
