@@ -38,3 +38,4 @@ pub mod handler;
 pub mod module;
 pub mod report;
 pub mod store;
+pub mod summary;

@@ -92,11 +92,10 @@ impl Schedule {
         }
     }
 
-    /// `t` on the wall clock of the schedule's zone, RFC 3339 with the offset.
+    /// `t` on the wall clock of the schedule's zone, RFC 3339 with the offset and the
+    /// zone's name (RFC 9557: `2026-12-06T08:00:00+01:00[Europe/Berlin]`).
     pub fn local(&self, t: Timestamp) -> String {
-        t.to_zoned(self.zone.clone())
-            .strftime("%Y-%m-%dT%H:%M:%S%:z")
-            .to_string()
+        t.to_zoned(self.zone.clone()).to_string()
     }
 }
 
@@ -127,7 +126,7 @@ mod tests {
             if n >= end {
                 break;
             }
-            out.push(s.local(n));
+            out.push(n.to_zoned(s.zone().clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string());
             t = n;
         }
         out
@@ -178,7 +177,7 @@ mod tests {
     fn the_latest_tick_is_found_backwards_across_a_gap() {
         let s = cron("30 2 * * *", "Europe/Berlin");
         let latest = s.latest_at_or_before(ts("2026-03-29T12:00:00Z")).unwrap();
-        assert_eq!(s.local(latest), "2026-03-29T03:00:00+02:00");
+        assert_eq!(s.local(latest), "2026-03-29T03:00:00+02:00[Europe/Berlin]");
         let exact = ts("2026-03-30T00:30:00Z");
         assert_eq!(s.latest_at_or_before(exact), Some(exact));
     }

@@ -34,8 +34,8 @@ pub const SCHEDULE_KIND: &str = "schedule";
 pub const SCHEDULE_TICK_HEADER: &str = "x-schedule-tick";
 
 /// Task header a scheduled source sets: the tick's wall-clock time in the schedule's time
-/// zone, RFC 3339 with that zone's offset (`2026-12-06T08:00:00+01:00`), so a handler
-/// can tell the local day without knowing the zone.
+/// zone, RFC 3339 with that zone's offset and name (RFC 9557:
+/// `2026-12-06T08:00:00+01:00[Europe/Berlin]`), so a handler can tell the local day.
 pub const SCHEDULE_LOCAL_TICK_HEADER: &str = "x-schedule-local-tick";
 
 /// What `/status` shows of one schedule (`schedules: [...]`). Times are RFC 3339 in UTC.

@@ -17,5 +17,6 @@ mod readiness;
 mod readonly;
 mod samples;
 mod store;
+mod summary;
 mod support;
 mod tracing;

@@ -298,16 +298,30 @@ async fn postgres_replays_burn_no_ids() {
 /// What databases migrated by earlier builds recorded in `_sqlx_migrations` (SHA-384 of
 /// each file's SQL): a store must keep writing the same, or sqlx refuses those databases
 /// with a checksum mismatch.
-const SQLITE_RECORDED: &[(i64, &str, &str)] = &[(
-    1,
-    "orders",
-    "c981f9d7fe22dca99d32d7ae2aa53fa4911603ae20c4496d467d3fe5967ca4e214e64e420e7a4dbda0fea934d0c69ee3",
-)];
-const POSTGRES_RECORDED: &[(i64, &str, &str)] = &[(
-    1,
-    "orders",
-    "ecc6da38ab8d0e53291a98101097177eb4fe7f8c9bebd83aaaa7b79b882001e707d6bb00471995abef915c1501ddb40d",
-)];
+const SQLITE_RECORDED: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "orders",
+        "c981f9d7fe22dca99d32d7ae2aa53fa4911603ae20c4496d467d3fe5967ca4e214e64e420e7a4dbda0fea934d0c69ee3",
+    ),
+    (
+        2,
+        "reports",
+        "8c3a1429ce7319a6e56bfd91fd006fc39a8b465977308fe920083d3932e5df57345a7820d1edf46938688d7799995021",
+    ),
+];
+const POSTGRES_RECORDED: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "orders",
+        "ecc6da38ab8d0e53291a98101097177eb4fe7f8c9bebd83aaaa7b79b882001e707d6bb00471995abef915c1501ddb40d",
+    ),
+    (
+        2,
+        "reports",
+        "bf901d32d5e4a2cef90045c4eea26db986fad3b1dde7421d586caf9b7ee29af1d8a2297e8b9fd671f87dd54dbc8823f1",
+    ),
+];
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

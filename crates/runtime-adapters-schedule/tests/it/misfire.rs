@@ -125,10 +125,12 @@ async fn misfire_once_runs_the_latest_missed_tick_once_after_a_restart() {
     assert_eq!(key, &latest.to_string(), "the latest missed tick, once");
     assert_eq!(
         tasks[0].headers.get(runtime_contracts::SCHEDULE_LOCAL_TICK_HEADER),
-        Some(latest.to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap())
-            .strftime("%Y-%m-%dT%H:%M:%S%:z")
-            .to_string()
-            .as_str())
+        Some(
+            latest
+                .to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap())
+                .to_string()
+                .as_str()
+        )
     );
     wait_state(dir.path(), "last_tick", latest).await;
     let status = runtime_contracts::ScheduleStatus::from_source(&source.status()).unwrap();
