@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use runtime_contracts::{
-    DeadLetter, Delivery, NackOutcome, PublishOutcome, QueueError, QueueStats, Task, TaskId,
-    TaskQueue,
+    CancelOutcome, DeadLetter, Delivery, NackOutcome, PublishOutcome, QueueError, QueueStats, Task,
+    TaskControls, TaskId, TaskInfo, TaskQueue,
 };
 use tokio::sync::Notify;
 
@@ -27,6 +27,8 @@ pub struct MemoryQueue {
     ready: Notify,
     /// Wakes publishers waiting for room.
     room: Notify,
+    /// Wakes holders watching for the cancellation of their running tasks.
+    cancels: Notify,
     /// Publishers waiting for room now. Raised under the state lock, so a settler that
     /// frees room after it sees the waiter.
     blocked: AtomicU64,
@@ -87,6 +89,7 @@ impl MemoryQueue {
             state: Mutex::new(State::new(capacity)),
             ready: Notify::new(),
             room: Notify::new(),
+            cancels: Notify::new(),
             blocked: AtomicU64::new(0),
         }
     }
@@ -152,6 +155,7 @@ impl MemoryQueue {
                         self.wake_consumer(wake);
                         return Ok(outcome);
                     }
+                    Offer::Invalid(e) => return Err(e),
                     Offer::Full(back) => {
                         task = back;
                         if blocked.is_none() {
@@ -236,6 +240,7 @@ impl TaskQueue for MemoryQueue {
                 Ok(Ok(outcome))
             }
             Offer::Full(task) => Ok(Err(task)),
+            Offer::Invalid(e) => Err(e),
         }
     }
 
@@ -267,6 +272,11 @@ impl TaskQueue for MemoryQueue {
                         Offer::Full(back) => {
                             full = Some(back);
                             break;
+                        }
+                        Offer::Invalid(e) => {
+                            drop(state);
+                            self.wake_consumer(wake);
+                            return Err(e);
                         }
                     }
                 }
@@ -341,9 +351,15 @@ impl TaskQueue for MemoryQueue {
         retry_delay: Option<Duration>,
         error: &str,
     ) -> Result<NackOutcome, QueueError> {
-        let (dead, wake) = self
-            .lock()
-            .nack(delivery, retry_delay, error, self.max_attempts)?;
+        let (dead, wake) = {
+            let mut state = self.lock();
+            if state.take_cancelled(delivery)? {
+                drop(state);
+                self.wake_publishers(1);
+                return Ok(NackOutcome::Cancelled);
+            }
+            state.nack(delivery, retry_delay, error, self.max_attempts)?
+        };
         self.wake_consumer(wake);
         if dead {
             self.wake_publishers(1);
@@ -358,13 +374,26 @@ impl TaskQueue for MemoryQueue {
         delivery: &Delivery,
         delay: Option<Duration>,
     ) -> Result<(), QueueError> {
-        let wake = self.lock().release(delivery, delay)?;
+        let wake = {
+            let mut state = self.lock();
+            if state.take_cancelled(delivery)? {
+                drop(state);
+                self.wake_publishers(1);
+                return Ok(());
+            }
+            state.release(delivery, delay)?
+        };
         self.wake_consumer(wake);
         Ok(())
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
-        self.lock().dead_letter(delivery, reason)?;
+        {
+            let mut state = self.lock();
+            if !state.take_cancelled(delivery)? {
+                state.dead_letter(delivery, reason)?;
+            }
+        }
         self.wake_publishers(1);
         Ok(())
     }
@@ -409,6 +438,10 @@ impl TaskQueue for MemoryQueue {
         Ok(purged.len() as u64)
     }
 
+    fn controls(&self) -> Option<&dyn TaskControls> {
+        Some(self)
+    }
+
     async fn ping(&self) -> Result<(), QueueError> {
         if self.lock().closed {
             Err(QueueError::Closed)
@@ -423,5 +456,41 @@ impl TaskQueue for MemoryQueue {
         self.lock().closed = true;
         self.room.notify_waiters();
         self.ready.notify_waiters();
+    }
+}
+
+/// Lookups and cancels scan the queue under its lock (O(live tasks), bounded by the
+/// capacity): an index by id would cost every publish and ack a hash update, and only
+/// operators call these. A running task's holder learns of its cancellation at once.
+#[async_trait]
+impl TaskControls for MemoryQueue {
+    async fn lookup(&self, id: TaskId) -> Result<TaskInfo, QueueError> {
+        Ok(self.lock().lookup(id, &self.name))
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, QueueError> {
+        let outcome = self.lock().cancel(id);
+        match outcome {
+            CancelOutcome::Removed => self.wake_publishers(1),
+            CancelOutcome::Signalled => self.cancels.notify_waiters(),
+            CancelOutcome::Dead | CancelOutcome::Unknown => {}
+        }
+        Ok(outcome)
+    }
+
+    async fn cancelled(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        loop {
+            // Register before looking, so a cancel in between is not missed.
+            let mut woke = pin!(self.cancels.notified());
+            woke.as_mut().enable();
+            let requested = self.lock().cancel_requested(delivery);
+            match requested {
+                Some(true) => return Ok(()),
+                Some(false) => {}
+                // Settled or lost: nothing to watch any more.
+                None => std::future::pending::<()>().await,
+            }
+            woke.await;
+        }
     }
 }

@@ -6,7 +6,8 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use runtime_contracts::{
-    DeadLetter, Delivery, Lease, QueueError, QueueStats, Task, TaskId, TaskOrigin, now_millis,
+    CancelOutcome, DeadLetter, Delivery, Lease, PublishOutcome, QueueError, QueueStats, Task,
+    TaskId, TaskInfo, TaskOrigin, TaskState, now_millis,
 };
 
 /// Deadline entries beyond `2 * in_flight + SLACK` trigger a compaction of stale ones.
@@ -41,6 +42,8 @@ impl Ord for Delayed {
 pub(crate) struct InFlight {
     pub(crate) task: Task,
     pub(crate) deadline: Instant,
+    /// An operator cancelled it while it ran: it is never retried nor dead-lettered.
+    pub(crate) cancel: bool,
 }
 
 /// One slot of the in-flight slab. The generation makes a lease name one delivery: it
@@ -67,17 +70,17 @@ pub(crate) struct Counters {
     pub(crate) released: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) expired: u64,
+    pub(crate) cancelled: u64,
 }
 
 /// What a publish attempt did.
 pub(crate) enum Offer {
     /// Stored (or refused as a duplicate); `wake` says a sleeping consumer should run.
-    Done {
-        outcome: runtime_contracts::PublishOutcome,
-        wake: bool,
-    },
+    Done { outcome: PublishOutcome, wake: bool },
     /// No room; the task comes back to the caller.
     Full(Task),
+    /// The task is not publishable (see `Task::check_publishable`).
+    Invalid(QueueError),
 }
 
 /// Approximate memory held by a queue, for capacity planning and the benchmarks.
@@ -113,8 +116,12 @@ pub(crate) struct State {
     /// Deadlines set by `extend_lease`, in any order.
     extended: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Live tasks per origin (a count, because a retried dead letter may share an origin
-    /// with a task published since).
-    origins: HashMap<TaskOrigin, u32>,
+    /// with a task published since) and the id of the latest, which a duplicate names.
+    origins: HashMap<TaskOrigin, (u32, TaskId)>,
+    /// The task holding each unique key (pending, delayed, in flight or dead).
+    uniques: HashMap<Box<str>, TaskId>,
+    /// Sum of the unique keys' lengths held by `uniques`.
+    unique_key_bytes: usize,
     /// Sum of the origins' string capacities held by `origins`.
     origin_key_bytes: usize,
     dead: VecDeque<DeadLetter>,
@@ -166,6 +173,8 @@ impl State {
             extended: BinaryHeap::new(),
             origins: HashMap::new(),
             origin_key_bytes: 0,
+            uniques: HashMap::new(),
+            unique_key_bytes: 0,
             dead: VecDeque::new(),
             sleepers: Vec::new(),
             next_sleeper: 0,
@@ -221,19 +230,22 @@ impl State {
         }
     }
 
-    fn add_origin(&mut self, origin: &TaskOrigin) {
+    fn add_origin(&mut self, origin: &TaskOrigin, id: TaskId) {
         match self.origins.get_mut(origin) {
-            Some(n) => *n += 1,
+            Some((n, holder)) => {
+                *n += 1;
+                *holder = id;
+            }
             None => {
                 let key = origin.clone();
                 self.origin_key_bytes += key.source.capacity() + key.key.capacity();
-                self.origins.insert(key, 1);
+                self.origins.insert(key, (1, id));
             }
         }
     }
 
     fn drop_origin(&mut self, origin: &TaskOrigin) {
-        if let Some(n) = self.origins.get_mut(origin) {
+        if let Some((n, _)) = self.origins.get_mut(origin) {
             *n -= 1;
             if *n == 0
                 && let Some((key, _)) = self.origins.remove_entry(origin)
@@ -250,7 +262,7 @@ impl State {
         self.heap_bytes += task.heap_bytes();
         self.payload_bytes += task.payload.len() as u64;
         if let Some(origin) = &task.origin {
-            self.add_origin(origin);
+            self.add_origin(origin, task.id);
         }
         match task.not_before_ms {
             Some(due_ms) if due_ms > now_ms.unwrap_or_else(now_millis) => {
@@ -279,17 +291,34 @@ impl State {
     #[inline]
     pub(crate) fn offer(&mut self, task: Task, capacity: usize, capacity_bytes: u64) -> Offer {
         if let Some(origin) = &task.origin
-            && self.origins.contains_key(origin)
+            && let Some(&(_, existing)) = self.origins.get(&**origin)
         {
             return Offer::Done {
-                outcome: runtime_contracts::PublishOutcome::Duplicate,
+                outcome: PublishOutcome::Duplicate { existing },
                 wake: false,
             };
+        }
+        // Headers are empty on most tasks: this costs nothing then.
+        let unique = task.unique_key();
+        if unique.is_some() {
+            if let Err(e) = task.check_publishable() {
+                return Offer::Invalid(e);
+            }
+            if let Some(&existing) = unique.and_then(|k| self.uniques.get(k)) {
+                return Offer::Done {
+                    outcome: PublishOutcome::Duplicate { existing },
+                    wake: false,
+                };
+            }
         }
         let live = self.live();
         let bytes = self.payload_bytes.saturating_add(task.payload.len() as u64);
         if live >= capacity || (live > 0 && bytes > capacity_bytes) {
             return Offer::Full(task);
+        }
+        if let Some(key) = task.unique_key() {
+            self.unique_key_bytes += key.len();
+            self.uniques.insert(key.into(), task.id);
         }
         self.counters.published += 1;
         let now_ms = task.not_before_ms.map(|_| now_millis());
@@ -345,6 +374,12 @@ impl State {
         let Some(entry) = self.free_slot(index) else {
             return false;
         };
+        if entry.cancel {
+            // Its holder is gone; the cancellation stands.
+            self.forget(&entry.task);
+            self.drop_unique(&entry.task);
+            return false;
+        }
         self.counters.expired += 1;
         grow_deque(&mut self.ready, self.bound);
         self.ready.push_front(entry.task);
@@ -380,7 +415,11 @@ impl State {
                 break;
             };
             let delivered = task.clone();
-            let lease = self.insert_in_flight(InFlight { task, deadline });
+            let lease = self.insert_in_flight(InFlight {
+                task,
+                deadline,
+                cancel: false,
+            });
             self.deadlines.push_back((deadline, lease));
             out.push(Delivery {
                 task: delivered,
@@ -474,6 +513,110 @@ impl State {
         }
     }
 
+    /// Frees the task's unique key, if it holds it.
+    fn drop_unique(&mut self, task: &Task) {
+        if let Some(key) = task.unique_key()
+            && self.uniques.get(key) == Some(&task.id)
+            && let Some((key, _)) = self.uniques.remove_entry(key)
+        {
+            self.unique_key_bytes -= key.len();
+        }
+    }
+
+    /// When the delivery is held and was cancelled while it ran, removes it (the caller
+    /// answers as cancelled instead of retrying or dead-lettering it).
+    pub(crate) fn take_cancelled(&mut self, delivery: &Delivery) -> Result<bool, QueueError> {
+        if !self.held(delivery.lease, delivery.task.id)?.cancel {
+            return Ok(false);
+        }
+        let task = self.settle(delivery)?;
+        self.forget(&task);
+        self.drop_unique(&task);
+        Ok(true)
+    }
+
+    /// True while `delivery` is held and its cancellation was requested; `None` when
+    /// the lease is no longer held.
+    pub(crate) fn cancel_requested(&mut self, delivery: &Delivery) -> Option<bool> {
+        self.held(delivery.lease, delivery.task.id)
+            .ok()
+            .map(|e| e.cancel)
+    }
+
+    /// Cancels task `id`: removes it when pending or delayed, marks it when in flight.
+    /// The scan is O(live tasks), bounded by the capacity; only operators call it.
+    pub(crate) fn cancel(&mut self, id: TaskId) -> CancelOutcome {
+        if let Some(at) = self.ready.iter().position(|t| t.id == id)
+            && let Some(task) = self.ready.remove(at)
+        {
+            self.remove_cancelled(task);
+            return CancelOutcome::Removed;
+        }
+        if self.delayed.iter().any(|d| d.task.id == id) {
+            let mut all = std::mem::take(&mut self.delayed).into_vec();
+            if let Some(at) = all.iter().position(|d| d.task.id == id) {
+                let gone = all.swap_remove(at);
+                self.delayed = BinaryHeap::from(all);
+                self.remove_cancelled(gone.task);
+                return CancelOutcome::Removed;
+            }
+            self.delayed = BinaryHeap::from(all);
+        }
+        if let Some(entry) = self
+            .slots
+            .iter_mut()
+            .filter_map(|s| s.entry.as_mut())
+            .find(|e| e.task.id == id)
+        {
+            if !entry.cancel {
+                entry.cancel = true;
+                self.counters.cancelled += 1;
+            }
+            return CancelOutcome::Signalled;
+        }
+        if self.dead.iter().any(|d| d.task.id == id) {
+            return CancelOutcome::Dead;
+        }
+        CancelOutcome::Unknown
+    }
+
+    fn remove_cancelled(&mut self, task: Task) {
+        self.forget(&task);
+        self.drop_unique(&task);
+        self.counters.cancelled += 1;
+    }
+
+    /// Task `id` as an operator sees it. A scan like [`State::cancel`].
+    pub(crate) fn lookup(&self, id: TaskId, queue: &str) -> TaskInfo {
+        if let Some(t) = self.ready.iter().find(|t| t.id == id) {
+            return TaskInfo::of(t, queue, TaskState::Pending);
+        }
+        if let Some(d) = self.delayed.iter().find(|d| d.task.id == id) {
+            let state = if d.due_ms <= now_millis() {
+                TaskState::Pending
+            } else {
+                TaskState::Delayed
+            };
+            return TaskInfo::of(&d.task, queue, state);
+        }
+        if let Some(e) = self
+            .slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .find(|e| e.task.id == id)
+        {
+            let mut info = TaskInfo::of(&e.task, queue, TaskState::Running);
+            info.cancel_requested = e.cancel;
+            return info;
+        }
+        if let Some(d) = self.dead.iter().find(|d| d.task.id == id) {
+            let mut info = TaskInfo::of(&d.task, queue, TaskState::Dead);
+            info.last_error = Some(d.reason.clone());
+            return info;
+        }
+        TaskInfo::unknown(id)
+    }
+
     fn bury(&mut self, task: Task, reason: &str) {
         self.forget(&task);
         self.counters.dead_lettered += 1;
@@ -489,6 +632,7 @@ impl State {
     pub(crate) fn ack(&mut self, delivery: &Delivery) -> Result<Task, QueueError> {
         let task = self.settle(delivery)?;
         self.forget(&task);
+        self.drop_unique(&task);
         self.counters.acked += 1;
         Ok(task)
     }
@@ -503,11 +647,12 @@ impl State {
     ) -> Result<(bool, bool), QueueError> {
         let mut task = self.settle(delivery)?;
         // The worker may record per-attempt data (the first attempt's trace context).
+        self.heap_bytes -= task.heap_bytes();
         if task.headers != delivery.task.headers {
-            self.heap_bytes -= task.heap_bytes();
             task.headers = delivery.task.headers.clone();
-            self.heap_bytes += task.heap_bytes();
         }
+        task.record_error(error);
+        self.heap_bytes += task.heap_bytes();
         self.counters.nacked += 1;
         task.attempts = task.attempts.saturating_add(1);
         if task.attempts >= max_attempts {
@@ -587,6 +732,7 @@ impl State {
             released_total: c.released,
             dead_lettered_total: c.dead_lettered,
             expired_total: c.expired,
+            cancelled_total: c.cancelled,
         }
     }
 
@@ -606,17 +752,25 @@ impl State {
 
     pub(crate) fn delete_dead_letter(&mut self, id: TaskId) -> Option<DeadLetter> {
         let at = self.dead.iter().position(|d| d.task.id == id)?;
-        self.dead.remove(at)
+        let letter = self.dead.remove(at)?;
+        self.drop_unique(&letter.task);
+        Some(letter)
     }
 
     pub(crate) fn purge_dead_letters(&mut self) -> VecDeque<DeadLetter> {
-        std::mem::take(&mut self.dead)
+        let dead = std::mem::take(&mut self.dead);
+        for d in &dead {
+            self.drop_unique(&d.task);
+        }
+        dead
     }
 
     pub(crate) fn memory(&self) -> MemoryUsage {
         use std::mem::size_of;
-        let origin_index =
-            self.origins.capacity() * (size_of::<(TaskOrigin, u32)>() + 1) + self.origin_key_bytes;
+        let origin_index = self.origins.capacity() * (size_of::<(TaskOrigin, (u32, TaskId))>() + 1)
+            + self.origin_key_bytes
+            + self.uniques.capacity() * (size_of::<(Box<str>, TaskId)>() + 1)
+            + self.unique_key_bytes;
         let overhead = self.ready.capacity() * size_of::<Task>()
             + self.delayed.capacity() * size_of::<Delayed>()
             + self.slots.capacity() * size_of::<Slot>()

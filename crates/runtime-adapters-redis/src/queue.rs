@@ -340,23 +340,25 @@ impl RedisQueue {
                 .arg(Self::origin_field(t))
                 .arg(t.not_before_ms.unwrap_or(0));
         }
-        let flags: Vec<i64> = match inv.invoke_async(&mut conn).await {
+        let flags: Vec<String> = match inv.invoke_async(&mut conn).await {
             Ok(v) => v,
             Err(e) => {
                 self.conns.forget(slot, &e);
                 return Err(self.outage("publish", e));
             }
         };
-        Ok(flags
+        flags
             .into_iter()
             .map(|f| {
-                if f == 1 {
-                    PublishOutcome::Enqueued
+                if f.is_empty() {
+                    Ok(PublishOutcome::Enqueued)
                 } else {
-                    PublishOutcome::Duplicate
+                    f.parse::<TaskId>()
+                        .map(|existing| PublishOutcome::Duplicate { existing })
+                        .map_err(|_| QueueError::Corrupt(format!("bad publish reply {f:?}")))
                 }
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -572,6 +574,7 @@ impl TaskQueue for RedisQueue {
             released_total: stat(&counters, "released_total"),
             dead_lettered_total: stat(&counters, "dead_lettered_total"),
             expired_total: stat(&counters, "expired_total"),
+            cancelled_total: stat(&counters, "cancelled_total"),
         })
     }
 

@@ -72,7 +72,8 @@ end
 "#;
 
 /// ARGV: n, then n × (id, json, origin or '', not_before_ms or 0).
-/// Returns one integer per task: 1 enqueued, 0 duplicate (same id or same live origin).
+/// Returns one string per task: '' enqueued, else the id of the live task it duplicates
+/// (same id or same live origin).
 const PUBLISH: &str = r#"
 local now = now_ms()
 local n = tonumber(ARGV[1])
@@ -83,18 +84,18 @@ local seen, out, ready, pairs_, enq = {}, {}, {}, {}, 0
 for i = 1, n do
   local id, json, origin = ARGV[4 * i - 2], ARGV[4 * i - 1], ARGV[4 * i]
   local nb = tonumber(ARGV[4 * i + 1])
-  local ok = 1
+  local ok = ''
   if live[i] or seen[id] then
-    ok = 0
+    ok = id
   elseif origin ~= '' then
     local holder = redis.call('HGET', K_ORIGINS, origin)
     if holder and (seen[holder] or redis.call('HEXISTS', K_TASKS, holder) == 1) then
-      ok = 0
+      ok = holder
     else
       redis.call('HSET', K_ORIGINS, origin, id)
     end
   end
-  if ok == 1 then
+  if ok == '' then
     seen[id] = true
     pairs_[#pairs_ + 1] = id
     pairs_[#pairs_ + 1] = json

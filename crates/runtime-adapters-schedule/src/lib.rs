@@ -15,8 +15,8 @@
 //!   gaps and repeats resolved by croner (a 02:30 job runs once on a spring-forward day,
 //!   right after the gap, and once on a fall-back day), or `every` a fixed period counted
 //!   from the Unix epoch, so all instances agree on the ticks.
-//! - **Once per tick**: a tick's task carries the origin `(name, tick in RFC 3339 UTC)`;
-//!   queues refuse a second live task for it, and with a shared backend only the lease
+//! - **Once per tick**: a tick's task carries the origin `(name, tick in RFC 3339 UTC)`
+//!   and the unique key `schedule:<name>:<tick>`; queues refuse a second live task for it, and with a shared backend only the lease
 //!   holder runs the source (the composition wraps it).
 //! - **Restarts**: the last tick is kept in `<state_dir>/schedule-<name>.json`, written
 //!   after each publish (atomically, by rename), so a restart repeats no tick; the ticks
@@ -36,4 +36,6 @@ pub use settings::{
     MAX_EVERY, MAX_NAME_LEN, MAX_PAYLOAD_BYTES, MIN_EVERY, Misfire, SECTION, ScheduleSettings,
     ScheduleSpec,
 };
-pub use source::{MISFIRE_GRACE, ScheduleAcknowledger, ScheduledSource, SourceOptions, tick_key};
+pub use source::{
+    MISFIRE_GRACE, ScheduleAcknowledger, ScheduledSource, SourceOptions, tick_key, unique_key,
+};

@@ -70,9 +70,9 @@ struct Inner {
 /// A source that publishes one task per tick of a [`ScheduleSpec`].
 ///
 /// Each task has route `spec.route`, the payload, the headers
-/// [`SCHEDULE_TICK_HEADER`] and [`SCHEDULE_LOCAL_TICK_HEADER`], and the origin
-/// `(name, tick)` with the tick in RFC 3339 UTC: a queue refuses a second live task for
-/// one tick. The last tick is kept in a checkpoint file so that a restart neither repeats
+/// [`SCHEDULE_TICK_HEADER`] and [`SCHEDULE_LOCAL_TICK_HEADER`], the origin `(name, tick)`
+/// with the tick in RFC 3339 UTC and the unique key [`unique_key`]: a queue refuses a
+/// second live task for one tick. The last tick is kept in a checkpoint file so that a restart neither repeats
 /// a tick nor forgets the ones it missed (`misfire`).
 #[derive(Clone)]
 pub struct ScheduledSource {
@@ -85,6 +85,12 @@ impl std::fmt::Debug for ScheduledSource {
             .field("name", &self.inner.spec.name)
             .finish_non_exhaustive()
     }
+}
+
+/// The unique key of schedule `name`'s task for tick `t`: `schedule:<name>:<tick>`; a
+/// queue adds nothing for it while that tick's task is live.
+pub fn unique_key(name: &str, t: Timestamp) -> String {
+    format!("schedule:{name}:{}", tick_key(t))
 }
 
 /// The origin key of the task for tick `t`: RFC 3339 in UTC.
@@ -177,6 +183,7 @@ impl ScheduledSource {
         let key = tick_key(t);
         let task = Task::new(spec.route.clone(), spec.payload.clone())
             .with_origin(spec.name.clone(), key.clone())
+            .with_unique_key(unique_key(&spec.name, t))
             .with_header(SCHEDULE_TICK_HEADER, key.clone())
             .with_header(SCHEDULE_LOCAL_TICK_HEADER, spec.schedule.local(t));
         let outcome = tokio::select! {

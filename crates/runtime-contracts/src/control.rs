@@ -7,12 +7,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigIssue;
+use crate::controls::{CancelOutcome, TaskInfo};
 use crate::error::EndpointError;
 use crate::health::{ComponentHealth, HealthReport};
 use crate::queue::{DeadLetter, QueueStats};
 use crate::signal::StopSignal;
 use crate::source::{ScheduleStatus, SourceStatus};
-use crate::task::TaskId;
+use crate::task::{Task, TaskId};
 use crate::worker::PoolStatus;
 
 /// The runtime's life cycle.
@@ -116,6 +117,18 @@ pub enum AdminError {
     /// A backend is down.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The backend (or this runtime) cannot do this.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+/// What an enqueue by hand did.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct EnqueueReceipt {
+    /// The id of the task in the queue: the new one, or the matched one on a duplicate.
+    pub id: TaskId,
+    /// True when a live task with the same unique key was matched and nothing was added.
+    pub duplicate: bool,
 }
 
 /// Status, health and administration of a running runtime. The core implements it; the
@@ -159,6 +172,21 @@ pub trait ControlPlane: Send + Sync + 'static {
     ) -> Result<PoolStatus, AdminError>;
     /// Starts a graceful shutdown and returns at once.
     async fn shutdown(&self) -> Result<(), AdminError>;
+    /// Publishes `task` into queue `queue` (an operator's enqueue by hand).
+    async fn enqueue(&self, queue: &str, task: Task) -> Result<EnqueueReceipt, AdminError> {
+        let _ = (queue, task);
+        Err(AdminError::Unsupported("enqueue".into()))
+    }
+    /// Looks a task up in every queue; [`TaskInfo::unknown`] when none has it.
+    async fn task(&self, id: TaskId) -> Result<TaskInfo, AdminError> {
+        let _ = id;
+        Err(AdminError::Unsupported("task lookup".into()))
+    }
+    /// Cancels a task in whichever queue has it.
+    async fn cancel_task(&self, id: TaskId) -> Result<CancelOutcome, AdminError> {
+        let _ = id;
+        Err(AdminError::Unsupported("cancel".into()))
+    }
 }
 
 /// A long-running component that serves the control plane (the HTTP server). The runtime

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::signal::StopSignal;
 use crate::task::Task;
 use crate::trace::{SpanSpec, TaskSpan, TraceContext, TraceFactory};
 
@@ -87,6 +88,10 @@ pub struct TaskContext<'a> {
     pub queue: &'a str,
     /// The outcome tag; see [`TaskContext::tag_outcome`].
     pub tag: &'a Mutex<Option<String>>,
+    /// Fires when an operator cancels this task while it runs; see
+    /// [`TaskContext::is_cancelled`]. Whatever the handler returns after that, the task
+    /// is not retried nor dead-lettered (an `Ok` still completes it).
+    pub cancellation: &'a dyn StopSignal,
 }
 
 impl<'a> TaskContext<'a> {
@@ -95,6 +100,17 @@ impl<'a> TaskContext<'a> {
         let parent: TraceContext = self.span.context();
         self.tracer
             .start_span(SpanSpec::new(name).parent(Some(&parent)))
+    }
+
+    /// True once this task's cancellation was requested. A long handler checks it
+    /// between steps (or awaits [`TaskContext::cancelled`]) and stops early.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation.is_stopped()
+    }
+
+    /// Completes when this task's cancellation is requested (never, if it is not).
+    pub async fn cancelled(&self) {
+        self.cancellation.stopped().await
     }
 
     /// Tags a successful outcome (for example `"rejected"`); the source's acknowledger

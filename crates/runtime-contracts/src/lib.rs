@@ -19,6 +19,11 @@
 //! * [`TaskQueue`] delivers at least once: a task leaves the queue only by `ack`. A
 //!   [`Delivery`] carries a lease; `nack` counts an attempt and dead-letters past the
 //!   limit, `release` hands a task back without counting one (shutdown, outages).
+//! * [`TaskControls`] (a capability a queue may offer through [`TaskQueue::controls`])
+//!   looks tasks up by id and cancels them; a task's unique key
+//!   ([`Task::with_unique_key`]) makes `publish` answer the matched task's id instead of
+//!   adding a second one. A running task's handler sees its cancellation through
+//!   [`TaskContext::is_cancelled`].
 //! * [`TaskHandler`] returns a typed [`TaskError`] that decides ack / nack(delay) /
 //!   dead-letter / release.
 //! * [`SourceAcknowledger`] is how a source learns the final outcome of each task it
@@ -40,6 +45,7 @@
 mod backoff;
 mod config;
 mod control;
+mod controls;
 pub mod duration;
 mod error;
 mod handler;
@@ -60,8 +66,12 @@ pub use config::{
     is_secret_key, parse_value, read_secret_file, redact_url, toml_to_json,
 };
 pub use control::{
-    AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, ModuleStatus, PurgedDeadLetters,
-    ReloadReport, RuntimeState, RuntimeStatus,
+    AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, EnqueueReceipt, ModuleStatus,
+    PurgedDeadLetters, ReloadReport, RuntimeState, RuntimeStatus,
+};
+pub use controls::{
+    CancelOutcome, LAST_ERROR_HEADER, MAX_LAST_ERROR_BYTES, MAX_UNIQUE_KEY_BYTES, TaskControls,
+    TaskInfo, TaskState, UNIQUE_KEY_HEADER,
 };
 pub use error::{BoxError, EndpointError, ModuleError, SourceError};
 pub use handler::{TaskContext, TaskError, TaskHandler};
@@ -69,7 +79,7 @@ pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
 pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, SourceSpec};
 pub use queue::{DeadLetter, NackOutcome, PublishOutcome, QueueError, QueueStats, TaskQueue};
-pub use signal::StopSignal;
+pub use signal::{NeverStopped, StopSignal};
 pub use source::{
     DEFAULT_MAX_MESSAGE_BYTES, FinalOutcome, OVERSIZE_HEADER, REJECTED_TAG,
     SCHEDULE_KIND, SCHEDULE_LOCAL_TICK_HEADER, SCHEDULE_TICK_HEADER, ScheduleStatus,

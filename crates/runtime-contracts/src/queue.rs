@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::controls::TaskControls;
 use crate::task::{Delivery, Task, TaskId};
 
 /// What `publish` did with a task.
@@ -13,9 +14,30 @@ use crate::task::{Delivery, Task, TaskId};
 pub enum PublishOutcome {
     /// The task is in the queue.
     Enqueued,
-    /// A live task (pending, delayed or in flight) with the same origin is already in
-    /// the queue; this one was dropped. Keeps a polling source from flooding the queue.
-    Duplicate,
+    /// A live task with the same unique key (pending, delayed, running or dead), the same
+    /// origin (pending, delayed or running) or the same id is already in the queue; this
+    /// one was dropped. `existing` is that task's id. Keeps a polling source from flooding
+    /// the queue and makes a publisher's retry safe.
+    Duplicate {
+        /// The id of the task that was matched.
+        existing: TaskId,
+    },
+}
+
+impl PublishOutcome {
+    /// True for [`PublishOutcome::Duplicate`].
+    pub fn is_duplicate(self) -> bool {
+        matches!(self, PublishOutcome::Duplicate { .. })
+    }
+
+    /// The id of the task that is in the queue for this publish: `published` (the id of
+    /// the task handed to `publish`) when it was enqueued, the matched one otherwise.
+    pub fn task_id(self, published: TaskId) -> TaskId {
+        match self {
+            PublishOutcome::Enqueued => published,
+            PublishOutcome::Duplicate { existing } => existing,
+        }
+    }
 }
 
 /// What `nack` did with a task.
@@ -26,6 +48,8 @@ pub enum NackOutcome {
     Requeued,
     /// The task used up its attempts and is now in the dead-letter set.
     DeadLettered,
+    /// Its cancellation was requested while it ran: it left the queue, not retried.
+    Cancelled,
 }
 
 /// A task that failed for good, kept until an operator retries or deletes it.
@@ -71,6 +95,9 @@ pub struct QueueStats {
     pub dead_lettered_total: u64,
     /// Deliveries whose lease ran out and came back (consumer died or stalled).
     pub expired_total: u64,
+    /// Tasks cancelled by [`TaskControls::cancel`] (removed or signalled).
+    #[serde(default)]
+    pub cancelled_total: u64,
 }
 
 /// Errors of a queue backend.
@@ -99,6 +126,9 @@ pub enum QueueError {
     /// The request itself is wrong (for example a dead letter that does not exist).
     #[error("{0}")]
     Invalid(String),
+    /// This backend (or its server, as configured) cannot do this; retrying will not help.
+    #[error("not supported by this queue backend: {0}")]
+    Unsupported(String),
 }
 
 impl QueueError {
@@ -129,7 +159,12 @@ impl QueueError {
 ///   it is ready at once; at `max_attempts` failed attempts it moves to the dead-letter set;
 /// * `release` hands a task back without counting an attempt (shutdown, outage);
 /// * a task with an origin is refused as [`PublishOutcome::Duplicate`] while another live
-///   task with the same origin is in the queue;
+///   task with the same origin is pending, delayed or in flight (dead-lettering frees it);
+/// * a task with a unique key ([`crate::UNIQUE_KEY_HEADER`]) is refused as
+///   [`PublishOutcome::Duplicate`] while another task with that key is pending, delayed,
+///   in flight or dead; a duplicate answers the matched task's id, under any number of
+///   concurrent publishers; `publish` refuses what [`Task::check_publishable`] refuses;
+/// * `nack` records its error with [`Task::record_error`];
 /// * a settle call with a lease that is no longer held fails with [`QueueError::LeaseLost`].
 #[async_trait]
 pub trait TaskQueue: Send + Sync + 'static {
@@ -210,6 +245,11 @@ pub trait TaskQueue: Send + Sync + 'static {
 
     /// Checks that the backend is reachable (readiness).
     async fn ping(&self) -> Result<(), QueueError>;
+
+    /// Lookup and cancellation by id, when this backend offers them.
+    fn controls(&self) -> Option<&dyn TaskControls> {
+        None
+    }
 
     /// Stops accepting work and frees resources. Tasks already stored stay stored.
     async fn close(&self) {}

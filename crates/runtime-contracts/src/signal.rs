@@ -11,3 +11,18 @@ pub trait StopSignal: Send + Sync {
     /// Completes once stop is requested (at once if it already was).
     async fn stopped(&self);
 }
+
+/// A signal that never fires: for a [`TaskContext`](crate::TaskContext) built outside a
+/// worker (tests, a handler called directly).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NeverStopped;
+
+#[async_trait]
+impl StopSignal for NeverStopped {
+    fn is_stopped(&self) -> bool {
+        false
+    }
+    async fn stopped(&self) {
+        std::future::pending::<()>().await
+    }
+}

@@ -164,6 +164,51 @@ impl Task {
         self
     }
 
+    /// Gives the task a unique key (see [`UNIQUE_KEY_HEADER`](crate::UNIQUE_KEY_HEADER)):
+    /// while a live task with the same key is in the queue, publishing this one adds
+    /// nothing and answers the id of that task.
+    pub fn with_unique_key(mut self, key: impl Into<String>) -> Self {
+        self.headers
+            .insert(crate::controls::UNIQUE_KEY_HEADER, key.into());
+        self
+    }
+
+    /// The task's unique key, if it has one.
+    pub fn unique_key(&self) -> Option<&str> {
+        if self.headers.is_empty() {
+            return None;
+        }
+        self.headers.get(crate::controls::UNIQUE_KEY_HEADER)
+    }
+
+    /// Checks what a publisher set that a queue must refuse: a unique key that is empty
+    /// or longer than [`MAX_UNIQUE_KEY_BYTES`](crate::MAX_UNIQUE_KEY_BYTES). Every
+    /// backend calls it in `publish`, so they refuse the same tasks.
+    pub fn check_publishable(&self) -> Result<(), crate::QueueError> {
+        match self.unique_key() {
+            Some("") => Err(crate::QueueError::Invalid("unique_key is empty".into())),
+            Some(k) if k.len() > crate::controls::MAX_UNIQUE_KEY_BYTES => {
+                Err(crate::QueueError::Invalid(format!(
+                    "unique_key is {} bytes, the limit is {}",
+                    k.len(),
+                    crate::controls::MAX_UNIQUE_KEY_BYTES
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records the error of a failed attempt in [`LAST_ERROR_HEADER`](crate::LAST_ERROR_HEADER),
+    /// cut to [`MAX_LAST_ERROR_BYTES`](crate::MAX_LAST_ERROR_BYTES). Queues call it in `nack`.
+    pub fn record_error(&mut self, error: &str) {
+        let mut end = error.len().min(crate::controls::MAX_LAST_ERROR_BYTES);
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.headers
+            .insert(crate::controls::LAST_ERROR_HEADER, &error[..end]);
+    }
+
     /// Sets a header.
     pub fn with_header(
         mut self,
@@ -457,6 +502,33 @@ mod tests {
         });
         assert_eq!(t.headers.get(TRACEPARENT), None, "one truth");
         assert_eq!(t.trace_context().map(|c| c.span_id), Some(2));
+    }
+
+    #[test]
+    fn unique_key_and_last_error_travel_as_headers() {
+        let mut t = Task::new("r", "x").with_unique_key("order-7");
+        assert_eq!(t.unique_key(), Some("order-7"));
+        assert!(t.check_publishable().is_ok());
+        t.record_error(&"é".repeat(1000));
+        let kept = t.headers.get(crate::LAST_ERROR_HEADER).unwrap_or_default();
+        assert!(kept.len() <= crate::MAX_LAST_ERROR_BYTES && kept.starts_with('é'));
+        let json = serde_json::to_string(&t).unwrap_or_default();
+        let back: Task = serde_json::from_str(&json).unwrap_or_else(|_| Task::new("x", ""));
+        assert_eq!(back.unique_key(), Some("order-7"));
+        assert!(
+            Task::new("r", "")
+                .with_unique_key("")
+                .check_publishable()
+                .is_err()
+        );
+        let long = "k".repeat(crate::MAX_UNIQUE_KEY_BYTES + 1);
+        assert!(
+            Task::new("r", "")
+                .with_unique_key(long)
+                .check_publishable()
+                .is_err()
+        );
+        assert_eq!(Task::new("r", "").unique_key(), None);
     }
 
     #[test]

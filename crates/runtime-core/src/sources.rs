@@ -61,7 +61,7 @@ impl TaskSink for RuntimeSink {
             Ok(PublishOutcome::Enqueued) => {
                 self.produced.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(PublishOutcome::Duplicate) => {}
+            Ok(PublishOutcome::Duplicate { .. }) => {}
             Err(error) => {
                 for s in &spans {
                     s.as_span().set_error(&error.to_string());

@@ -318,6 +318,7 @@ impl TaskWorker {
                 pool: &self.pool,
                 queue: &self.queue_name,
                 tag: &tag,
+                cancellation: &crate::signal::StopToken::new(),
             };
             let fut =
                 AssertUnwindSafe(self.handler.handle(&delivery.task, &task_ctx)).catch_unwind();
@@ -482,6 +483,9 @@ impl TaskWorker {
             Ok(NackOutcome::DeadLettered) => {
                 tracing::error!(%reason, "task failed for the last time, dead-lettered");
                 return self.dead_lettered(delivery, reason).await;
+            }
+            Ok(NackOutcome::Cancelled) => {
+                tracing::info!(%reason, "cancelled task ended, not retried");
             }
             Err(error) => unsettled("nack", error),
         }

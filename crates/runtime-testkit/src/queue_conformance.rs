@@ -665,13 +665,15 @@ pub async fn scheduled_task_not_delivered_early(f: &dyn QueueFactory) -> CaseRes
 pub async fn origin_duplicates_refused_while_live(f: &dyn QueueFactory) -> CaseResult {
     with_queue(f, options("conf-origin", LONG_LEASE), |q| async move {
         let item = |tag: &str, key: &str| task(tag).with_origin("mailbox", key);
+        let first = item("1", "k1");
+        let dup = PublishOutcome::Duplicate { existing: first.id };
         ensure!(
-            q.publish(item("1", "k1")).await? == PublishOutcome::Enqueued,
+            q.publish(first).await? == PublishOutcome::Enqueued,
             "first refused"
         );
         ensure!(
-            q.publish(item("2", "k1")).await? == PublishOutcome::Duplicate,
-            "pending duplicate accepted"
+            q.publish(item("2", "k1")).await? == dup,
+            "pending duplicate accepted (or not naming the first)"
         );
         ensure!(
             q.publish(item("3", "k2")).await? == PublishOutcome::Enqueued,
@@ -695,13 +697,13 @@ pub async fn origin_duplicates_refused_while_live(f: &dyn QueueFactory) -> CaseR
             })
             .context("the k1 task was not delivered with its origin")?;
         ensure!(
-            q.publish(item("5", "k1")).await? == PublishOutcome::Duplicate,
+            q.publish(item("5", "k1")).await? == dup,
             "in-flight duplicate accepted"
         );
         // A nack keeps the task live.
         q.nack(k1, None, "retry").await?;
         ensure!(
-            q.publish(item("6", "k1")).await? == PublishOutcome::Duplicate,
+            q.publish(item("6", "k1")).await? == dup,
             "duplicate accepted after nack"
         );
         let k1 = consume_one(&q, ARRIVE, "k1 after nack").await?;
@@ -745,9 +747,14 @@ pub async fn publish_batch_and_ack_batch(f: &dyn QueueFactory) -> CaseResult {
             .filter(|(i, _)| *i != 7)
             .map(|(_, t)| t.id)
             .collect();
-        let outcomes = q.publish_batch(tasks).await.context("publish_batch")?;
+        let outcomes = q
+            .publish_batch(tasks.clone())
+            .await
+            .context("publish_batch")?;
         let mut want = vec![PublishOutcome::Enqueued; 10];
-        want[7] = PublishOutcome::Duplicate;
+        want[7] = PublishOutcome::Duplicate {
+            existing: tasks[3].id,
+        };
         ensure!(outcomes == want, "outcomes {outcomes:?}");
 
         let got = consume_n(&q, 9, "the batch").await?;

@@ -46,6 +46,7 @@ async fn run(
         pool: "orders",
         queue: "mail-orders",
         tag: &tag,
+        cancellation: &runtime_contracts::NeverStopped,
     };
     let result = handler.handle(task, &ctx).await;
     let spans = tracer.spans.lock().unwrap().clone();

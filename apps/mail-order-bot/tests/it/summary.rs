@@ -40,6 +40,7 @@ async fn handle(handler: &SummaryHandler, task: &Task) {
         pool: "orders",
         queue: "mail-orders",
         tag: &tag,
+        cancellation: &runtime_contracts::NeverStopped,
     };
     handler.handle(task, &ctx).await.unwrap();
 }

@@ -53,9 +53,9 @@ impl TaskSink for RecordingSink {
     async fn publish(&self, task: Task) -> Result<PublishOutcome, QueueError> {
         let outcome = {
             let mut tasks = self.tasks.lock().unwrap();
-            if tasks.iter().any(|t| t.origin == task.origin) {
+            if let Some(first) = tasks.iter().find(|t| t.origin == task.origin) {
                 self.duplicates.fetch_add(1, Ordering::Relaxed);
-                PublishOutcome::Duplicate
+                PublishOutcome::Duplicate { existing: first.id }
             } else {
                 tasks.push(task);
                 PublishOutcome::Enqueued

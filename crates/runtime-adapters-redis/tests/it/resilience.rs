@@ -17,7 +17,7 @@ use crate::common::{self, RedisServer, config, eventually, queue, unique};
 async fn publish_retrying(q: &RedisQueue, task: Task) {
     loop {
         match q.publish(task.clone()).await {
-            Ok(PublishOutcome::Enqueued | PublishOutcome::Duplicate) => return,
+            Ok(PublishOutcome::Enqueued | PublishOutcome::Duplicate { .. }) => return,
             Err(e) => {
                 assert!(e.is_transient(), "{e:?}");
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -22,7 +22,9 @@ async fn full_cycle_with_two_handles_sharing_stats() {
     // Publishing the same task again (a retried publish) is a duplicate, not a second copy.
     assert_eq!(
         a.publish(tasks[0].clone()).await.unwrap(),
-        PublishOutcome::Duplicate
+        PublishOutcome::Duplicate {
+            existing: tasks[0].id
+        }
     );
     let mut seen = Vec::new();
     while seen.len() < tasks.len() {
@@ -69,7 +71,7 @@ async fn nack_counts_attempts_and_dead_letters_then_retry_resets() {
     let dup = Task::new("r", "y").with_origin("src", "k1");
     assert_eq!(
         q.publish(dup.clone()).await.unwrap(),
-        PublishOutcome::Duplicate
+        PublishOutcome::Duplicate { existing: t.id }
     );
     assert_eq!(
         q.nack(&d, None, "boom 2").await.unwrap(),

@@ -189,6 +189,11 @@ fn ticks(handler: &runtime_testkit::fakes::FnHandler) -> Vec<jiff::Timestamp> {
                 t.headers.get(runtime_contracts::SCHEDULE_TICK_HEADER),
                 Some(origin.key.as_str())
             );
+            // The unique key: schedule name plus tick.
+            assert_eq!(
+                t.unique_key(),
+                Some(format!("schedule:{}:{}", origin.source, origin.key).as_str())
+            );
             origin.key.parse().unwrap()
         })
         .collect()
