@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             done: done.clone(),
         }));
     if let Some(schedules) =
-        plan.schedule_module(&platform.queue.name, &platform.runtime.state_dir)?
+        plan.schedule_module(&platform.queue.name, &platform.runtime.state_dir)
     {
         builder = builder.module(schedules);
     }

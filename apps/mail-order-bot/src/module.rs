@@ -4,10 +4,11 @@
 //! [`OrderHandler`](crate::handler::OrderHandler) on the platform queue, the order store's
 //! health contributor, the source's acknowledger (so a process that finishes a task files
 //! its message), and a config subscriber that swaps the catalog on reload. The module asks
-//! the runtime for the queue by name; the backend matters in one spot only,
-//! [`build_source`]: with the Redis queue several instances may share one mailbox, so the
-//! source runs behind a leader lease in that Redis ([`LeaderSource`]) and only the lease
-//! holder reads the mailbox, while every instance runs workers and acknowledges.
+//! the runtime for the queue by name and never names a backend: several instances may
+//! share one mailbox, so the source is registered as *exclusive*
+//! ([`ModuleContext::add_exclusive_source`]), and the runtime runs it behind the queue
+//! backend's leader lease (ttl `mail.leader_lease`): only the lease holder reads the
+//! mailbox, while every instance runs workers and acknowledges.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,10 +16,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use runtime_adapters_imap::{ImapMode, ImapSource};
 use runtime_adapters_maildir::MaildirSource;
-use runtime_adapters_redis::{LeaderSource, RedisLease, RedisQueueConfig, RedisQueueSettings};
 use runtime_contracts::{
-    ApplicationModule, ConfigChange, ConfigSnapshot, ConfigSubscriber, ModuleContext, ModuleError,
-    PoolSpec, Task, TaskContext, TaskError, TaskHandler, TaskSource,
+    ApplicationModule, ConfigChange, ConfigSubscriber, ModuleContext, ModuleError, PoolSpec, Task,
+    TaskContext, TaskError, TaskHandler, TaskSource,
 };
 use runtime_core::PlatformConfig;
 use tokio::sync::watch;
@@ -92,55 +92,9 @@ impl MailOrderModule {
     }
 }
 
-/// The Redis key of the leader lease for the mail source on queue `queue_name`:
-/// `plba:{<queue>}:lease:source:mail`. It sits under the queue's prefix and hash tag, so
-/// instances that share a queue share the lease, two bots on two queues in one Redis do
-/// not, and deleting the queue's keys (`plba:{<queue>}:*`) takes the lease along.
-pub fn leader_lease_key(queue_name: &str) -> String {
-    let prefix = RedisQueueConfig::new("", queue_name).key_prefix;
-    format!("{prefix}:{{{queue_name}}}:lease:source:{SOURCE_NAME}")
-}
-
-/// The `queue.backend` tag of the Redis queue, whose processes share one mailbox lease.
-const REDIS_BACKEND: &str = "redis";
-
-/// The Redis queue's settings when `[queue]` chose it: the leader lease lives there.
-pub fn redis_queue(snapshot: &ConfigSnapshot) -> Result<Option<RedisQueueSettings>, ModuleError> {
-    let platform = PlatformConfig::from_snapshot(snapshot)?;
-    if platform.queue.backend != REDIS_BACKEND {
-        return Ok(None);
-    }
-    Ok(Some(runtime_compose::read_settings(snapshot, "queue")?))
-}
-
 /// Builds the source `mail.source` names. This match is the only place where polling,
-/// IDLE and Maildir differ. With the Redis queue (`redis` given) the source is wrapped in
-/// a [`LeaderSource`] on [`leader_lease_key`] (ttl `mail.leader_lease`): any number of
-/// instances may run, one reads the mailbox. The memory queue means one process, so no
-/// lease.
-pub fn build_source(
-    mail: &MailConfig,
-    queue_name: &str,
-    redis: Option<&RedisQueueSettings>,
-) -> Result<Arc<dyn TaskSource>, ModuleError> {
-    let inner = build_mailbox_source(mail)?;
-    match redis {
-        None => Ok(inner),
-        Some(redis) => {
-            // No Redis call here: an unreachable Redis only keeps this instance standby.
-            let lease = RedisLease::new(
-                redis.redis_url.clone(),
-                leader_lease_key(queue_name),
-                mail.leader_lease,
-            )
-            .map_err(|e| ModuleError::setup("cannot set up the mailbox leader lease", e))?;
-            Ok(Arc::new(LeaderSource::new(inner, lease)))
-        }
-    }
-}
-
-/// The mailbox source itself, before any lease.
-fn build_mailbox_source(mail: &MailConfig) -> Result<Arc<dyn TaskSource>, ModuleError> {
+/// IDLE and Maildir differ. The runtime puts it behind the queue's leader lease.
+pub fn build_source(mail: &MailConfig) -> Result<Arc<dyn TaskSource>, ModuleError> {
     Ok(match mail.source {
         SourceKind::Maildir => Arc::new(MaildirSource::new(mail.maildir_config(), SOURCE_NAME)),
         SourceKind::ImapPoll => Arc::new(ImapSource::new(
@@ -231,12 +185,10 @@ impl ApplicationModule for MailOrderModule {
             });
         }
 
-        let redis = redis_queue(&snapshot)?;
-        let source = build_source(&mail, &platform.queue.name, redis.as_ref())?;
-        if let Some(ack) = source.acknowledger() {
-            ctx.add_acknowledger(SOURCE_NAME, ack);
-        }
-        ctx.add_source(source, queue.clone());
+        // Any number of instances may run; one at a time reads the mailbox. The runtime
+        // registers the source's acknowledger in every instance, leader or not.
+        let source = build_source(&mail)?;
+        ctx.add_exclusive_source(source, queue.clone(), mail.leader_lease);
 
         let reports = ReportsConfig::from_snapshot(&snapshot)?;
         let counting = Arc::new(CountingHandler {
@@ -257,17 +209,11 @@ impl ApplicationModule for MailOrderModule {
         if let Ok(mut s) = self.store.lock() {
             *s = Some(store);
         }
-        match redis {
-            Some(_) => info!(
-                source = mail.source.as_str(),
-                lease_key = %leader_lease_key(&platform.queue.name),
-                leader_lease = ?mail.leader_lease,
-                "mail-order-bot registered; the mailbox is read by the leader lease holder"
-            ),
-            None => {
-                info!(source = mail.source.as_str(), "mail-order-bot registered")
-            }
-        }
+        info!(
+            source = mail.source.as_str(),
+            leader_lease = ?mail.leader_lease,
+            "mail-order-bot registered; the mailbox is read by the leader lease holder"
+        );
         Ok(())
     }
 
@@ -283,7 +229,7 @@ impl ApplicationModule for MailOrderModule {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use runtime_contracts::{ConfigLayer, ConfigOrigin};
+    use runtime_contracts::{ConfigLayer, ConfigOrigin, ConfigSnapshot};
     use serde_json::json;
 
     fn mail() -> MailConfig {
@@ -299,35 +245,13 @@ mod tests {
     }
 
     #[test]
-    fn lease_key_shares_the_queue_prefix_and_hash_tag() {
-        assert_eq!(
-            leader_lease_key("mail-orders"),
-            "plba:{mail-orders}:lease:source:mail"
-        );
-    }
-
-    #[test]
-    fn only_the_redis_queue_puts_the_source_behind_a_lease() {
-        let source = build_source(&mail(), "tasks", None).unwrap();
+    fn the_source_is_the_mailbox_alone_and_the_runtime_adds_the_lease() {
+        let source = build_source(&mail()).unwrap();
         assert_eq!(source.name(), SOURCE_NAME);
         assert!(!source.status().details.contains_key("leader"));
-
-        // Builds without Redis: the lease connects lazily.
-        let redis = RedisQueueSettings {
-            redis_url: runtime_contracts::Secret::new("redis://127.0.0.1:1/0"),
-        };
-        let source = build_source(&mail(), "q1", Some(&redis)).unwrap();
-        assert_eq!(source.name(), SOURCE_NAME);
         assert!(
             source.acknowledger().is_some(),
             "every instance acknowledges"
         );
-        let details = source.status().details;
-        assert_eq!(details.get("leader"), Some(&json!(false)));
-        assert_eq!(
-            details.get("lease_key"),
-            Some(&json!("plba:{q1}:lease:source:mail"))
-        );
-        assert_eq!(details.get("lease_ttl_ms"), Some(&json!(3000)));
     }
 }

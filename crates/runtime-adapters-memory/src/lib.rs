@@ -31,14 +31,19 @@
 //! Nothing is spawned and nothing is allocated per task beyond the copy handed to the
 //! consumer (the queue must keep its own copy until the ack).
 //!
+//! Its leader lease ([`LocalLease`]) is a table in process memory: one process is all
+//! the queue spans.
+//!
 //! [`MemoryQueue::memory_usage`] reports the bytes held per live task, with
 //! [`Task::heap_bytes`](runtime_contracts::Task::heap_bytes) for the payload side.
 
 mod config;
+mod lease;
 mod queue;
 mod state;
 
 pub use config::{DEFAULT_CAPACITY_BYTES, InvalidConfig, MemoryQueueConfig, MemoryQueueSettings};
+pub use lease::LocalLease;
 pub use queue::MemoryQueue;
 pub use state::MemoryUsage;
 

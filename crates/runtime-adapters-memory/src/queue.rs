@@ -2,17 +2,18 @@
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use runtime_contracts::{
-    CancelOutcome, DeadLetter, Delivery, NackOutcome, PublishOutcome, QueueError, QueueStats, Task,
-    TaskControls, TaskId, TaskInfo, TaskQueue,
+    CancelOutcome, DeadLetter, Delivery, LeaderLease, LeaseError, NackOutcome, PublishOutcome,
+    QueueError, QueueStats, Task, TaskControls, TaskId, TaskInfo, TaskQueue,
 };
 use tokio::sync::Notify;
 
 use crate::config::MemoryQueueConfig;
+use crate::lease::{LeaseTable, LocalLease};
 use crate::state::{MemoryUsage, Offer, State};
 
 /// A bounded, in-process [`TaskQueue`]. Cheap to share behind an `Arc`.
@@ -32,6 +33,8 @@ pub struct MemoryQueue {
     /// Publishers waiting for room now. Raised under the state lock, so a settler that
     /// frees room after it sees the waiter.
     blocked: AtomicU64,
+    /// The leader leases handed out by this queue.
+    leases: Arc<LeaseTable>,
 }
 
 impl std::fmt::Debug for MemoryQueue {
@@ -91,6 +94,7 @@ impl MemoryQueue {
             room: Notify::new(),
             cancels: Notify::new(),
             blocked: AtomicU64::new(0),
+            leases: Arc::default(),
         }
     }
 
@@ -456,6 +460,16 @@ impl TaskQueue for MemoryQueue {
         self.lock().closed = true;
         self.room.notify_waiters();
         self.ready.notify_waiters();
+    }
+
+    /// A process-local lease (the queue spans one process): holders of one queue contend,
+    /// two queues never do.
+    fn leader_lease(&self, name: &str, ttl: Duration) -> Result<Arc<dyn LeaderLease>, LeaseError> {
+        Ok(Arc::new(LocalLease::new(
+            self.leases.clone(),
+            name.to_owned(),
+            ttl,
+        )?))
     }
 }
 

@@ -4,6 +4,7 @@
 /// The keys of one queue, in the order the scripts expect them in `KEYS`.
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
+    base: String,
     all: [String; 12],
 }
 
@@ -33,7 +34,15 @@ impl Keys {
         };
         Keys {
             all: SUFFIXES.map(|s| format!("{base}:{s}")),
+            base,
         }
+    }
+
+    /// The key of the leader lease `name` (`plba:{orders}:lease:source:mail`): under the
+    /// queue's prefix and hash tag, so processes sharing the queue share the lease, two
+    /// queues in one Redis do not, and deleting the queue's keys takes it along.
+    pub(crate) fn lease(&self, name: &str) -> String {
+        format!("{}:lease:{name}", self.base)
     }
 
     /// All keys, in script order.
@@ -58,5 +67,6 @@ mod tests {
         assert!(k.all().iter().all(|k| k.starts_with("plba:{orders}:")));
         assert_eq!(k.wake(), "plba:{orders}:wake");
         assert_eq!(Keys::new("", "q").all()[3], "{q}:tasks");
+        assert_eq!(k.lease("source:mail"), "plba:{orders}:lease:source:mail");
     }
 }

@@ -13,9 +13,11 @@
 //!   consumer's identity (host, pid, random; unique per process) in the `leases` hash.
 //!   Settling checks the token, so a consumer whose lease ran out and was reclaimed gets
 //!   [`QueueError::LeaseLost`](runtime_contracts::QueueError::LeaseLost).
-//! * [`LeaderSource`] runs a task source only while its process holds a [`RedisLease`]
-//!   (one key, `SET NX PX`, renewed and released by holder-checking scripts), so several
-//!   processes share one upstream and exactly one reads it; see `lease.rs`.
+//! * The queue offers a leader lease per name
+//!   ([`TaskQueue::leader_lease`](runtime_contracts::TaskQueue::leader_lease)): a
+//!   [`RedisLease`] (one key, `SET NX PX`, renewed and released by holder-checking
+//!   scripts), so the runtime can run an exclusive source in one process of many; see
+//!   `lease.rs`.
 //! * Every change is one Lua script over keys that share the hash tag `{name}`: atomic,
 //!   Redis Cluster ready, and O(batch · log n) — a backlog of a million costs per task
 //!   what a backlog of a thousand does. Counters live in Redis, so stats hold across
@@ -38,7 +40,7 @@ mod queue;
 mod scripts;
 
 pub use config::{FieldProblem, RedisQueueConfig, RedisQueueSettings};
-pub use lease::{LeaderSource, LeaseError, RedisLease};
+pub use lease::{LeaseError, RedisLease};
 pub use queue::RedisQueue;
 
 /// This machine's name for consumer and lease-holder ids (`HOSTNAME` where `/proc` has

@@ -1,7 +1,7 @@
 //! [`RedisQueue`]: the [`TaskQueue`] implementation.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,13 +13,14 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use runtime_contracts::{
-    DeadLetter, Delivery, Lease, NackOutcome, PublishOutcome, QueueError, QueueStats, Task, TaskId,
-    TaskQueue, now_millis,
+    DeadLetter, Delivery, LeaderLease, Lease, LeaseError, NackOutcome, PublishOutcome, QueueError,
+    QueueStats, Secret, Task, TaskId, TaskQueue, now_millis,
 };
 
 use crate::config::RedisQueueConfig;
 use crate::conn::{Connections, is_connection_error};
 use crate::keys::Keys;
+use crate::lease::RedisLease;
 use crate::scripts::{
     ACK_SCRIPT, CONSUME_SCRIPT, DEAD_SCRIPT, PUBLISH_SCRIPT, SETTLE_SCRIPT, STATS_SCRIPT,
 };
@@ -41,6 +42,8 @@ pub struct RedisQueue {
     operation_timeout: Duration,
     closed: AtomicBool,
     wait_seq: AtomicU64,
+    /// For the leader leases, which open their own connection (see [`RedisLease::new`]).
+    url: Secret,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -72,6 +75,7 @@ impl RedisQueue {
         let conns = Connections::new(&config)?;
         debug!(queue = %config.name, url = %config.redacted_url(), "redis queue configured");
         Ok(RedisQueue {
+            url: config.url.clone(),
             keys: Keys::new(&config.key_prefix, &config.name),
             name: config.name,
             conns,
@@ -638,5 +642,17 @@ impl TaskQueue for RedisQueue {
             self.conns.close();
             debug!(queue = %self.name, "redis queue closed");
         }
+    }
+
+    /// A [`RedisLease`] on this queue's key `<prefix>:{<queue>}:lease:<name>`.
+    fn leader_lease(&self, name: &str, ttl: Duration) -> Result<Arc<dyn LeaderLease>, LeaseError> {
+        if name.is_empty() {
+            return Err(LeaseError::Invalid("name must not be empty".into()));
+        }
+        Ok(Arc::new(RedisLease::new(
+            self.url.clone(),
+            self.keys.lease(name),
+            ttl,
+        )?))
     }
 }

@@ -7,7 +7,7 @@
 //!                             |-- build_queue()   queue.backend    -> memory | redis
 //!                             |-- build_tracer()  tracing.exporter -> none | stdout | otlp
 //!                             |-- bind_control()  control.*        -> the HTTP control plane
-//!                             `-- schedule_module() [[schedules]]  -> scheduled sources (leader-leased on Redis)
+//!                             `-- schedule_module() [[schedules]]  -> scheduled sources (exclusive: the lease holder ticks)
 //! ```
 //!
 //! [`plan`] is pure: core reads what it owns of each section (`queue.backend`, the shared
@@ -24,8 +24,6 @@ use std::sync::Arc;
 
 #[cfg(feature = "schedule")]
 mod schedules;
-#[cfg(all(feature = "schedule", feature = "redis"))]
-pub use schedules::schedule_lease_key;
 #[cfg(feature = "schedule")]
 pub use schedules::{SCHEDULE_LEADER_LEASE, ScheduleModule};
 

@@ -16,20 +16,11 @@ use serde_json::Value;
 
 #[cfg(feature = "redis")]
 use crate::QueuePlan;
-use crate::{ComposeError, Plan};
+use crate::Plan;
 
-/// How long a schedule's leader lease lasts with a shared (Redis) queue: a dead leader's
-/// schedules move to another instance within about 1.4 x this.
+/// How long a schedule's leader lease lasts: a dead leader's schedules move to another
+/// instance sharing the queue within about 1.4 x this.
 pub const SCHEDULE_LEADER_LEASE: Duration = Duration::from_secs(15);
-
-/// The Redis key of schedule `name`'s leader lease on the Redis queue `queue`:
-/// `<prefix>:{<queue>}:lease:schedule:<name>` (`plba:{mail-orders}:lease:schedule:daily`),
-/// under the queue's prefix and hash tag like the queue's own keys, so instances sharing
-/// the queue share the lease.
-#[cfg(feature = "redis")]
-pub fn schedule_lease_key(queue: &runtime_adapters_redis::RedisQueueConfig, name: &str) -> String {
-    format!("{}:{{{}}}:lease:schedule:{name}", queue.key_prefix, queue.name)
-}
 
 /// Reads and checks every `[[schedules]]` entry; problems are keyed `schedules[i].key`.
 pub(crate) fn plan_schedules(
@@ -100,8 +91,10 @@ pub(crate) fn plan_schedules(
     found
 }
 
-/// The application module that runs the configured schedules: one source each, into the
-/// platform queue. The app's own handler sees their tasks by route.
+/// The application module that runs the configured schedules: one *exclusive* source
+/// each, into the platform queue, so of the processes sharing the queue only the holder
+/// of the queue's leader lease `source:<name>` ticks
+/// ([`ModuleContext::add_exclusive_source`]). The app's own handler sees the tasks by route.
 pub struct ScheduleModule {
     sources: Vec<Arc<dyn TaskSource>>,
     queue: String,
@@ -117,7 +110,7 @@ impl std::fmt::Debug for ScheduleModule {
 }
 
 impl ScheduleModule {
-    /// The sources it registers (leader-wrapped with a shared queue).
+    /// The sources it registers.
     pub fn sources(&self) -> &[Arc<dyn TaskSource>] {
         &self.sources
     }
@@ -131,7 +124,7 @@ impl ApplicationModule for ScheduleModule {
 
     async fn register(&self, ctx: &mut ModuleContext) -> Result<(), ModuleError> {
         for source in &self.sources {
-            ctx.add_source(source.clone(), self.queue.clone());
+            ctx.add_exclusive_source(source.clone(), self.queue.clone(), SCHEDULE_LEADER_LEASE);
         }
         Ok(())
     }
@@ -139,19 +132,10 @@ impl ApplicationModule for ScheduleModule {
 
 impl Plan {
     /// The module running `[[schedules]]`, publishing into `queue_name`, checkpoints in
-    /// `state_dir` (`runtime.state_dir`); `None` when there are no schedules. With the
-    /// Redis queue each schedule runs behind a leader lease in that Redis, so one of
-    /// several instances ticks.
-    ///
-    /// # Errors
-    /// [`ComposeError::Setup`] when a lease cannot be set up.
-    pub fn schedule_module(
-        &self,
-        queue_name: &str,
-        state_dir: &Path,
-    ) -> Result<Option<Arc<ScheduleModule>>, ComposeError> {
+    /// `state_dir` (`runtime.state_dir`); `None` when there are no schedules.
+    pub fn schedule_module(&self, queue_name: &str, state_dir: &Path) -> Option<Arc<ScheduleModule>> {
         if self.schedules.is_empty() {
-            return Ok(None);
+            return None;
         }
         // The memory queue loses its tasks with the process: a tick not seen finished is
         // published again at start. A durable queue still holds it.
@@ -165,37 +149,16 @@ impl Plan {
             state_dir: state_dir.to_owned(),
             redeliver_unfinished,
         };
-        let mut sources: Vec<Arc<dyn TaskSource>> = Vec::new();
-        for spec in &self.schedules {
-            let source: Arc<dyn TaskSource> =
-                Arc::new(ScheduledSource::new(spec.clone(), options.clone()));
-            sources.push(self.behind_lease(source)?);
-        }
-        Ok(Some(Arc::new(ScheduleModule {
+        let sources = self
+            .schedules
+            .iter()
+            .map(|spec| {
+                Arc::new(ScheduledSource::new(spec.clone(), options.clone())) as Arc<dyn TaskSource>
+            })
+            .collect();
+        Some(Arc::new(ScheduleModule {
             sources,
             queue: queue_name.to_owned(),
-        })))
-    }
-
-    #[allow(clippy::unnecessary_wraps)]
-    fn behind_lease(&self, source: Arc<dyn TaskSource>) -> Result<Arc<dyn TaskSource>, ComposeError> {
-        match &self.queue {
-            #[cfg(feature = "redis")]
-            QueuePlan::Redis(c) => {
-                use runtime_adapters_redis::{LeaderSource, RedisLease};
-                // No Redis call here: an unreachable Redis only keeps this instance standby.
-                let lease = RedisLease::new(
-                    c.url.clone(),
-                    schedule_lease_key(c, source.name()),
-                    SCHEDULE_LEADER_LEASE,
-                )
-                .map_err(|e| {
-                    ComposeError::setup(format!("cannot set up the schedule leader lease: {e}"))
-                })?;
-                Ok(Arc::new(LeaderSource::new(source, lease)))
-            }
-            #[allow(unreachable_patterns)]
-            _ => Ok(source),
-        }
+        }))
     }
 }

@@ -29,6 +29,9 @@
 //! * [`SourceAcknowledger`] is how a source learns the final outcome of each task it
 //!   produced, in whichever process the task finished: the task carries its origin (source
 //!   name + opaque key) and every process registers the same acknowledgers by name.
+//! * [`LeaderLease`]: at most one holder at a time across processes; a queue backend
+//!   that spans processes offers one ([`TaskQueue::leader_lease`]), and the runtime runs
+//!   an *exclusive* source only while its process holds it.
 //! * [`ApplicationModule`] checks its config sections and registers sources, pools,
 //!   acknowledgers and health contributors into a [`ModuleContext`]; the core turns those registrations into running
 //!   components.
@@ -51,6 +54,7 @@ mod error;
 mod handler;
 mod headers;
 mod health;
+mod lease;
 mod module;
 mod queue;
 mod signal;
@@ -77,6 +81,7 @@ pub use error::{BoxError, EndpointError, ModuleError, SourceError};
 pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
+pub use lease::{LeaderLease, LeaseError};
 pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, SourceSpec};
 pub use queue::{DeadLetter, NackOutcome, PublishOutcome, QueueError, QueueStats, TaskQueue};
 pub use signal::{NeverStopped, StopSignal};

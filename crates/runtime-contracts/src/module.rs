@@ -43,6 +43,10 @@ pub struct SourceSpec {
     pub source: Arc<dyn TaskSource>,
     /// The queue's name.
     pub queue: String,
+    /// `Some(ttl)`: an exclusive source. It runs only while this process holds the
+    /// queue's leader lease `source:<name>` ([`TaskQueue::leader_lease`]), which lasts
+    /// `ttl` without renewal; other processes stand by and take over when it goes.
+    pub lease_ttl: Option<Duration>,
 }
 
 /// A worker pool: `concurrency` workers take tasks from `queue` and run `handler`.
@@ -132,6 +136,25 @@ impl ModuleContext {
         self.registrations.sources.push(SourceSpec {
             source,
             queue: queue.into(),
+            lease_ttl: None,
+        });
+    }
+
+    /// Registers a source that runs in one process at a time among all that share
+    /// `queue`: the runtime wraps it in the queue backend's leader lease (ttl `lease_ttl`),
+    /// so the module never names a backend. Every process still registers the source's
+    /// acknowledger, so each settles the tasks it handled, leader or not. A backend without
+    /// a lease fails the start.
+    pub fn add_exclusive_source(
+        &mut self,
+        source: Arc<dyn TaskSource>,
+        queue: impl Into<String>,
+        lease_ttl: Duration,
+    ) {
+        self.registrations.sources.push(SourceSpec {
+            source,
+            queue: queue.into(),
+            lease_ttl: Some(lease_ttl),
         });
     }
 

@@ -1,11 +1,13 @@
 //! The queue contract: at-least-once delivery with leases, attempts and a dead-letter set.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::controls::TaskControls;
+use crate::lease::{LeaderLease, LeaseError};
 use crate::task::{Delivery, Task, TaskId};
 
 /// What `publish` did with a task.
@@ -253,4 +255,19 @@ pub trait TaskQueue: Send + Sync + 'static {
 
     /// Stops accepting work and frees resources. Tasks already stored stay stored.
     async fn close(&self) {}
+
+    /// A leader lease named `name` that every process sharing this queue contends for,
+    /// lasting `ttl` without renewal (a capability: the runtime uses it to run an
+    /// exclusive source in one process at a time). No I/O here: an unreachable backend
+    /// shows up later as "not held". The default offers none.
+    ///
+    /// # Errors
+    /// [`LeaseError::Invalid`] for an unusable name or ttl, [`LeaseError::Unsupported`]
+    /// when the backend has no lease (the default).
+    fn leader_lease(&self, name: &str, ttl: Duration) -> Result<Arc<dyn LeaderLease>, LeaseError> {
+        let _ = (name, ttl);
+        Err(LeaseError::Unsupported {
+            backend: self.backend().to_owned(),
+        })
+    }
 }

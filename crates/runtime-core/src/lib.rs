@@ -11,6 +11,8 @@
 //! * [`ConfigurationManager`] — layered configuration, typed platform sections, reload.
 //! * [`WorkerSupervisor`] — named worker pools: concurrency, per-task timeout, lease
 //!   renewal, restart after a panic with backoff, live resizing, drain at shutdown.
+//! * [`LeaderSource`] — an exclusive source: runs only while this process holds the
+//!   queue backend's [`LeaderLease`](runtime_contracts::LeaderLease).
 //! * [`TraceService`] — a span per task; the context travels with the task (`traceparent`).
 //! * [`HealthRegistry`] — liveness (the runtime's own heartbeat), readiness
 //!   (running and every readiness contributor up) and the aggregated view.
@@ -25,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod health;
+pub mod leader;
 pub mod logging;
 pub mod runtime;
 mod shared;
@@ -39,6 +42,7 @@ pub use backoff::Backoff;
 pub use config::{ConfigurationManager, PlatformConfig};
 pub use control::ControlPlaneService;
 pub use health::HealthRegistry;
+pub use leader::LeaderSource;
 pub use runtime::{RuntimeBuilder, RuntimeError, RuntimeHandle, RuntimeManager};
 pub use signal::StopToken;
 pub use supervisor::{ConcurrencyOrigin, DrainReport, PoolSettings, WorkerSupervisor};

@@ -15,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::config::ConfigurationManager;
 use crate::control::ControlPlaneService;
 use crate::health::{HealthRegistry, QueueHealth};
+use crate::leader::LeaderSource;
 use crate::shared::Shared;
 use crate::signal::{StopToken, Termination};
 use crate::sources::SourceRunner;
@@ -54,6 +55,17 @@ pub enum RuntimeError {
     /// A source name is used twice.
     #[error("two sources are named {0:?}")]
     DuplicateSource(String),
+    /// An exclusive source's queue offers no usable leader lease.
+    #[error(
+        "source {source_name:?} must run in one process at a time, but its queue gives no leader lease"
+    )]
+    Lease {
+        /// The source.
+        source_name: String,
+        /// Why.
+        #[source]
+        source: runtime_contracts::LeaseError,
+    },
     /// `start` was called twice, or after stop.
     #[error("the runtime was already started")]
     AlreadyStarted,
@@ -459,14 +471,26 @@ impl RuntimeManager {
                     source_name: name.clone(),
                     queue: spec.queue.clone(),
                 })?;
-            if let Some(ack) = spec.source.acknowledger() {
+            let source = match spec.lease_ttl {
+                None => spec.source,
+                Some(ttl) => {
+                    let lease =
+                        q.leader_lease(&format!("source:{name}"), ttl)
+                            .map_err(|source| RuntimeError::Lease {
+                                source_name: name.clone(),
+                                source,
+                            })?;
+                    Arc::new(LeaderSource::new(spec.source, lease))
+                }
+            };
+            if let Some(ack) = source.acknowledger() {
                 inner.acks.insert(name.clone(), ack);
             }
-            if let Some(h) = spec.source.health() {
+            if let Some(h) = source.health() {
                 inner.health.register(h);
             }
             runners.push(Arc::new(SourceRunner::new(
-                spec.source,
+                source,
                 q,
                 inner.trace.clone(),
                 inner.sources_stop.clone(),

@@ -242,6 +242,8 @@ impl SourceAcknowledger for RecordingAcknowledger {
 pub struct PartsModule {
     /// Sources with the queue each publishes into.
     pub sources: Vec<(Arc<dyn TaskSource>, String)>,
+    /// Exclusive sources: queue and lease ttl ([`ModuleContext::add_exclusive_source`]).
+    pub exclusive_sources: Vec<(Arc<dyn TaskSource>, String, std::time::Duration)>,
     /// Pools.
     pub pools: Vec<PoolSpec>,
     /// Health contributors.
@@ -259,6 +261,9 @@ impl ApplicationModule for PartsModule {
     async fn register(&self, ctx: &mut ModuleContext) -> Result<(), ModuleError> {
         for (s, q) in &self.sources {
             ctx.add_source(s.clone(), q.clone());
+        }
+        for (s, q, ttl) in &self.exclusive_sources {
+            ctx.add_exclusive_source(s.clone(), q.clone(), *ttl);
         }
         for p in &self.pools {
             ctx.add_pool(p.clone());

@@ -7,6 +7,8 @@
 //! * [`source_conformance`] — the source conformance suite, written once and run against
 //!   every [`TaskSource`](runtime_contracts::TaskSource) through a small per-source
 //!   fixture ([`source_conformance::SourceFixture`]).
+//! * [`lease_conformance`] — the leader-lease suite, run against every backend whose
+//!   queue offers a [`LeaderLease`](runtime_contracts::LeaderLease).
 //! * [`dovecot`] — a real IMAP server (Dovecot) per test, on a free loopback port with its
 //!   own temporary directory.
 //! * [`otlp_receiver`] — an in-test OTLP/HTTP collector that decodes and keeps spans,
@@ -19,6 +21,7 @@
 
 pub mod dovecot;
 pub mod fakes;
+pub mod lease_conformance;
 pub mod otlp_receiver;
 pub mod queue_conformance;
 pub mod source_conformance;

@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mail_order_bot::module::leader_lease_key;
 use mail_order_bot::store::OrderStore;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
@@ -166,7 +165,8 @@ async fn two_instances_share_a_mailbox_and_the_survivor_takes_over_after_kill_9(
         .replace("[mail]\n", "[mail]\nleader_lease = \"1s\"\n");
     assert!(config.contains("leader_lease"));
     std::fs::write(&env.config_path, config).unwrap();
-    let lease_key = leader_lease_key(&env.queue_name);
+    // The runtime's lease `source:mail` in the Redis queue's key space.
+    let lease_key = format!("plba:{{{}}}:lease:source:mail", env.queue_name);
     let store = env.store().await; // migrates, so the trigger has its table
     slow_inserts(&env.db_url).await;
     for i in 0..BEFORE {
@@ -355,11 +355,18 @@ async fn two_instances_run_each_tick_of_a_schedule_once() {
         lead["runs_total"].as_u64().unwrap() >= rows.len() as u64,
         "the leader published every reported tick: {lead} {rows:?}"
     );
-    let lease = redis_get(&runtime_compose::schedule_lease_key(
-        &runtime_adapters_redis::RedisQueueConfig::new("", &env.queue_name),
-        "summary",
-    ));
-    assert!(!lease.is_empty(), "the schedule's lease is held in Redis");
+    let lease = redis_get(&format!("plba:{{{}}}:lease:source:summary", env.queue_name));
+    let status = get_json(bots[leader].port, "/status").await.unwrap();
+    let source = status["sources"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "summary"))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        lease,
+        source["details"]["holder"].as_str().unwrap_or_default(),
+        "the schedule's lease in Redis names the instance that ticks: {source}"
+    );
     drop(bots);
     store.close().await;
     env.cleanup().await;

@@ -164,7 +164,6 @@ async fn run_schedules(schedules: &str) -> Running {
         .module(Arc::new(module))
         .module(
             plan.schedule_module(&platform.queue.name, &platform.runtime.state_dir)
-                .unwrap()
                 .unwrap(),
         )
         .handle_signals(false)

@@ -561,3 +561,83 @@ async fn a_reload_the_module_check_refuses_keeps_the_old_config() {
     );
     rt.stop().await;
 }
+
+/// A module's exclusive source runs behind the queue's leader lease (`source:<name>`):
+/// the memory queue's process-local one here; status shows the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_source_runs_behind_the_queues_lease() {
+    let q = queue(3);
+    let handler = runtime_testkit::fakes::FnHandler::new(Duration::ZERO, |_, _| Ok(()));
+    let cfg = config(fast_platform(serde_json::json!({}))).await;
+    let module = PartsModule {
+        exclusive_sources: vec![(
+            VecSource::new("s", vec![Task::new("t", "x")]),
+            "q".into(),
+            Duration::from_secs(3),
+        )],
+        pools: vec![runtime_contracts::PoolSpec {
+            name: "p".into(),
+            queue: "q".into(),
+            handler: handler.clone(),
+            concurrency: 1,
+            task_timeout: Duration::from_secs(5),
+        }],
+        ..Default::default()
+    };
+    let rt = RuntimeManager::builder(cfg)
+        .queue(q.clone())
+        .module(Arc::new(module))
+        .handle_signals(false)
+        .build();
+    let handle = rt.handle();
+    rt.start().await.unwrap();
+    assert_eq!(handler.wait_calls(1, Duration::from_secs(10)).await, 1);
+    let status = handle.status().await;
+    let details = &status.sources[0].details;
+    assert_eq!(status.sources[0].name, "s");
+    assert_eq!(details["leader"], true, "{details:?}");
+    assert_eq!(details["lease_key"], "source:s");
+    assert_eq!(details["lease_ttl_ms"], 3000);
+    // The lease is the queue's: another holder of it is refused while the source leads.
+    let other = q.leader_lease("source:s", Duration::from_secs(3)).unwrap();
+    assert!(!other.try_acquire().await.unwrap());
+    rt.stop().await;
+    assert!(
+        other.try_acquire().await.unwrap(),
+        "the stop released the lease"
+    );
+}
+
+/// A queue that offers no lease cannot run an exclusive source: the start fails naming
+/// the source, before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_source_on_a_queue_without_a_lease_fails_the_start() {
+    let q = Arc::new(PanickingQueue {
+        inner: queue(3),
+        broken: false.into(),
+        consumes: AtomicUsize::new(0),
+    });
+    let cfg = config(fast_platform(serde_json::json!({}))).await;
+    let module = PartsModule {
+        exclusive_sources: vec![(
+            VecSource::new("s", vec![]),
+            "q".into(),
+            Duration::from_secs(3),
+        )],
+        ..Default::default()
+    };
+    let rt = RuntimeManager::builder(cfg)
+        .queue(q)
+        .module(Arc::new(module))
+        .handle_signals(false)
+        .build();
+    let error = rt.start().await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, runtime_core::RuntimeError::Lease { .. }),
+        "{text}"
+    );
+    assert!(text.contains("\"s\""), "{text}");
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(cause.contains("panicking"), "{cause}");
+}
