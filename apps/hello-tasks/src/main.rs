@@ -55,8 +55,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             limit: cli.count.unwrap_or(u64::MAX),
             done: done.clone(),
         }));
-    if let Some(schedules) =
-        plan.schedule_module(&platform.queue.name, &platform.runtime.state_dir)
+    if let Some(schedules) = plan.schedule_module(&platform.queue.name, &platform.runtime.state_dir)
     {
         builder = builder.module(schedules);
     }

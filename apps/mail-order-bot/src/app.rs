@@ -153,8 +153,7 @@ pub async fn compose(
         .handle_signals(options.handle_signals);
     // `[[schedules]]` (the daily summary): into the same queue, behind a leader lease in
     // Redis when the queue is shared.
-    if let Some(schedules) =
-        plan.schedule_module(&platform.queue.name, &platform.runtime.state_dir)
+    if let Some(schedules) = plan.schedule_module(&platform.queue.name, &platform.runtime.state_dir)
     {
         builder = builder.module(schedules);
     }

@@ -47,7 +47,9 @@ fn previous_day(local_tick: &str) -> Result<(Date, String, String), String> {
     let today = zoned.date();
     let day = today.yesterday().map_err(|e| e.to_string())?;
     let bound = |d: Date| -> Result<String, String> {
-        let start = d.to_zoned(zoned.time_zone().clone()).map_err(|e| e.to_string())?;
+        let start = d
+            .to_zoned(zoned.time_zone().clone())
+            .map_err(|e| e.to_string())?;
         Ok(start
             .timestamp()
             .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -105,7 +107,13 @@ impl TaskHandler for SummaryHandler {
             .headers
             .get(SCHEDULE_LOCAL_TICK_HEADER)
             .ok_or_else(|| TaskError::reject(format!("no {SCHEDULE_LOCAL_TICK_HEADER} header")))?;
-        if self.store.report(&tick).await.map_err(store_error)?.is_some() {
+        if self
+            .store
+            .report(&tick)
+            .await
+            .map_err(store_error)?
+            .is_some()
+        {
             info!(%tick, "daily summary already written");
             return Ok(());
         }

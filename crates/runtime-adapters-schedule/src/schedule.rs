@@ -126,7 +126,11 @@ mod tests {
             if n >= end {
                 break;
             }
-            out.push(n.to_zoned(s.zone().clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string());
+            out.push(
+                n.to_zoned(s.zone().clone())
+                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                    .to_string(),
+            );
             t = n;
         }
         out

@@ -162,7 +162,11 @@ impl ScheduleSettings {
             (Some(expr), None) => match parse_cron(expr) {
                 Ok(cron) => Some(Rule::Cron(Box::new(cron))),
                 Err(message) => {
-                    bad("cron", quoted(expr), format!("not a cron expression: {message}"));
+                    bad(
+                        "cron",
+                        quoted(expr),
+                        format!("not a cron expression: {message}"),
+                    );
                     None
                 }
             },
@@ -210,7 +214,9 @@ impl ScheduleSettings {
                 payload,
                 describe: match (&self.cron, self.every) {
                     (Some(expr), _) => format!("cron {expr}"),
-                    (_, Some(every)) => format!("every {}", runtime_contracts::duration::format(every)),
+                    (_, Some(every)) => {
+                        format!("every {}", runtime_contracts::duration::format(every))
+                    }
                     _ => String::new(),
                 },
             }),

@@ -141,7 +141,11 @@ impl ScheduledSource {
                 last_finished: None,
             },
         };
-        let owed = match (redeliver, p.checkpoint.last_tick, p.checkpoint.last_finished) {
+        let owed = match (
+            redeliver,
+            p.checkpoint.last_tick,
+            p.checkpoint.last_finished,
+        ) {
             (true, Some(tick), finished) if checkpoint.is_some() && finished < Some(tick) => {
                 Some(tick)
             }
@@ -168,7 +172,10 @@ impl ScheduledSource {
     }
 
     fn cursor(&self) -> Timestamp {
-        self.progress().checkpoint.last_tick.unwrap_or_else(Timestamp::now)
+        self.progress()
+            .checkpoint
+            .last_tick
+            .unwrap_or_else(Timestamp::now)
     }
 
     /// Publishes the task of tick `t` (waiting while the queue is full); `false` when
@@ -256,7 +263,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 async fn read_checkpoint(file: &Path) -> Result<Option<Checkpoint>, SourceError> {
     let unavailable = |e: std::io::Error| {
-        SourceError::unavailable(format!("cannot read the schedule state {}", file.display()), e)
+        SourceError::unavailable(
+            format!("cannot read the schedule state {}", file.display()),
+            e,
+        )
     };
     match tokio::fs::metadata(file).await {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -14,9 +14,9 @@ use runtime_contracts::{
 };
 use serde_json::Value;
 
+use crate::Plan;
 #[cfg(feature = "redis")]
 use crate::QueuePlan;
-use crate::Plan;
 
 /// How long a schedule's leader lease lasts: a dead leader's schedules move to another
 /// instance sharing the queue within about 1.4 x this.
@@ -133,7 +133,11 @@ impl ApplicationModule for ScheduleModule {
 impl Plan {
     /// The module running `[[schedules]]`, publishing into `queue_name`, checkpoints in
     /// `state_dir` (`runtime.state_dir`); `None` when there are no schedules.
-    pub fn schedule_module(&self, queue_name: &str, state_dir: &Path) -> Option<Arc<ScheduleModule>> {
+    pub fn schedule_module(
+        &self,
+        queue_name: &str,
+        state_dir: &Path,
+    ) -> Option<Arc<ScheduleModule>> {
         if self.schedules.is_empty() {
             return None;
         }

@@ -48,9 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use runtime_contracts::{
-    Delivery, FinalOutcome, SourceState, Task, TaskQueue, TaskSource,
-};
+use runtime_contracts::{Delivery, FinalOutcome, SourceState, Task, TaskQueue, TaskSource};
 use runtime_core::sources::SourceRunner;
 use runtime_core::{IdTraceFactory, StopToken, TraceService};
 use tokio::task::JoinHandle;
@@ -130,8 +128,7 @@ async fn start_on(queue: Arc<dyn TaskQueue>, source: Arc<dyn TaskSource>) -> Har
 }
 
 async fn start<F: SourceFixture>(fixture: &F, capacity: usize) -> Harness {
-    let queue: Arc<dyn TaskQueue> =
-        memory_queue(QUEUE, capacity, 3, Duration::from_secs(300));
+    let queue: Arc<dyn TaskQueue> = memory_queue(QUEUE, capacity, 3, Duration::from_secs(300));
     start_on(queue, fixture.source().await).await
 }
 
@@ -177,7 +174,11 @@ impl Harness {
     }
 
     async fn published(&self) -> u64 {
-        self.queue.stats().await.map(|s| s.published_total).unwrap_or(0)
+        self.queue
+            .stats()
+            .await
+            .map(|s| s.published_total)
+            .unwrap_or(0)
     }
 }
 
@@ -187,10 +188,12 @@ async fn item_and_task<F: SourceFixture>(
     h: &Harness,
 ) -> Result<(Option<String>, Delivery), CaseError> {
     let item = fixture.add_item().await;
-    let d = h
-        .next(fixture.latency())
-        .await?
-        .ok_or_else(|| CaseError(format!("no task within {:?} for {item:?}", fixture.latency())))?;
+    let d = h.next(fixture.latency()).await?.ok_or_else(|| {
+        CaseError(format!(
+            "no task within {:?} for {item:?}",
+            fixture.latency()
+        ))
+    })?;
     if let Some(item) = &item {
         let got = fixture.item_of(&d.task);
         ensure!(&got == item, "expected the task of {item:?}, got {got:?}");
@@ -221,7 +224,10 @@ pub async fn start_publishes_and_stop_ends_within_deadline<F: SourceFixture>(
 ) -> CaseResult {
     let h = start(fixture, 100).await;
     let (_, d) = item_and_task(fixture, &h).await?;
-    ensure!(d.task.origin.is_some(), "a source's task carries its origin");
+    ensure!(
+        d.task.origin.is_some(),
+        "a source's task carries its origin"
+    );
     ensure!(
         h.runner.status().state == SourceState::Running,
         "state {:?}, expected running",
@@ -247,7 +253,11 @@ pub async fn pause_holds_and_resume_restarts<F: SourceFixture>(fixture: &F) -> C
         .pause()
         .await
         .map_err(|e| CaseError(format!("pause failed: {e}")))?;
-    ensure!(status.state == SourceState::Paused, "state {:?} after pause", status.state);
+    ensure!(
+        status.state == SourceState::Paused,
+        "state {:?} after pause",
+        status.state
+    );
     let before = h.published().await;
     let item = fixture.add_item().await;
     let during = h.next(fixture.latency()).await?;
@@ -266,7 +276,10 @@ pub async fn pause_holds_and_resume_restarts<F: SourceFixture>(fixture: &F) -> C
         .await?
         .ok_or_else(|| CaseError("nothing published after resume".into()))?;
     if let Some(item) = item {
-        ensure!(fixture.item_of(&after.task) == item, "resumed with the wrong item");
+        ensure!(
+            fixture.item_of(&after.task) == item,
+            "resumed with the wrong item"
+        );
     }
     ensure!(
         h.runner.status().state == SourceState::Running,
@@ -310,7 +323,10 @@ pub async fn backpressure_holds_the_source_when_the_queue_is_full<F: SourceFixtu
         h.runner.status()
     );
     // Room again: the source goes on with the next item.
-    let d = h.next(fixture.latency()).await?.ok_or_else(|| CaseError("no first task".into()))?;
+    let d = h
+        .next(fixture.latency())
+        .await?
+        .ok_or_else(|| CaseError("no first task".into()))?;
     h.finish(&d).await?;
     let d2 = h
         .next(fixture.latency() * 2)
@@ -336,7 +352,10 @@ pub async fn one_task_per_item_while_it_is_live<F: SourceFixture>(fixture: &F) -
     let mut seen = BTreeSet::from([held_item.clone()]);
     while let Some(d) = h.next(Duration::from_millis(50)).await? {
         let item = fixture.item_of(&d.task);
-        ensure!(seen.insert(item.clone()), "item {item:?} published twice while live");
+        ensure!(
+            seen.insert(item.clone()),
+            "item {item:?} published twice while live"
+        );
     }
     let published = h.published().await;
     ensure!(
@@ -358,7 +377,10 @@ pub async fn acknowledged_only_after_success<F: SourceFixture>(fixture: &F) -> C
         .nack(&d, None, "handler failed")
         .await
         .map_err(|e| CaseError(format!("nack failed: {e}")))?;
-    ensure!(!fixture.is_done(&item).await, "{item:?} done after a failure");
+    ensure!(
+        !fixture.is_done(&item).await,
+        "{item:?} done after a failure"
+    );
     // The redelivery of the same task (later ticks may be queued before it).
     let mut again = None;
     for _ in 0..10 {
@@ -395,7 +417,12 @@ pub async fn status_names_the_source_and_counts<F: SourceFixture>(fixture: &F) -
     ensure!(!s.kind.is_empty(), "status has no kind");
     ensure!(s.state == SourceState::Running, "state {:?}", s.state);
     ensure!(s.produced >= 1, "produced {} after a task", s.produced);
-    ensure!(s.errors == 0, "errors {} in a clean run: {:?}", s.errors, s.last_error);
+    ensure!(
+        s.errors == 0,
+        "errors {} in a clean run: {:?}",
+        s.errors,
+        s.last_error
+    );
     ensure!(
         s.last_success_age_seconds.is_some(),
         "no last success age after a task: {s:?}"
@@ -429,10 +456,19 @@ pub async fn restart_loses_nothing_and_repeats_nothing<F: SourceFixture>(
         .await?
         .ok_or_else(|| CaseError("nothing published after the restart".into()))?;
     let next_item = fixture.item_of(&next.task);
-    ensure!(next_item != done_item, "{done_item:?} published again after it was done");
-    ensure!(next_item != live_item, "{live_item:?} published again while live");
+    ensure!(
+        next_item != done_item,
+        "{done_item:?} published again after it was done"
+    );
+    ensure!(
+        next_item != live_item,
+        "{live_item:?} published again while live"
+    );
     if let Some(added) = added {
-        ensure!(next_item == added, "expected {added:?} after the restart, got {next_item:?}");
+        ensure!(
+            next_item == added,
+            "expected {added:?} after the restart, got {next_item:?}"
+        );
     }
     ensure!(
         h.published().await == before + 1,

@@ -74,11 +74,7 @@ impl OrderStore {
 
     /// The report recorded for `tick`, if any.
     pub async fn report(&self, tick: &str) -> Result<Option<ReportRow>, StoreError> {
-        Ok(self
-            .reports()
-            .await?
-            .into_iter()
-            .find(|r| r.tick == tick))
+        Ok(self.reports().await?.into_iter().find(|r| r.tick == tick))
     }
 
     /// Every recorded report, oldest first.
@@ -114,30 +110,26 @@ impl OrderStore {
         self.ensure_migrated().await?;
         let kind = self.kind();
         let result = match &self.pool {
-            Pool::Sqlite(h) => {
-                sqlx::query(
-                    "INSERT INTO reports (tick, path, orders) VALUES (?, ?, ?) \
+            Pool::Sqlite(h) => sqlx::query(
+                "INSERT INTO reports (tick, path, orders) VALUES (?, ?, ?) \
                      ON CONFLICT (tick) DO NOTHING",
-                )
-                .bind(tick)
-                .bind(path)
-                .bind(orders)
-                .execute(&h.pool())
-                .await
-                .map(|r| r.rows_affected() == 1)
-            }
-            Pool::Postgres(pool) => {
-                sqlx::query(
-                    "INSERT INTO reports (tick, path, orders) VALUES ($1, $2, $3) \
+            )
+            .bind(tick)
+            .bind(path)
+            .bind(orders)
+            .execute(&h.pool())
+            .await
+            .map(|r| r.rows_affected() == 1),
+            Pool::Postgres(pool) => sqlx::query(
+                "INSERT INTO reports (tick, path, orders) VALUES ($1, $2, $3) \
                      ON CONFLICT (tick) DO NOTHING",
-                )
-                .bind(tick)
-                .bind(path)
-                .bind(orders)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected() == 1)
-            }
+            )
+            .bind(tick)
+            .bind(path)
+            .bind(orders)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() == 1),
         };
         result.map_err(|e| classify(kind, e))
     }

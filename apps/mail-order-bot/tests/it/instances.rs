@@ -343,7 +343,11 @@ async fn two_instances_run_each_tick_of_a_schedule_once() {
     // Several ticks later: still one ticking instance, each tick once.
     let rows = eventually("six reports", Duration::from_secs(20), || async {
         let rows = store.reports().await.map_err(|e| e.to_string())?;
-        if rows.len() >= 6 { Ok(rows) } else { Err(format!("{} rows", rows.len())) }
+        if rows.len() >= 6 {
+            Ok(rows)
+        } else {
+            Err(format!("{} rows", rows.len()))
+        }
     })
     .await;
     let standby = schedule(&bots[1 - leader], "summary").await.unwrap();

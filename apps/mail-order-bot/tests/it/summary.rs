@@ -63,15 +63,17 @@ async fn insert_orders(url: &str, sqlite: bool) {
                       total_cents, created_at) VALUES ";
         if sqlite {
             let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("{insert}(?, ?, ?, 'accepted', NULL, ?, ?)")))
-                .bind(msg)
-                .bind(customer)
-                .bind(po)
-                .bind(total)
-                .bind(*at)
-                .execute(&pool)
-                .await
-                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{insert}(?, ?, ?, 'accepted', NULL, ?, ?)"
+            )))
+            .bind(msg)
+            .bind(customer)
+            .bind(po)
+            .bind(total)
+            .bind(*at)
+            .execute(&pool)
+            .await
+            .unwrap();
             pool.close().await;
         } else {
             let pool = sqlx::PgPool::connect(url).await.unwrap();
@@ -147,7 +149,8 @@ async fn the_bot_runs_a_missed_daily_summary_once_at_start() {
     let config = format!(
         "{}\n[runtime]\nshutdown_timeout = \"5s\"\nstate_dir = {:?}\n\n[reports]\ndir = {:?}\n\n[[schedules]]\nname = \"daily\"\n\
          cron = \"0 7 * * *\"\ntimezone = \"Europe/Berlin\"\nroute = \"daily-summary\"\nmisfire = \"once\"\n",
-        env.config_toml().replace("[runtime]\nshutdown_timeout = \"5s\"\n", ""),
+        env.config_toml()
+            .replace("[runtime]\nshutdown_timeout = \"5s\"\n", ""),
         state.display().to_string(),
         reports.display().to_string(),
     );
@@ -164,7 +167,13 @@ async fn the_bot_runs_a_missed_daily_summary_once_at_start() {
     let now = jiff::Timestamp::now().to_zoned(berlin.clone());
     let mut latest = now.date().at(7, 0, 0, 0).to_zoned(berlin.clone()).unwrap();
     if latest > now {
-        latest = latest.date().yesterday().unwrap().at(7, 0, 0, 0).to_zoned(berlin).unwrap();
+        latest = latest
+            .date()
+            .yesterday()
+            .unwrap()
+            .at(7, 0, 0, 0)
+            .to_zoned(berlin)
+            .unwrap();
     }
     let day = latest.date().yesterday().unwrap();
 
@@ -188,7 +197,10 @@ async fn the_bot_runs_a_missed_daily_summary_once_at_start() {
     let status = runtime.handle().status().await;
     let s = status.schedules.iter().find(|s| s.name == "daily").unwrap();
     assert_eq!(s.runs_total, 1, "{s:?}");
-    assert_eq!(s.last_run.as_deref(), Some(latest.timestamp().to_string().as_str()));
+    assert_eq!(
+        s.last_run.as_deref(),
+        Some(latest.timestamp().to_string().as_str())
+    );
     runtime.stop().await;
     store.close().await;
     env.cleanup().await;

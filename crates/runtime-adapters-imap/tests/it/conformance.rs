@@ -62,7 +62,11 @@ impl SourceFixture for Imap {
     }
 
     fn item_of(&self, task: &Task) -> String {
-        let Some(key) = task.origin.as_ref().and_then(|o| o.key.parse::<MessageKey>().ok()) else {
+        let Some(key) = task
+            .origin
+            .as_ref()
+            .and_then(|o| o.key.parse::<MessageKey>().ok())
+        else {
             return String::new();
         };
         let tag = key

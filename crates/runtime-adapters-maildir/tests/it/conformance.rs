@@ -41,13 +41,20 @@ impl SourceFixture for Maildir {
     }
 
     async fn add_item(&self) -> Option<String> {
-        let unique = format!("{}.M{}.conformance", 1_700_000_000u32 + self.next.fetch_add(1, Ordering::SeqCst), 1);
+        let unique = format!(
+            "{}.M{}.conformance",
+            1_700_000_000u32 + self.next.fetch_add(1, Ordering::SeqCst),
+            1
+        );
         deliver(&self.path, &unique, &message(&unique));
         Some(unique)
     }
 
     fn item_of(&self, task: &Task) -> String {
-        task.origin.as_ref().map(|o| o.key.clone()).unwrap_or_default()
+        task.origin
+            .as_ref()
+            .map(|o| o.key.clone())
+            .unwrap_or_default()
     }
 
     async fn is_done(&self, item: &str) -> bool {
@@ -57,7 +64,8 @@ impl SourceFixture for Maildir {
             .map(|entries| {
                 entries.flatten().any(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    name.strip_prefix(&prefix).is_some_and(|flags| flags.contains('S'))
+                    name.strip_prefix(&prefix)
+                        .is_some_and(|flags| flags.contains('S'))
                 })
             })
             .unwrap_or(false)

@@ -50,7 +50,10 @@ impl SourceFixture for Every {
     }
 
     fn item_of(&self, task: &Task) -> String {
-        task.origin.as_ref().map(|o| o.key.clone()).unwrap_or_default()
+        task.origin
+            .as_ref()
+            .map(|o| o.key.clone())
+            .unwrap_or_default()
     }
 
     async fn is_done(&self, item: &str) -> bool {

@@ -60,7 +60,9 @@ fn hours() -> (Timestamp, Timestamp) {
     let now = Timestamp::now();
     let ms = now.as_millisecond();
     let latest = Timestamp::from_millisecond(ms - ms.rem_euclid(3_600_000)).unwrap();
-    let old = latest.checked_sub(jiff::SignedDuration::from_hours(2)).unwrap();
+    let old = latest
+        .checked_sub(jiff::SignedDuration::from_hours(2))
+        .unwrap();
     (latest, old)
 }
 
@@ -84,7 +86,10 @@ async fn wait_state(dir: &std::path::Path, field: &str, t: Timestamp) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("the state file never showed {field} = {t}: {}", read_state(dir));
+    panic!(
+        "the state file never showed {field} = {t}: {}",
+        read_state(dir)
+    );
 }
 
 fn run(source: &ScheduledSource, sink: &Arc<Sink>) -> (StopToken, tokio::task::JoinHandle<()>) {
@@ -124,7 +129,9 @@ async fn misfire_once_runs_the_latest_missed_tick_once_after_a_restart() {
     let key = &tasks[0].origin.as_ref().unwrap().key;
     assert_eq!(key, &latest.to_string(), "the latest missed tick, once");
     assert_eq!(
-        tasks[0].headers.get(runtime_contracts::SCHEDULE_LOCAL_TICK_HEADER),
+        tasks[0]
+            .headers
+            .get(runtime_contracts::SCHEDULE_LOCAL_TICK_HEADER),
         Some(
             latest
                 .to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap())
@@ -135,7 +142,10 @@ async fn misfire_once_runs_the_latest_missed_tick_once_after_a_restart() {
     wait_state(dir.path(), "last_tick", latest).await;
     let status = runtime_contracts::ScheduleStatus::from_source(&source.status()).unwrap();
     assert_eq!(status.runs_total, 1);
-    assert_eq!(status.last_run.as_deref(), Some(latest.to_string().as_str()));
+    assert_eq!(
+        status.last_run.as_deref(),
+        Some(latest.to_string().as_str())
+    );
     stop.stop();
     join.await.unwrap();
 
@@ -185,7 +195,9 @@ async fn a_tick_lost_with_a_memory_queue_is_published_again_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let (latest, _) = hours();
     // Published, never seen finished, and the queue died with the process.
-    let before = latest.checked_sub(jiff::SignedDuration::from_hours(1)).unwrap();
+    let before = latest
+        .checked_sub(jiff::SignedDuration::from_hours(1))
+        .unwrap();
     write_state(dir.path(), latest, Some(before));
     let sink = Arc::new(Sink::default());
     let source = hourly(Misfire::Skip, dir.path(), true);

@@ -4,14 +4,22 @@ use runtime_contracts::{ConfigError, ConfigOrigin};
 use runtime_core::cli::{self, AppConfigSpec, ConfigArgs};
 
 fn spec() -> AppConfigSpec {
-    AppConfigSpec::new("testapp", "PLBA_TSCHED_", "").validator(runtime_compose::validator("testapp"))
+    AppConfigSpec::new("testapp", "PLBA_TSCHED_", "")
+        .validator(runtime_compose::validator("testapp"))
 }
 
 async fn load(text: &str) -> Result<runtime_compose::Plan, Vec<(String, String)>> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("app.toml");
     std::fs::write(&file, text).unwrap();
-    match cli::load_config(&spec(), &ConfigArgs { config: vec![file.clone()] }).await {
+    match cli::load_config(
+        &spec(),
+        &ConfigArgs {
+            config: vec![file.clone()],
+        },
+    )
+    .await
+    {
         Ok(m) => Ok(runtime_compose::plan(&m.current(), "testapp").unwrap()),
         Err(ConfigError::Invalid(issues)) => {
             for i in &issues {
@@ -208,10 +216,18 @@ async fn every_second_for_five_seconds_runs_four_to_six_times_one_task_per_tick(
     let status = r.runtime.handle().status().await;
     r.runtime.stop().await;
     let ticks = ticks(&r.handler);
-    assert!((4..=6).contains(&ticks.len()), "{} runs: {ticks:?}", ticks.len());
+    assert!(
+        (4..=6).contains(&ticks.len()),
+        "{} runs: {ticks:?}",
+        ticks.len()
+    );
     for pair in ticks.windows(2) {
         // Distinct, in order, one period apart: no tick twice, none skipped.
-        assert_eq!(pair[1].as_millisecond() - pair[0].as_millisecond(), 1000, "{ticks:?}");
+        assert_eq!(
+            pair[1].as_millisecond() - pair[0].as_millisecond(),
+            1000,
+            "{ticks:?}"
+        );
     }
     for call in r.handler.calls.lock().unwrap().iter() {
         assert_eq!(call.route, "tick");
