@@ -105,6 +105,7 @@ fn period_ms(period: Duration) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn cron(expr: &str, zone: &str) -> Schedule {

@@ -236,6 +236,7 @@ fn valid_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn keys(s: ScheduleSettings) -> Vec<String> {
