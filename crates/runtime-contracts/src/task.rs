@@ -506,15 +506,15 @@ mod tests {
 
     #[test]
     fn unique_key_and_last_error_travel_as_headers() {
-        let mut t = Task::new("r", "x").with_unique_key("order-7");
-        assert_eq!(t.unique_key(), Some("order-7"));
+        let mut t = Task::new("r", "x").with_unique_key("item-7");
+        assert_eq!(t.unique_key(), Some("item-7"));
         assert!(t.check_publishable().is_ok());
         t.record_error(&"é".repeat(1000));
         let kept = t.headers.get(crate::LAST_ERROR_HEADER).unwrap_or_default();
         assert!(kept.len() <= crate::MAX_LAST_ERROR_BYTES && kept.starts_with('é'));
         let json = serde_json::to_string(&t).unwrap_or_default();
         let back: Task = serde_json::from_str(&json).unwrap_or_else(|_| Task::new("x", ""));
-        assert_eq!(back.unique_key(), Some("order-7"));
+        assert_eq!(back.unique_key(), Some("item-7"));
         assert!(
             Task::new("r", "")
                 .with_unique_key("")

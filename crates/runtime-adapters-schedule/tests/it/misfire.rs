@@ -10,7 +10,7 @@ use runtime_adapters_schedule::{Misfire, ScheduleSettings, ScheduledSource, Sour
 use runtime_contracts::{
     FinalOutcome, PublishOutcome, QueueError, StopSignal, Task, TaskSink, TaskSource,
 };
-use runtime_core::StopToken;
+use runtime_testkit::runtime_core::StopToken;
 
 /// Records what the source publishes; `published` tells each publish.
 #[derive(Default)]
