@@ -41,6 +41,9 @@ struct Checkpoint {
     last_tick: Option<Timestamp>,
     /// The latest tick whose task finished (succeeded or dead-lettered).
     last_finished: Option<Timestamp>,
+    /// The last tick published (not one skipped by `misfire`): `/status`'s `last_run`.
+    #[serde(default)]
+    last_run: Option<Timestamp>,
 }
 
 #[derive(Default)]
@@ -138,7 +141,7 @@ impl ScheduledSource {
             // A new schedule starts now: nothing before it was missed.
             None => Checkpoint {
                 last_tick: Some(Timestamp::now()),
-                last_finished: None,
+                ..Checkpoint::default()
             },
         };
         let owed = match (
@@ -212,6 +215,10 @@ impl ScheduledSource {
             p.last_published = Some(Instant::now());
             if p.checkpoint.last_tick < Some(t) {
                 p.checkpoint.last_tick = Some(t);
+                p.dirty = true;
+            }
+            if p.checkpoint.last_run < Some(t) {
+                p.checkpoint.last_run = Some(t);
                 p.dirty = true;
             }
         }
@@ -368,12 +375,7 @@ impl TaskSource for ScheduledSource {
         let schedule = ScheduleStatus {
             name: spec.name.clone(),
             next_run: p.next.map(tick_key),
-            last_run: p
-                .loaded
-                .then_some(p.checkpoint.last_tick)
-                .flatten()
-                .filter(|_| p.runs > 0 || p.checkpoint.last_finished.is_some())
-                .map(tick_key),
+            last_run: p.checkpoint.last_run.map(tick_key),
             runs_total: p.runs,
         };
         schedule.write_details(&mut status.details);

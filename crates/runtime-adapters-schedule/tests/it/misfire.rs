@@ -186,6 +186,7 @@ async fn misfire_skip_runs_nothing_for_missed_ticks_and_waits_for_the_next() {
     let next: Timestamp = status.next_run.unwrap().parse().unwrap();
     assert!(next > Timestamp::now());
     assert!(sink.tasks.lock().unwrap().is_empty(), "a missed tick ran");
+    assert_eq!(status.last_run, None, "a skipped tick is no run");
     stop.stop();
     join.await.unwrap();
 }
