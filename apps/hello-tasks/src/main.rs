@@ -62,16 +62,21 @@ async fn main() -> anyhow::Result<ExitCode> {
     //    plan the validator checked at load).
     let plan = runtime_compose::plan(&config.current(), APP)?;
 
-    // 3. The runtime: the queue and the app's module.
+    // 3. The runtime: the queue, the app's module and the `[[schedules]]`, whose tasks
+    //    reach the same pool by route.
     let done = Arc::new(Notify::new());
-    let runtime = RuntimeManager::builder(config)
+    let mut builder = RuntimeManager::builder(config)
         .queue(plan.build_queue()?)
         .tracer(plan.build_tracer()?)
         .module(Arc::new(HelloModule {
             limit: cli.count.unwrap_or(u64::MAX),
             done: done.clone(),
-        }))
-        .build();
+        }));
+    if let Some(schedules) = plan.schedule_module(&platform.queue.name, &platform.runtime.state_dir)
+    {
+        builder = builder.module(schedules);
+    }
+    let runtime = builder.build();
 
     // 4. `--count`: a graceful stop once enough tasks were handled.
     let handle = runtime.handle();

@@ -6,6 +6,7 @@
 //! | `tracing.exporter` | the core's id-only factory (`none`) or the OTel one (`stdout`, `otlp`), through [`runtime_compose`] |
 //! | `control.enabled`, `control.bind`, `control.token`, `control.header_read_timeout`, `control.idle_timeout`, `control.max_connections` | the HTTP control plane, through [`runtime_compose`] |
 //! | `mail.source` | the source, inside [`MailOrderModule`] |
+//! | `[[schedules]]` | scheduled sources (the `daily-summary` route), through [`runtime_compose`] |
 //!
 //! The platform choices are planned by [`runtime_compose::plan`], the same check
 //! `check-config` runs (its validator is in [`crate::config::validators`]).
@@ -144,11 +145,18 @@ pub async fn compose(
     let queue = plan.build_queue()?;
     let tracer = plan.build_tracer()?;
     let module = Arc::new(MailOrderModule::new());
+    let platform = config.platform();
     let mut builder = RuntimeManager::builder(config)
         .queue(queue)
         .tracer(tracer)
         .module(module.clone())
         .handle_signals(options.handle_signals);
+    // `[[schedules]]` (the daily summary): into the same queue, behind a leader lease in
+    // Redis when the queue is shared.
+    if let Some(schedules) = plan.schedule_module(&platform.queue.name, &platform.runtime.state_dir)
+    {
+        builder = builder.module(schedules);
+    }
     let mut control_addr = None;
     let mut control_fallback_from = None;
     if let Some((plane, fallback)) = plan.bind_control(options.control_port_fallback).await? {

@@ -38,7 +38,7 @@ pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 pub const ENV_PREFIX: &str = "MOB_";
 
 /// The application's own top-level sections (beside the platform's and `config_db`).
-pub const APP_SECTIONS: [&str; 2] = ["mail", "orders"];
+pub const APP_SECTIONS: [&str; 3] = ["mail", "orders", "reports"];
 
 /// Which source feeds the queue. Changing it is a configuration change only.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
@@ -156,6 +156,30 @@ impl MailConfig {
     /// Largest message read whole; larger ones are rejected as `too_large`.
     pub fn max_message_bytes(&self) -> u64 {
         self.imap.max_message_bytes
+    }
+}
+
+/// `[reports]`: where the daily summary (`route = "daily-summary"`) writes its files.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Directory of `orders-<YYYY-MM-DD>.csv` (relative in a config file: to its
+    /// directory); created when missing.
+    pub dir: PathBuf,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        ReportsConfig {
+            dir: PathBuf::from("./var/reports"),
+        }
+    }
+}
+
+impl ReportsConfig {
+    /// Reads `[reports]`.
+    pub fn from_snapshot(snapshot: &ConfigSnapshot) -> Result<ReportsConfig, ConfigError> {
+        section(snapshot, "reports")
     }
 }
 
@@ -395,6 +419,7 @@ pub fn validators() -> Vec<Validator> {
     vec![
         std::sync::Arc::new(validate_mail),
         std::sync::Arc::new(validate_orders),
+        runtime_core::config::section_validator::<ReportsConfig>("reports"),
         runtime_compose::validator(APP_NAME),
     ]
 }
@@ -423,6 +448,7 @@ fn spec_with(validators: Vec<Validator>) -> AppConfigSpec {
         .file_loader(FileProvider::boxed)
         .layer(CONFIG_DB_SECTION, DatabaseProvider::from_bootstrap)
         .path_key("mail.maildir", resolve_path)
+        .path_key("reports.dir", resolve_path)
         .path_key("orders.database_url", resolve_sqlite_url)
         .path_key(&format!("{CONFIG_DB_SECTION}.url"), resolve_sqlite_url);
     for v in validators {

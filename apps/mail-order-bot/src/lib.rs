@@ -39,3 +39,4 @@ pub mod module;
 pub mod replies;
 pub mod report;
 pub mod store;
+pub mod summary;

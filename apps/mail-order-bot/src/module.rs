@@ -24,9 +24,10 @@ use runtime_core::PlatformConfig;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::{MailConfig, OrdersConfig, SourceKind};
+use crate::config::{MailConfig, OrdersConfig, ReportsConfig, SourceKind};
 use crate::handler::OrderHandler;
 use crate::store::{OrderStore, StoreHealth};
+use crate::summary::{DAILY_SUMMARY_ROUTE, SummaryHandler};
 
 /// The registered name of the mail source (and of its acknowledger).
 pub const SOURCE_NAME: &str = "mail";
@@ -109,16 +110,22 @@ pub fn build_source(mail: &MailConfig) -> Result<Arc<dyn TaskSource>, ModuleErro
     })
 }
 
-/// Runs the order handler and tells the module each time a run finished.
+/// Runs the order handler (or, for the `daily-summary` route, the summary) and tells the
+/// module each time a run finished.
 struct CountingHandler {
     inner: Arc<OrderHandler>,
+    summary: SummaryHandler,
     progress: Arc<Progress>,
 }
 
 #[async_trait]
 impl TaskHandler for CountingHandler {
     async fn handle(&self, task: &Task, ctx: &TaskContext<'_>) -> Result<(), TaskError> {
-        let result = self.inner.handle(task, ctx).await;
+        let result = if task.route == DAILY_SUMMARY_ROUTE {
+            self.summary.handle(task, ctx).await
+        } else {
+            self.inner.handle(task, ctx).await
+        };
         self.progress.bump();
         result
     }
@@ -183,8 +190,10 @@ impl ApplicationModule for MailOrderModule {
         let source = build_source(&mail)?;
         ctx.add_exclusive_source(source, queue.clone(), mail.leader_lease);
 
+        let reports = ReportsConfig::from_snapshot(&snapshot)?;
         let counting = Arc::new(CountingHandler {
             inner: handler.clone(),
+            summary: SummaryHandler::new(store.clone(), reports.dir),
             progress: self.progress.clone(),
         });
         ctx.add_pool(PoolSpec {

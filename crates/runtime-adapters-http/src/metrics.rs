@@ -457,6 +457,7 @@ mod tests {
             config_reload_failures: 1,
             modules: vec![],
             sources: vec![src],
+            schedules: vec![],
             queues: vec![QueueStats {
                 name: "jobs".into(),
                 backend: "memory".into(),

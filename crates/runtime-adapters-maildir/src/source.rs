@@ -447,7 +447,13 @@ impl TaskSource for MaildirSource {
             if stop.is_stopped() {
                 break Ok(());
             }
-            if let Err(error) = self.scan(sink.as_ref()).await {
+            // A scan waiting for room in a full queue ends with the stop: what it had not
+            // published is still in the directory for the next run.
+            let scanned = tokio::select! {
+                r = self.scan(sink.as_ref()) => r,
+                _ = stop.stopped() => break Ok(()),
+            };
+            if let Err(error) = scanned {
                 self.record_error(&error);
                 break Err(error);
             }

@@ -6,7 +6,8 @@
 //! ConfigSnapshot --plan()--> Plan (every adapter config, checked, no I/O)
 //!                             |-- build_queue()   queue.backend    -> memory | redis
 //!                             |-- build_tracer()  tracing.exporter -> none | stdout | otlp
-//!                             `-- bind_control()  control.*        -> the HTTP control plane
+//!                             |-- bind_control()  control.*        -> the HTTP control plane
+//!                             `-- schedule_module() [[schedules]]  -> scheduled sources (exclusive: the lease holder ticks)
 //! ```
 //!
 //! [`plan`] is pure: core reads what it owns of each section (`queue.backend`, the shared
@@ -16,7 +17,7 @@
 //! the composition knows every adapter's keys.
 //! [`validator`] runs it as a configuration validator, which puts it on the path of
 //! `check-config`, `run` and every reload alike. Each adapter is behind a cargo feature
-//! (`memory`, `redis`, `otel`, `http`); choosing one the build lacks is a config error
+//! (`memory`, `redis`, `otel`, `http`, `schedule`); choosing one the build lacks is a config error
 //! naming the key.
 //!
 //! [`client::Client`] is the producer's side of the same path: a process that does not
@@ -25,6 +26,10 @@
 use std::sync::Arc;
 
 pub mod client;
+#[cfg(feature = "schedule")]
+mod schedules;
+#[cfg(feature = "schedule")]
+pub use schedules::{SCHEDULE_LEADER_LEASE, ScheduleModule};
 
 use runtime_contracts::{
     ConfigError, ConfigIssue, ConfigSnapshot, Probe, QueueBackendSettings, QueueError, QueueShared,
@@ -239,6 +244,9 @@ pub struct Plan {
     /// The control plane; `None` when `control.enabled = false`.
     #[cfg(feature = "http")]
     pub control: Option<runtime_adapters_http::HttpConfig>,
+    /// `[[schedules]]`, each checked (empty when there are none).
+    #[cfg(feature = "schedule")]
+    pub schedules: Vec<runtime_adapters_schedule::ScheduleSpec>,
 }
 
 /// The trace exporters by `tracing.exporter` tag; `none` is the core's.
@@ -251,9 +259,10 @@ const TRACE_EXPORTERS: [(&str, &str, bool); 3] = [
 /// Whether this program was built with the runtime-compose feature `feature`. In a
 /// workspace build cargo unifies features, so an app may get more than it asked for.
 pub fn has_feature(feature: &str) -> bool {
-    const OTHERS: [(&str, bool); 2] = [
+    const OTHERS: [(&str, bool); 3] = [
         ("otel", cfg!(feature = "otel")),
         ("http", cfg!(feature = "http")),
+        ("schedule", cfg!(feature = "schedule")),
     ];
     QUEUE_FEATURES
         .iter()
@@ -432,12 +441,24 @@ fn plan_adapters(
     let tracer = plan_tracer(snapshot, service_name, &mut issues);
     #[cfg(feature = "http")]
     let control = plan_control(snapshot, &mut issues);
+    #[cfg(feature = "schedule")]
+    let schedules = schedules::plan_schedules(snapshot, &mut issues);
+    #[cfg(not(feature = "schedule"))]
+    if snapshot.get("schedules").is_some() {
+        issues.push(runtime_core::config::issue(
+            snapshot,
+            "schedules",
+            "schedules are not built into this program (runtime-compose feature `schedule`)",
+        ));
+    }
     let plan = match (queue, tracer) {
         (Some(queue), Some(tracer)) if issues.is_empty() => Some(Plan {
             queue,
             tracer,
             #[cfg(feature = "http")]
             control,
+            #[cfg(feature = "schedule")]
+            schedules,
         }),
         _ => None,
     };

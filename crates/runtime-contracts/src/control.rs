@@ -12,7 +12,7 @@ use crate::error::EndpointError;
 use crate::health::{ComponentHealth, HealthReport};
 use crate::queue::{DeadLetter, QueueStats};
 use crate::signal::StopSignal;
-use crate::source::SourceStatus;
+use crate::source::{ScheduleStatus, SourceStatus};
 use crate::task::{Task, TaskId};
 use crate::worker::PoolStatus;
 
@@ -54,6 +54,9 @@ pub struct RuntimeStatus {
     pub modules: Vec<ModuleStatus>,
     /// Sources.
     pub sources: Vec<SourceStatus>,
+    /// Schedules (`[[schedules]]`): next and last tick, runs; also listed in `sources`.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleStatus>,
     /// Queues with their stats (a queue whose backend is down shows what is known).
     pub queues: Vec<QueueStats>,
     /// Worker pools.

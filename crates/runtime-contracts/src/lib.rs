@@ -92,7 +92,8 @@ pub use queue::{
 };
 pub use signal::{NeverStopped, StopSignal};
 pub use source::{
-    DEFAULT_MAX_MESSAGE_BYTES, FinalOutcome, OVERSIZE_HEADER, REJECTED_TAG, SourceAcknowledger,
+    DEFAULT_MAX_MESSAGE_BYTES, FinalOutcome, OVERSIZE_HEADER, REJECTED_TAG, SCHEDULE_KIND,
+    SCHEDULE_LOCAL_TICK_HEADER, SCHEDULE_TICK_HEADER, ScheduleStatus, SourceAcknowledger,
     SourceState, SourceStatus, TaskSink, TaskSource,
 };
 pub use task::{Delivery, Lease, ParseTaskIdError, Task, TaskId, TaskOrigin, now_millis};

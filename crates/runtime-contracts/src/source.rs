@@ -25,6 +25,53 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
 /// `rejected_folder`.
 pub const REJECTED_TAG: &str = "rejected";
 
+/// The `kind` of the scheduled source (`[[schedules]]`), whose status details carry a
+/// [`ScheduleStatus`].
+pub const SCHEDULE_KIND: &str = "schedule";
+
+/// Task header a scheduled source sets: the tick's instant, RFC 3339 in UTC
+/// (`2026-12-06T07:00:00Z`). The tick is also the task's origin key.
+pub const SCHEDULE_TICK_HEADER: &str = "x-schedule-tick";
+
+/// Task header a scheduled source sets: the tick's wall-clock time in the schedule's time
+/// zone, RFC 3339 with that zone's offset and name (RFC 9557:
+/// `2026-12-06T08:00:00+01:00[Europe/Berlin]`), so a handler can tell the local day.
+pub const SCHEDULE_LOCAL_TICK_HEADER: &str = "x-schedule-local-tick";
+
+/// What `/status` shows of one schedule (`schedules: [...]`). Times are RFC 3339 in UTC.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct ScheduleStatus {
+    /// The schedule's (and its source's) name.
+    pub name: String,
+    /// The next tick, if the schedule has one.
+    pub next_run: Option<String>,
+    /// The last tick published, if any (kept across restarts).
+    pub last_run: Option<String>,
+    /// Ticks this process published.
+    pub runs_total: u64,
+}
+
+impl ScheduleStatus {
+    /// The detail key under which a scheduled source's status carries this.
+    pub const DETAIL: &'static str = "schedule";
+
+    /// Puts this into a source's status details. Wrappers (a leader lease) forward the
+    /// details, so the runtime finds it whatever wraps the source.
+    pub fn write_details(&self, details: &mut BTreeMap<String, serde_json::Value>) {
+        if let Ok(value) = serde_json::to_value(self) {
+            details.insert(Self::DETAIL.to_owned(), value);
+        }
+    }
+
+    /// The schedule status a source's status carries, if it is a scheduled source.
+    pub fn from_source(status: &SourceStatus) -> Option<ScheduleStatus> {
+        if status.kind != SCHEDULE_KIND {
+            return None;
+        }
+        serde_json::from_value(status.details.get(Self::DETAIL)?.clone()).ok()
+    }
+}
+
 /// Where a source publishes. The runtime's sink adds the trace context (a producer span
 /// per task), counts what was produced and applies the queue's backpressure: `publish`
 /// waits while a bounded queue is full.

@@ -257,7 +257,8 @@ impl AppConfigSpec {
             file_loader: None,
             layers: Vec::new(),
             env_source: None,
-            path_keys: Vec::new(),
+            // The runtime's own path key: relative to the config file like any other.
+            path_keys: vec![("runtime.state_dir".to_owned(), resolve_path as PathResolver)],
         }
     }
 

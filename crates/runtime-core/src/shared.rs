@@ -80,6 +80,7 @@ impl Shared {
             .unwrap_or_default();
         let stats = gathered.into_iter().map(|(stats, _)| stats).collect();
         let (reloads, failures) = self.config.reload_counts();
+        let sources: Vec<_> = self.source_list().iter().map(|s| s.status()).collect();
         RuntimeStatus {
             state: self.state(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
@@ -93,7 +94,11 @@ impl Shared {
                     name: m.name().to_owned(),
                 })
                 .collect(),
-            sources: self.source_list().iter().map(|s| s.status()).collect(),
+            schedules: sources
+                .iter()
+                .filter_map(runtime_contracts::ScheduleStatus::from_source)
+                .collect(),
+            sources,
             queues: stats,
             pools: self.supervisor.status(),
             dropped_spans: self.trace.factory().dropped_spans(),

@@ -4,6 +4,9 @@
 //!
 //! * [`queue_conformance`] — the queue conformance suite, written once and run against
 //!   every [`TaskQueue`](runtime_contracts::TaskQueue) backend.
+//! * [`source_conformance`] — the source conformance suite, written once and run against
+//!   every [`TaskSource`](runtime_contracts::TaskSource) through a small per-source
+//!   fixture ([`source_conformance::SourceFixture`]).
 //! * [`lease_conformance`] — the leader-lease suite, run against every backend whose
 //!   queue offers a [`LeaderLease`](runtime_contracts::LeaderLease).
 //! * [`example_backend`] — a queue backend written as a new one is, plugged into
@@ -24,5 +27,6 @@ pub mod fakes;
 pub mod lease_conformance;
 pub mod otlp_receiver;
 pub mod queue_conformance;
+pub mod source_conformance;
 
 pub use runtime_core;

@@ -146,3 +146,33 @@ fn a_backend_this_build_lacks_fails_with_exit_2_naming_the_key() {
         "{stderr}"
     );
 }
+
+/// A `[[schedules]]` entry in the config file: its ticks reach the greeter like the
+/// ticker's tasks, and its last tick is kept in `runtime.state_dir` (relative to the file).
+#[test]
+fn a_configured_schedule_greets_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hello.toml");
+    std::fs::write(
+        &file,
+        "[runtime]\nstate_dir = \"state\"\n\n[[schedules]]\nname = \"each-second\"\n\
+         every = \"1s\"\nroute = \"greet\"\npayload = \"from a schedule\"\n",
+    )
+    .unwrap();
+    // The ticker greets once at start, then only in an hour: the rest are the schedule's.
+    let out = hello()
+        .env("HELLO_TICKER__INTERVAL", "1h")
+        .args(["--count", "3", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {}: {stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        sorted_lines(&stdout),
+        ["from a schedule", "from a schedule", "hello #1"],
+        "stderr: {stderr}"
+    );
+    assert!(dir.path().join("state/schedule-each-second.json").exists());
+}

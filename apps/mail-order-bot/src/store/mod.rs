@@ -22,6 +22,7 @@
 
 mod group;
 mod health;
+mod reports;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -38,6 +39,7 @@ use tokio::sync::OnceCell;
 use crate::domain::{Order, OrderLine};
 
 pub use health::StoreHealth;
+pub use reports::{ReportRow, SummaryRow};
 
 // Versions, names and SQL text are what databases already record in `_sqlx_migrations`
 // (sqlx checks each applied migration's checksum of the SQL): never edit a file, add one.

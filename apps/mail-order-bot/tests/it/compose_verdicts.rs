@@ -313,6 +313,27 @@ fn check_config_and_run_give_the_same_verdict_on_bad_configs() {
             None,
         ),
         ("[sinks]\nx = 1\n", "sinks", None),
+        // Schedules: a bad cron, an unknown zone, both or neither of cron and every.
+        (
+            "[[schedules]]\nname = \"d\"\ncron = \"0 7 * *\"\nroute = \"daily-summary\"\n",
+            "schedules[0].cron",
+            None,
+        ),
+        (
+            "[[schedules]]\nname = \"d\"\ncron = \"0 7 * * *\"\ntimezone = \"Europe/Nowhere\"\nroute = \"r\"\n",
+            "schedules[0].timezone",
+            None,
+        ),
+        (
+            "[[schedules]]\nname = \"d\"\ncron = \"0 7 * * *\"\nevery = \"1h\"\nroute = \"r\"\n",
+            "schedules[0].every",
+            None,
+        ),
+        (
+            "[[schedules]]\nname = \"d\"\nroute = \"r\"\n",
+            "schedules[0].cron",
+            None,
+        ),
     ];
     for (extra, key, hidden) in table {
         assert_both_refuse(extra, key, *hidden);

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mail_order_bot::store::OrderStore;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,9 +39,13 @@ impl Bot {
     fn spawn(env: &Env, name: &'static str) -> Bot {
         let port = free_port();
         let own = env.dir.path().join(format!("{name}.toml"));
+        // Each instance keeps its own runtime state, as on its own machine.
         std::fs::write(
             &own,
-            format!("[control]\nenabled = true\nbind = \"127.0.0.1:{port}\"\n"),
+            format!(
+                "[control]\nenabled = true\nbind = \"127.0.0.1:{port}\"\n\n\
+                 [runtime]\nstate_dir = \"{name}-state\"\n"
+            ),
         )
         .unwrap();
         let log = env.dir.path().join(format!("{name}.log"));
@@ -294,6 +299,78 @@ async fn two_instances_share_a_mailbox_and_the_survivor_takes_over_after_kill_9(
         survivor.log_text()
     );
     assert_eq!(redis_get(&lease_key), "", "the lease is released on stop");
+    drop(bots);
+    store.close().await;
+    env.cleanup().await;
+}
+
+/// The schedule `name`'s status from `GET /status`.
+async fn schedule(bot: &Bot, name: &str) -> Result<Value, String> {
+    let status = get_json(bot.port, "/status").await?;
+    status["schedules"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .cloned()
+        .ok_or_else(|| format!("{}: no schedule {name} in {status}", bot.name))
+}
+
+/// Two bot processes on one Redis queue with `every = "1s"`: only the lease holder
+/// ticks, so over several seconds every tick runs once in all: the published ticks of
+/// both add up to the report rows, one per distinct tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_run_each_tick_of_a_schedule_once() {
+    let env = Env::new(Setup::new(Source::Maildir, Queue::Redis, Db::Postgres)).await;
+    let config = format!(
+        "{}\n[[schedules]]\nname = \"summary\"\nevery = \"1s\"\nroute = \"daily-summary\"\n",
+        env.config_toml()
+    );
+    std::fs::write(&env.config_path, config).unwrap();
+    let store: OrderStore = env.store().await;
+    let bots = [Bot::spawn(&env, "a"), Bot::spawn(&env, "b")];
+    // Both up and one of them ticking.
+    let leader = eventually("one instance ticks", Duration::from_secs(20), || async {
+        let a = schedule(&bots[0], "summary").await?;
+        let b = schedule(&bots[1], "summary").await?;
+        let runs = |s: &Value| s["runs_total"].as_u64().unwrap_or(0);
+        match (runs(&a), runs(&b)) {
+            (0, 0) => Err(format!("no runs yet: {a} {b}")),
+            (_, 0) => Ok(0),
+            (0, _) => Ok(1),
+            _ => Err(format!("both tick: {a} {b}")),
+        }
+    })
+    .await;
+    // Several ticks later: still one ticking instance, each tick once.
+    let rows = eventually("six reports", Duration::from_secs(20), || async {
+        let rows = store.reports().await.map_err(|e| e.to_string())?;
+        if rows.len() >= 6 {
+            Ok(rows)
+        } else {
+            Err(format!("{} rows", rows.len()))
+        }
+    })
+    .await;
+    let standby = schedule(&bots[1 - leader], "summary").await.unwrap();
+    assert_eq!(standby["runs_total"], 0, "the standby ticked: {standby}");
+    let lead = schedule(&bots[leader], "summary").await.unwrap();
+    let ticks: BTreeSet<_> = rows.iter().map(|r| r.tick.clone()).collect();
+    assert_eq!(ticks.len(), rows.len(), "a tick reported twice: {rows:?}");
+    assert!(
+        lead["runs_total"].as_u64().unwrap() >= rows.len() as u64,
+        "the leader published every reported tick: {lead} {rows:?}"
+    );
+    let lease = redis_get(&format!("plba:{{{}}}:lease:source:summary", env.queue_name));
+    let status = get_json(bots[leader].port, "/status").await.unwrap();
+    let source = status["sources"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "summary"))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        lease,
+        source["details"]["holder"].as_str().unwrap_or_default(),
+        "the schedule's lease in Redis names the instance that ticks: {source}"
+    );
     drop(bots);
     store.close().await;
     env.cleanup().await;

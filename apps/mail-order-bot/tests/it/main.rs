@@ -18,5 +18,6 @@ mod readiness;
 mod readonly;
 mod samples;
 mod store;
+mod summary;
 mod support;
 mod tracing;

@@ -309,6 +309,11 @@ const SQLITE_RECORDED: &[(i64, &str, &str)] = &[
         "ignored status",
         "620a0676a5804b3917f55bb47a971a9727ec0b9311c62b80e7aa5bfa60af109427b76d79c65901a8d68437e9ebfd1a3f",
     ),
+    (
+        3,
+        "reports",
+        "8c3a1429ce7319a6e56bfd91fd006fc39a8b465977308fe920083d3932e5df57345a7820d1edf46938688d7799995021",
+    ),
 ];
 const POSTGRES_RECORDED: &[(i64, &str, &str)] = &[
     (
@@ -320,6 +325,11 @@ const POSTGRES_RECORDED: &[(i64, &str, &str)] = &[
         2,
         "ignored status",
         "3ec5cfe69c8bd19c7953a32b7ae1f06494e7bfd2296818fa26229ac358c7a5f3c15fd9c536f7e88deb56ae7c6a59084b",
+    ),
+    (
+        3,
+        "reports",
+        "bf901d32d5e4a2cef90045c4eea26db986fad3b1dde7421d586caf9b7ee29af1d8a2297e8b9fd671f87dd54dbc8823f1",
     ),
 ];
 

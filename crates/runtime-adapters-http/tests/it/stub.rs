@@ -44,6 +44,7 @@ impl ControlPlane for Stub {
             config_reload_failures: 0,
             modules: vec![],
             sources: vec![],
+            schedules: vec![],
             queues: vec![],
             pools: vec![],
             dropped_spans: 7,

@@ -4,6 +4,7 @@
 
 mod ack;
 mod batch;
+mod conformance;
 mod idle;
 mod poll;
 mod support;

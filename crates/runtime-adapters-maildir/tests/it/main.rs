@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ack;
+mod conformance;
 mod failures;
 mod source;
 mod support;

@@ -4,3 +4,4 @@
 mod backends;
 mod client;
 mod config;
+mod schedules;

@@ -29,7 +29,14 @@ pub struct PlatformConfig {
 
 /// The platform section names (`[control]` is the control plane's, read by the
 /// composition).
-pub const PLATFORM_SECTIONS: [&str; 5] = ["runtime", "queue", "workers", "control", "tracing"];
+pub const PLATFORM_SECTIONS: [&str; 6] = [
+    "runtime",
+    "queue",
+    "workers",
+    "control",
+    "tracing",
+    "schedules",
+];
 
 /// A validator that rejects top-level sections nobody owns (`[workrs]`), suggesting the
 /// closest known one. `app_sections` are the application's; platform sections are added.
@@ -212,6 +219,9 @@ fn is_level_filter(filter: &str) -> bool {
         .all(|d| d.contains('=') || LEVELS.contains(&d.to_ascii_lowercase().as_str()))
 }
 
+/// The default `runtime.state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "./var/state";
+
 /// `[runtime]`
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -229,6 +239,9 @@ pub struct RuntimeConfig {
     /// How long control endpoints may take to stop, last in the stop sequence.
     #[serde(with = "runtime_contracts::duration")]
     pub control_stop_timeout: Duration,
+    /// Where the runtime keeps small state files of its own (the schedules' last ticks).
+    /// Relative in a config file: relative to that file's directory. Created on first use.
+    pub state_dir: std::path::PathBuf,
 }
 
 impl Default for RuntimeConfig {
@@ -238,6 +251,7 @@ impl Default for RuntimeConfig {
             source_stop_timeout: Duration::from_secs(10),
             release_timeout: Duration::from_secs(10),
             control_stop_timeout: Duration::from_secs(5),
+            state_dir: std::path::PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }
