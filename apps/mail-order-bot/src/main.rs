@@ -114,7 +114,14 @@ fn main() -> ExitCode {
                 cli::check_config(&config_spec(), &args, &app::probes).await
             }
             Command::Runtime(RuntimeCommand::PrintConfig(args)) => {
-                cli::print_config(&config_spec(), &args).await
+                cli::print_effective_config(&config_spec(), &args, &|snapshot, tree| {
+                    runtime_compose::fill_effective(
+                        &runtime_compose::Backends::builtin(),
+                        snapshot,
+                        tree,
+                    )
+                })
+                .await
             }
             Command::Orders { json, config } => {
                 exit(report::orders_command(&config, json, &mut std::io::stdout().lock()).await)
