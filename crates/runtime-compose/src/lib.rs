@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use runtime_contracts::{
     ConfigError, ConfigIssue, ConfigSnapshot, Probe, QueueBackendSettings, QueueError, QueueShared,
-    TaskQueue, TraceFactory,
+    TaskQueue, TraceFactory, error_chain,
 };
 use runtime_core::config::{PlatformConfig, QueueConfig, TracingConfig, Validator};
 use serde::Serialize;
@@ -646,22 +646,6 @@ impl Plan {
     feature = "http"
 ))]
 mod tests;
-
-/// An error with its causes, `: `-joined, each cause only when the text does not hold it
-/// yet (the cause often says what the wrapper does not).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
-}
 
 /// Opens (and closes) a TCP connection to the host and port of an `http://` URL.
 #[cfg(feature = "otel")]

@@ -67,7 +67,7 @@ pub use control::{
     AdminError, ControlEndpoint, ControlPlane, DeadLetterEntry, ModuleStatus, PurgedDeadLetters,
     ReloadReport, RuntimeState, RuntimeStatus,
 };
-pub use error::{BoxError, EndpointError, ModuleError, SourceError};
+pub use error::{BoxError, EndpointError, ModuleError, SourceError, error_chain};
 pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
