@@ -71,26 +71,10 @@ fn exit(result: Result<(), AppError>) -> ExitCode {
             std::process::exit(i32::from(error.exit_code()))
         }
         Err(error) => {
-            eprintln!("error: {}", error_text(&error));
+            eprintln!("error: {}", runtime_contracts::error_chain(&error));
             ExitCode::from(error.exit_code())
         }
     }
-}
-
-/// The error and its causes, each cause once: most errors here already name their cause
-/// in their message, so a cause is added only when the text does not hold it yet.
-fn error_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 fn main() -> ExitCode {
@@ -114,7 +98,14 @@ fn main() -> ExitCode {
                 cli::check_config(&config_spec(), &args, &app::probes).await
             }
             Command::Runtime(RuntimeCommand::PrintConfig(args)) => {
-                cli::print_config(&config_spec(), &args).await
+                cli::print_effective_config(&config_spec(), &args, &|snapshot, tree| {
+                    runtime_compose::fill_effective(
+                        &runtime_compose::Backends::builtin(),
+                        snapshot,
+                        tree,
+                    )
+                })
+                .await
             }
             Command::Orders { json, config } => {
                 exit(report::orders_command(&config, json, &mut std::io::stdout().lock()).await)

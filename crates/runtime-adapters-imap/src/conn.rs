@@ -155,7 +155,7 @@ impl Caps {
     /// A configured folder path (`/` separates levels) in the server's own spelling:
     /// `Orders/Processed` is `Orders.Processed` where the delimiter is `.` (Dovecot's
     /// Maildir++ layout refuses `/` with `NO [CANNOT]`).
-    pub fn folder_name(&self, path: &str) -> String {
+    pub(crate) fn folder_name(&self, path: &str) -> String {
         match self.delimiter {
             Some(d) if d != '/' => path.replace('/', &d.to_string()),
             _ => path.to_owned(),
@@ -183,7 +183,7 @@ impl std::fmt::Debug for Connector {
 
 impl Connector {
     /// Validates the config, reads the password and the CA file.
-    pub fn new(config: ImapConfig) -> Result<Connector, ConfigError> {
+    pub(crate) fn new(config: ImapConfig) -> Result<Connector, ConfigError> {
         config.validate()?;
         let password = config.resolve_password()?;
         let tls = match config.tls {
@@ -198,7 +198,7 @@ impl Connector {
     }
 
     /// Connects, secures, logs in and reads the capabilities, all within `connect_timeout`.
-    pub async fn connect(&self) -> Result<(Session, Caps), ImapError> {
+    pub(crate) async fn connect(&self) -> Result<(Session, Caps), ImapError> {
         within(
             self.config.connect_timeout,
             "connect and login",
@@ -350,18 +350,18 @@ pub(crate) struct Reconnects {
 }
 
 impl Reconnects {
-    pub fn new(min: Duration, max: Duration) -> Self {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
         Reconnects {
             backoff: Backoff::new(min, max),
             failures: 0,
         }
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let delay = self.backoff.delay(self.failures);
         self.failures = self.failures.saturating_add(1);
         delay

@@ -7,7 +7,7 @@ use runtime_contracts::{ConfigError, ConfigIssue};
 use serde::{Deserialize, Serialize};
 
 /// Default of `max_batch_bytes`: 16 MiB.
-pub const DEFAULT_MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Where the Maildir is and how to watch it. Folder names are Maildir++ sub-folders of
 /// `path` (`"Processed"` is `path/.Processed`); empty means "stay in this Maildir".

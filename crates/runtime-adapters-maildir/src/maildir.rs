@@ -57,7 +57,7 @@ pub fn key_of(file_name: &OsStr) -> String {
 
 /// Whether `key` can be a key [`key_of`] made, and names nothing outside a Maildir
 /// directory. The one check the acknowledger applies to the keys it is given.
-pub fn is_valid_key(key: &str) -> bool {
+pub(crate) fn is_valid_key(key: &str) -> bool {
     !key.is_empty() && !key.starts_with('.') && !key.contains(['/', ':', '\0'])
 }
 
@@ -83,7 +83,7 @@ fn flags_of(file_name: &str) -> String {
 /// a change (rename over it, `chmod`, a target that appears) makes a new stamp, so a
 /// failure is reported once per version and retried when something changed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct FileStamp {
+pub(crate) struct FileStamp {
     entry: Version,
     target: Option<Version>,
 }
@@ -109,7 +109,7 @@ impl Version {
 
 impl FileStamp {
     /// The stamp of the entry at `path` (`NotFound` when the entry itself is gone).
-    pub fn of(path: &Path) -> io::Result<FileStamp> {
+    pub(crate) fn of(path: &Path) -> io::Result<FileStamp> {
         let entry = Version::of(&std::fs::symlink_metadata(path)?);
         let target = std::fs::metadata(path).ok().map(|m| Version::of(&m));
         Ok(FileStamp { entry, target })
@@ -353,14 +353,14 @@ impl Maildir {
 }
 
 /// Most bytes [`read_file`] keeps of an oversized message (its header).
-pub const HEADER_READ_LIMIT: u64 = 64 * 1024;
+pub(crate) const HEADER_READ_LIMIT: u64 = 64 * 1024;
 
 fn is_waiting(f: &MessageFile) -> bool {
     f.is_new || !f.flags.contains(['S', 'T', 'F'])
 }
 
 /// [`Maildir::read`] of an open file.
-pub fn read_file(file: std::fs::File, max_bytes: u64) -> io::Result<(Vec<u8>, u64, bool)> {
+pub(crate) fn read_file(file: std::fs::File, max_bytes: u64) -> io::Result<(Vec<u8>, u64, bool)> {
     let size = file.metadata()?.len();
     if size <= max_bytes {
         let mut bytes = Vec::with_capacity(size as usize);

@@ -33,7 +33,7 @@ pub use schedules::{SCHEDULE_LEADER_LEASE, ScheduleModule};
 
 use runtime_contracts::{
     ConfigError, ConfigIssue, ConfigSnapshot, Probe, QueueBackendSettings, QueueError, QueueShared,
-    TaskQueue, TraceFactory,
+    TaskQueue, TraceFactory, error_chain,
 };
 use runtime_core::config::{PlatformConfig, QueueConfig, TracingConfig, Validator};
 use serde::Serialize;
@@ -673,22 +673,6 @@ impl Plan {
 ))]
 mod tests;
 
-/// An error with its causes, `: `-joined, each cause only when the text does not hold it
-/// yet (the cause often says what the wrapper does not).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
-}
-
 /// Opens (and closes) a TCP connection to the host and port of an `http://` URL.
 #[cfg(feature = "otel")]
 async fn reach(url: &str) -> Result<(), String> {
@@ -708,4 +692,52 @@ async fn reach(url: &str) -> Result<(), String> {
         .await
         .map(drop)
         .map_err(|e| format!("cannot connect to {address}: {e}"))
+}
+
+/// The configuration as `print-config` shows it: `tree` (the snapshot's redacted tree)
+/// with every key of the chosen adapters filled in with its effective value where the
+/// configuration leaves it out (the adapters' own defaults), secrets `***`. Keys the
+/// configuration sets keep their value.
+pub fn fill_effective(backends: &Backends, snapshot: &ConfigSnapshot, tree: &mut Value) {
+    let mut sections: Vec<(&str, Value)> = Vec::new();
+    let mut ignored = Vec::new();
+    if let Some(queue) = plan_queue(backends, snapshot, &mut ignored) {
+        sections.push(("queue", queue.effective()));
+    }
+    #[cfg(feature = "otel")]
+    if let Some(s) = read::<runtime_adapters_otel::OtelSettings>(snapshot, "tracing", &mut ignored)
+    {
+        sections.push(("tracing", serde_json::to_value(s).unwrap_or(Value::Null)));
+    }
+    #[cfg(feature = "http")]
+    if let Some(s) =
+        read::<runtime_adapters_http::ControlSettings>(snapshot, "control", &mut ignored)
+    {
+        sections.push(("control", serde_json::to_value(s).unwrap_or(Value::Null)));
+    }
+    let Value::Object(top) = tree else {
+        return;
+    };
+    for (name, values) in sections {
+        let Value::Object(values) = values else {
+            continue;
+        };
+        let section = top
+            .entry(name)
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        let Value::Object(section) = section else {
+            continue;
+        };
+        for (key, value) in values {
+            if section.get(&key).is_some_and(|v| !v.is_null()) || value.is_null() {
+                continue;
+            }
+            let value = if runtime_contracts::is_secret_key(&key) && !value.is_null() {
+                Value::String(runtime_contracts::REDACTED.to_owned())
+            } else {
+                value
+            };
+            section.insert(key, value);
+        }
+    }
 }

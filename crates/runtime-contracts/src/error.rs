@@ -3,6 +3,22 @@
 /// A boxed error cause.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// An error with its causes, `: `-joined, each cause only when the text does not hold it
+/// yet (many errors already name their cause in their message).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Errors of a task source.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

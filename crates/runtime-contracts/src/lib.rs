@@ -79,7 +79,7 @@ pub use controls::{
     CancelOutcome, LAST_ERROR_HEADER, MAX_LAST_ERROR_BYTES, MAX_UNIQUE_KEY_BYTES, TaskControls,
     TaskInfo, TaskState, UNIQUE_KEY_HEADER,
 };
-pub use error::{BoxError, EndpointError, ModuleError, SourceError};
+pub use error::{BoxError, EndpointError, ModuleError, SourceError, error_chain};
 pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};

@@ -387,7 +387,7 @@ mod payload_serde {
 
     // `&&[u8]` because the writing side borrows the payload.
     #[allow(clippy::ptr_arg)]
-    pub fn serialize<S: Serializer>(v: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &&[u8], s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(v) {
             Ok(text) if s.is_human_readable() => s.serialize_str(text),
             _ => s.serialize_bytes(v),
@@ -401,7 +401,7 @@ mod payload_serde {
         Bytes(Vec<u8>),
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         Ok(match Repr::deserialize(d)? {
             Repr::Text(s) => s.into_bytes(),
             Repr::Bytes(b) => b,

@@ -625,6 +625,48 @@ pub async fn print_config_to(
     }
 }
 
+/// Adds what the configuration leaves to its components' defaults to the printed tree
+/// (the composition's `fill_effective`).
+pub type EffectiveFill<'a> = &'a (dyn Fn(&ConfigSnapshot, &mut serde_json::Value) + Sync);
+
+/// `print-config` with `fill` adding the components' own defaults; returns the exit code.
+pub async fn print_effective_config_to(
+    spec: &AppConfigSpec,
+    args: &PrintArgs,
+    fill: EffectiveFill<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    match load_config(spec, &args.config).await {
+        Ok(manager) => {
+            let snapshot = manager.current();
+            let mut tree = snapshot.redacted();
+            fill(&snapshot, &mut tree);
+            let origins = args.origins.then_some(&snapshot.origins);
+            output_exit(write_output(out, &to_toml(&tree, origins)), err)
+        }
+        Err(e) => report_error(&e, err),
+    }
+}
+
+/// `print-config` with the components' defaults filled in by `fill`, secrets `***`.
+pub async fn print_effective_config(
+    spec: &AppConfigSpec,
+    args: &PrintArgs,
+    fill: EffectiveFill<'_>,
+) -> ExitCode {
+    ExitCode::from(
+        print_effective_config_to(
+            spec,
+            args,
+            fill,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )
+        .await,
+    )
+}
+
 /// `print-config`: the effective configuration as TOML, secrets `***`.
 pub async fn print_config(spec: &AppConfigSpec, args: &PrintArgs) -> ExitCode {
     ExitCode::from(

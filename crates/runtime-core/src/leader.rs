@@ -26,6 +26,8 @@ use runtime_contracts::{
     SourceStatus, StopSignal, TaskSink, TaskSource,
 };
 
+use runtime_contracts::error_chain;
+
 use crate::signal::StopToken;
 
 /// `base` scaled by a random factor in [0.75, 1.25), so standbys do not knock in step.
@@ -343,18 +345,6 @@ impl HealthContributor for LeaderHealth {
         }
         health
     }
-}
-
-/// An error with its causes, `: `-joined (a redis error says more than the wrapper).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ impl PoolStats {
         }
     }
 
-    pub fn histogram(&self) -> Histogram {
+    pub(crate) fn histogram(&self) -> Histogram {
         let counts: Vec<u64> = self
             .buckets
             .iter()

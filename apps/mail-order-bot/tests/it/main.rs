@@ -3,6 +3,8 @@
 //! Dovecot, Maildir, Redis, SQLite and PostgreSQL (including the real binary, and two
 //! instances of it sharing one mailbox).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Test code: its `pub` items are shared between the test modules, not an API.
+#![allow(missing_docs, unreachable_pub)]
 
 mod cli;
 mod compose_verdicts;

@@ -1,6 +1,8 @@
 //! The HTTP control plane against a real runtime (core + memory queue), through a real
 //! HTTP client on a loopback port.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Test code: its `pub` items are shared between the test modules, not an API.
+#![allow(missing_docs, unreachable_pub)]
 
 mod admin;
 mod audit;

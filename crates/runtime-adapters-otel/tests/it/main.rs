@@ -1,6 +1,7 @@
 //! Integration tests of the exporting trace factory against a real OTLP/HTTP receiver
 //! (`runtime_testkit::otlp_receiver`).
-
+// Test code: its `pub` items are shared between the test modules, not an API.
+#![allow(missing_docs, unreachable_pub)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backpressure;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtime_compose::{Backends, plan, plan_with};
+use runtime_compose::{Backends, fill_effective, plan, plan_with};
 use runtime_contracts::{ConfigError, ConfigLayer, ConfigOrigin, ConfigSnapshot, PoolSpec, Task};
 use runtime_core::RuntimeManager;
 use runtime_testkit::example_backend::ExampleQueueSettings;
@@ -101,4 +101,24 @@ async fn a_runtime_runs_tasks_and_an_exclusive_source_on_the_example_backend() {
     assert_eq!(status.queues[0].backend, "example");
     assert_eq!(status.sources[0].details["leader"], true);
     rt.stop().await;
+}
+
+/// `print-config` shows an adapter's own defaults the configuration leaves out, keeps what
+/// it sets, and never a secret.
+#[test]
+fn the_effective_tree_holds_adapter_defaults_and_no_secret() {
+    let tree = json!({"queue": {"backend": "example"}});
+    let snapshot = snap(tree);
+    let mut printed = snapshot.redacted();
+    fill_effective(&with_example(), &snapshot, &mut printed);
+    assert_eq!(printed["queue"]["example_capacity"], 16);
+    assert_eq!(printed["queue"]["backend"], "example");
+
+    let tree = json!({"queue": {"backend": "redis", "redis_url": "redis://u:hunter2@h:6379/0"}});
+    let snapshot = snap(tree);
+    let mut printed = snapshot.redacted();
+    fill_effective(&Backends::builtin(), &snapshot, &mut printed);
+    let text = printed.to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("redis_url"), "{text}");
 }

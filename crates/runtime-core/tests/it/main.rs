@@ -1,6 +1,8 @@
 //! Runtime behaviour against the real in-memory queue: lifecycle, supervision,
 //! outcomes, tracing through the queue, live reconfiguration.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Test code: its `pub` items are shared between the test modules, not an API.
+#![allow(missing_docs, unreachable_pub)]
 
 mod lifecycle;
 mod outcomes;
