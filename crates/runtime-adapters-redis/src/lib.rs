@@ -21,6 +21,9 @@
 //!   what a backlog of a thousand does. Counters live in Redis, so stats hold across
 //!   processes.
 //!
+//! * [`RedisLimiter`] keeps worker pools' key slots (sorted sets of holders that expire)
+//!   and rates (a GCRA schedule on Redis's clock) across processes; see `limits.rs`.
+//!
 //! ## Key design decision: lists and sorted sets plus a doorbell, not streams
 //!
 //! Leases that can be extended by any amount, attempts that rewrite the task and
@@ -34,11 +37,13 @@ mod config;
 mod conn;
 mod keys;
 pub mod lease;
+mod limits;
 mod queue;
 mod scripts;
 
 pub use config::{FieldProblem, RedisQueueConfig, RedisQueueSettings};
 pub use lease::{LeaderSource, LeaseError, RedisLease};
+pub use limits::RedisLimiter;
 pub use queue::RedisQueue;
 
 /// This machine's name for consumer and lease-holder ids (`HOSTNAME` where `/proc` has

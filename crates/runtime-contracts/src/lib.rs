@@ -29,6 +29,8 @@
 //!   components.
 //! * [`ConfigProvider`] loads one configuration layer; [`ConfigSnapshot`] is the merged,
 //!   validated result that modules read typed sections from.
+//! * [`TaskLimiter`] is a backend's optional capability for pool limits: key slots that
+//!   expire with their holder and rates booked as a schedule, held across processes.
 //! * [`HealthContributor`], [`TraceFactory`] and [`ControlPlane`] expose health, traces and
 //!   administration as plain data, so only the HTTP adapter knows HTTP and only the OTel
 //!   adapter knows OpenTelemetry.
@@ -45,6 +47,7 @@ mod error;
 mod handler;
 mod headers;
 mod health;
+mod limits;
 mod module;
 mod queue;
 mod signal;
@@ -67,6 +70,7 @@ pub use error::{BoxError, EndpointError, ModuleError, SourceError};
 pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
+pub use limits::{KeySlot, LimitError, RATE_SYNTAX, Rate, Reservation, TaskLimiter};
 pub use module::{ApplicationModule, ModuleContext, PoolSpec, Registrations, SourceSpec};
 pub use queue::{DeadLetter, NackOutcome, PublishOutcome, QueueError, QueueStats, TaskQueue};
 pub use signal::StopSignal;
@@ -79,4 +83,4 @@ pub use trace::{
     AttributeValue, NoopSpan, SpanKind, SpanSpec, TRACEPARENT, TRACESTATE, TaskSpan, TraceContext,
     TraceFactory, TraceParent,
 };
-pub use worker::{Histogram, PoolStatus};
+pub use worker::{Histogram, PoolLimitsStatus, PoolStatus};

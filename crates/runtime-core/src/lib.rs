@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod health;
+pub mod limits;
 pub mod logging;
 pub mod runtime;
 mod shared;
