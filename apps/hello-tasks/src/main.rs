@@ -49,6 +49,8 @@ async fn main() -> anyhow::Result<ExitCode> {
     let done = Arc::new(Notify::new());
     let runtime = RuntimeManager::builder(config)
         .queue(plan.build_queue()?)
+        // Keeps `[workers] concurrency_key` / `rate`, shared like the queue is.
+        .limiter(plan.build_limiter()?)
         .tracer(plan.build_tracer()?)
         .module(Arc::new(HelloModule {
             limit: cli.count.unwrap_or(u64::MAX),

@@ -146,6 +146,7 @@ pub async fn compose(
     let module = Arc::new(MailOrderModule::new());
     let mut builder = RuntimeManager::builder(config)
         .queue(queue)
+        .limiter(plan.build_limiter()?)
         .tracer(tracer)
         .module(module.clone())
         .handle_signals(options.handle_signals);

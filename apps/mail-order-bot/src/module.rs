@@ -122,7 +122,10 @@ pub fn build_source(
     queue_name: &str,
     redis: Option<&RedisQueueSettings>,
 ) -> Result<Arc<dyn TaskSource>, ModuleError> {
-    let inner = build_mailbox_source(mail)?;
+    // Every task names its customer, for `[workers] concurrency_key = "customer"`.
+    let inner: Arc<dyn TaskSource> = Arc::new(crate::customer::CustomerHeader::new(
+        build_mailbox_source(mail)?,
+    ));
     match redis {
         None => Ok(inner),
         Some(redis) => {

@@ -5,6 +5,7 @@
 //! ```text
 //! ConfigSnapshot --plan()--> Plan (every adapter config, checked, no I/O)
 //!                             |-- build_queue()   queue.backend    -> memory | redis
+//!                             |-- build_limiter() the same backend's pool limits
 //!                             |-- build_tracer()  tracing.exporter -> none | stdout | otlp
 //!                             `-- bind_control()  control.*        -> the HTTP control plane
 //! ```
@@ -25,7 +26,9 @@ use std::sync::Arc;
 #[cfg(not(any(feature = "memory", feature = "redis")))]
 compile_error!("runtime-compose needs at least one queue feature: `memory` or `redis`");
 
-use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, TaskQueue, TraceFactory};
+use runtime_contracts::{
+    ConfigError, ConfigIssue, ConfigSnapshot, TaskLimiter, TaskQueue, TraceFactory,
+};
 use runtime_core::config::{PlatformConfig, QueueConfig, TracingConfig, Validator};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -393,6 +396,25 @@ impl Plan {
             QueuePlan::Redis(c) => Arc::new(
                 runtime_adapters_redis::RedisQueue::connect_lazy(c.clone()).map_err(|e| {
                     ComposeError::setup(format!("cannot set up the redis queue: {e}"))
+                })?,
+            ),
+        })
+    }
+
+    /// Builds the limiter of the planned queue's backend, which keeps pools' per-key
+    /// concurrency and rates (`[workers]`): in process for memory, shared through Redis
+    /// for redis. Give it to `RuntimeBuilder::limiter`.
+    ///
+    /// # Errors
+    /// [`ComposeError::Setup`] when the adapter refuses (not expected after [`plan`]).
+    pub fn build_limiter(&self) -> Result<Arc<dyn TaskLimiter>, ComposeError> {
+        Ok(match &self.queue {
+            #[cfg(feature = "memory")]
+            QueuePlan::Memory(_) => Arc::new(runtime_adapters_memory::MemoryLimiter::new()),
+            #[cfg(feature = "redis")]
+            QueuePlan::Redis(c) => Arc::new(
+                runtime_adapters_redis::RedisLimiter::new(c).map_err(|e| {
+                    ComposeError::setup(format!("cannot set up the redis limiter: {e}"))
                 })?,
             ),
         })
