@@ -242,10 +242,17 @@ impl Gate {
     }
 
     fn hold(&self, slot: &KeySlot) {
-        let mut s = self.lock();
-        *s.held.entry(slot.key.clone()).or_default() += 1;
-        s.active.insert(slot.holder.clone(), slot.clone());
-        s.orphans.remove(&slot.key);
+        let first = {
+            let mut s = self.lock();
+            *s.held.entry(slot.key.clone()).or_default() += 1;
+            s.active.insert(slot.holder.clone(), slot.clone());
+            s.orphans.remove(&slot.key);
+            s.active.len() == 1
+        };
+        if first {
+            // The background task sleeps while nothing is held: renewals start now.
+            self.wake.notify_one();
+        }
     }
 
     /// Gives up `permit`'s slot: to the next waiting task of its key if there is one.
@@ -344,8 +351,13 @@ impl Gate {
             }
             let wait = match self.limiter.reserve(&bucket, rate, ahead).await {
                 Ok(Reservation::Go(wait)) => {
-                    if !wait.is_zero() && !sleep_or_stop(wait, stop).await {
-                        return Paced::Back(Duration::ZERO);
+                    if !wait.is_zero() {
+                        if !counted {
+                            self.rate_waits.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if !sleep_or_stop(wait, stop).await {
+                            return Paced::Back(Duration::ZERO);
+                        }
                     }
                     return Paced::Go;
                 }
