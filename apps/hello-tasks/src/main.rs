@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let done = Arc::new(Notify::new());
     let runtime = RuntimeManager::builder(config)
         .queue(plan.build_queue()?)
-        // Keeps `[workers] concurrency_key` / `rate`, shared like the queue is.
+        // Keeps `[workers] concurrency_key` and `rate`, shared as the queue is.
         .limiter(plan.build_limiter()?)
         .tracer(plan.build_tracer()?)
         .module(Arc::new(HelloModule {
