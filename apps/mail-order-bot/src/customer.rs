@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use runtime_contracts::{
-    HealthContributor, PublishOutcome, QueueError, SourceAcknowledger, SourceError,
-    SourceStatus, StopSignal, Task, TaskSink, TaskSource,
+    HealthContributor, PublishOutcome, QueueError, SourceAcknowledger, SourceError, SourceStatus,
+    StopSignal, Task, TaskSink, TaskSource,
 };
 
 use crate::domain::parse_message;
@@ -51,10 +51,7 @@ impl TaskSink for Tagging {
         self.sink.publish(task).await
     }
 
-    async fn publish_batch(
-        &self,
-        mut tasks: Vec<Task>,
-    ) -> Result<Vec<PublishOutcome>, QueueError> {
+    async fn publish_batch(&self, mut tasks: Vec<Task>) -> Result<Vec<PublishOutcome>, QueueError> {
         tasks.iter_mut().for_each(tag);
         self.sink.publish_batch(tasks).await
     }
@@ -99,10 +96,14 @@ mod tests {
     fn the_normalised_sender_becomes_the_header() {
         let mut task = Task::new(
             "order",
-            b"From: Anna Mueller <Anna.Mueller@X.example>\r\nSubject: PO 1\r\n\r\nA-1 x 2\r\n".to_vec(),
+            b"From: Anna Mueller <Anna.Mueller@X.example>\r\nSubject: PO 1\r\n\r\nA-1 x 2\r\n"
+                .to_vec(),
         );
         tag(&mut task);
-        assert_eq!(task.headers.get(CUSTOMER_HEADER), Some("anna.mueller@x.example"));
+        assert_eq!(
+            task.headers.get(CUSTOMER_HEADER),
+            Some("anna.mueller@x.example")
+        );
         let mut anonymous = Task::new("order", b"Subject: hi\r\n\r\nbody".to_vec());
         tag(&mut anonymous);
         assert_eq!(anonymous.headers.get(CUSTOMER_HEADER), None);

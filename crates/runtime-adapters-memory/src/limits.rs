@@ -91,13 +91,13 @@ impl TaskLimiter for MemoryLimiter {
             return Ok(false);
         };
         let mut state = self.lock();
-        let Some(held) = state
-            .slots
-            .get_mut(&(slot.scope.clone(), slot.key.clone()))
-        else {
+        let Some(held) = state.slots.get_mut(&(slot.scope.clone(), slot.key.clone())) else {
             return Ok(false);
         };
-        match held.iter_mut().find(|(h, until)| *h == holder && *until > now) {
+        match held
+            .iter_mut()
+            .find(|(h, until)| *h == holder && *until > now)
+        {
             Some(entry) => {
                 entry.1 = now + ttl;
                 Ok(true)
@@ -140,7 +140,9 @@ impl TaskLimiter for MemoryLimiter {
         if wait > ahead {
             return Ok(Reservation::Wait(wait - ahead));
         }
-        state.rates.insert(bucket.to_owned(), next + rate.interval());
+        state
+            .rates
+            .insert(bucket.to_owned(), next + rate.interval());
         Ok(Reservation::Go(wait))
     }
 }

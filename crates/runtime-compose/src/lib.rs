@@ -412,11 +412,11 @@ impl Plan {
             #[cfg(feature = "memory")]
             QueuePlan::Memory(_) => Arc::new(runtime_adapters_memory::MemoryLimiter::new()),
             #[cfg(feature = "redis")]
-            QueuePlan::Redis(c) => Arc::new(
-                runtime_adapters_redis::RedisLimiter::new(c).map_err(|e| {
+            QueuePlan::Redis(c) => {
+                Arc::new(runtime_adapters_redis::RedisLimiter::new(c).map_err(|e| {
                     ComposeError::setup(format!("cannot set up the redis limiter: {e}"))
-                })?,
-            ),
+                })?)
+            }
         })
     }
 

@@ -32,8 +32,7 @@ pub struct Rate {
 }
 
 /// What a rate string must look like (one text for the parser and the docs).
-pub const RATE_SYNTAX: &str =
-    "expected a rate like \"50/s\", \"1000/m\", \"10/h\" or \"100/d\" (a whole number from 1 to 1000000 per unit)";
+pub const RATE_SYNTAX: &str = "expected a rate like \"50/s\", \"1000/m\", \"10/h\" or \"100/d\" (a whole number from 1 to 1000000 per unit)";
 
 /// The most tasks per period a rate accepts: far above what one backend runs.
 const MAX_RATE_COUNT: u32 = 1_000_000;
@@ -203,7 +202,17 @@ mod tests {
         let r: Rate = " 1000 / m ".parse().unwrap();
         assert_eq!(r.per, Duration::from_secs(60));
         assert_eq!(r.to_string(), "1000/m");
-        for bad in ["", "50", "0/s", "-1/s", "50/x", "50/", "/s", "1.5/s", "2000000/s"] {
+        for bad in [
+            "",
+            "50",
+            "0/s",
+            "-1/s",
+            "50/x",
+            "50/",
+            "/s",
+            "1.5/s",
+            "2000000/s",
+        ] {
             assert_eq!(bad.parse::<Rate>(), Err(RATE_SYNTAX.to_owned()), "{bad:?}");
         }
     }

@@ -188,7 +188,8 @@ impl Gate {
         {
             Ok(Some(slot)) => {
                 self.hold(&slot);
-                self.paced(delivery, Permit { slot: Some(slot) }, stop).await
+                self.paced(delivery, Permit { slot: Some(slot) }, stop)
+                    .await
             }
             Ok(None) => {
                 self.key_waits.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +208,10 @@ impl Gate {
     pub(crate) async fn take_ready(&self, stop: &StopToken) -> Option<(Delivery, Permit)> {
         loop {
             let (delivery, slot) = self.lock().ready.pop_front()?;
-            if let Some(next) = self.paced(delivery, Permit { slot: Some(slot) }, stop).await {
+            if let Some(next) = self
+                .paced(delivery, Permit { slot: Some(slot) }, stop)
+                .await
+            {
                 return Some(next);
             }
         }
@@ -291,7 +295,10 @@ impl Gate {
             if s.stopping || s.waiting_len >= MAX_WAITING {
                 Some(delivery)
             } else {
-                s.waiting.entry(key.clone()).or_default().push_back(delivery);
+                s.waiting
+                    .entry(key.clone())
+                    .or_default()
+                    .push_back(delivery);
                 s.waiting_len += 1;
                 if !s.held.contains_key(&key) && !s.orphans.contains_key(&key) {
                     // No task here will pass a slot on: the background task asks.
@@ -524,10 +531,7 @@ impl Gate {
             s.stopping = true;
             s.waiting_len = 0;
             s.orphans.clear();
-            (
-                std::mem::take(&mut s.waiting),
-                std::mem::take(&mut s.ready),
-            )
+            (std::mem::take(&mut s.waiting), std::mem::take(&mut s.ready))
         };
         for d in waiting.into_values().flatten() {
             self.release_delivery(&d, None).await;

@@ -83,7 +83,9 @@ pub enum SupervisorError {
         queue: String,
     },
     /// A pool has limits but the queue backend offers no limiter.
-    #[error("worker pool {0:?} has limits (workers.concurrency_key / workers.rate) but the queue backend has no limiter")]
+    #[error(
+        "worker pool {0:?} has limits (workers.concurrency_key / workers.rate) but the queue backend has no limiter"
+    )]
     NoLimiter(String),
 }
 

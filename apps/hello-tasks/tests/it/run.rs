@@ -177,7 +177,10 @@ fn the_default_rate_limit_paces_the_greetings() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {}: {stderr}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 41);
-    assert!(elapsed >= Duration::from_millis(1900), "41 starts at 20/s took {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1900),
+        "41 starts at 20/s took {elapsed:?}"
+    );
     // Without the limit the same run is quick.
     let started = Instant::now();
     let out = hello()

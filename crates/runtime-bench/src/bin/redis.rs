@@ -373,7 +373,9 @@ async fn limits_rows() -> Result<()> {
         ]);
     }
     print_table(
-        &format!("runtime pipeline on Redis with per-key limits, {N} tasks, 16 workers, 1,000 keys, per_key = 1 (tasks/s)"),
+        &format!(
+            "runtime pipeline on Redis with per-key limits, {N} tasks, 16 workers, 1,000 keys, per_key = 1 (tasks/s)"
+        ),
         &["round", "plain", "per-key limits", "overhead"],
         &rows,
     );

@@ -1038,14 +1038,26 @@ async fn pool_limit_keys_are_read_and_each_bad_one_is_named() {
     assert!(PlatformConfig::default().workers.limits().is_none());
 
     for (i, (text, key, expected)) in [
-        ("[workers]\nrate = \"50/x\"\n", "workers.rate", "expected a rate like"),
-        ("[workers]\nrate = \"fast\"\n", "workers.rate", "expected a rate like"),
+        (
+            "[workers]\nrate = \"50/x\"\n",
+            "workers.rate",
+            "expected a rate like",
+        ),
+        (
+            "[workers]\nrate = \"fast\"\n",
+            "workers.rate",
+            "expected a rate like",
+        ),
         (
             "[workers]\nconcurrency_key = \"c\"\nper_key = 0\n",
             "workers.per_key",
             "at least 1",
         ),
-        ("[workers]\nper_key = 3\n", "workers.per_key", "needs workers.concurrency_key"),
+        (
+            "[workers]\nper_key = 3\n",
+            "workers.per_key",
+            "needs workers.concurrency_key",
+        ),
         (
             "[workers]\nrate = \"5/s\"\nrate_per_key = true\n",
             "workers.rate_per_key",
@@ -1056,7 +1068,11 @@ async fn pool_limit_keys_are_read_and_each_bad_one_is_named() {
             "workers.rate_per_key",
             "needs workers.rate",
         ),
-        ("[workers]\nconcurrency_key = \" \"\n", "workers.concurrency_key", "task header"),
+        (
+            "[workers]\nconcurrency_key = \" \"\n",
+            "workers.concurrency_key",
+            "task header",
+        ),
     ]
     .into_iter()
     .enumerate()

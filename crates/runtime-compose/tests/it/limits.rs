@@ -106,7 +106,10 @@ fn redis_tree(name: &str, workers: Value) -> Value {
 }
 
 /// A runtime over the composed queue and limiter, one pool `p` running `handler`.
-async fn runtime(tree: Value, handler: Arc<dyn TaskHandler>) -> (RuntimeManager, Arc<dyn TaskQueue>) {
+async fn runtime(
+    tree: Value,
+    handler: Arc<dyn TaskHandler>,
+) -> (RuntimeManager, Arc<dyn TaskQueue>) {
     let cfg = config(tree).await;
     let plan = runtime_compose::plan(&cfg.current(), "limits-test").unwrap();
     let queue = plan.build_queue().unwrap();
@@ -155,7 +158,11 @@ async fn cleanup(name: &str) {
         .await
         .unwrap();
     if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut c)
+            .await
+            .unwrap();
     }
 }
 
@@ -203,11 +210,24 @@ async fn memory_per_key_limit_holds_and_other_keys_keep_flowing() {
     rt.stop().await;
 
     let max = rec.max_overlap.lock().unwrap().clone();
-    assert!(max.values().all(|m| *m == 1), "a key ran twice at once: {max:?}");
+    assert!(
+        max.values().all(|m| *m == 1),
+        "a key ran twice at once: {max:?}"
+    );
     let runs = rec.runs.lock().unwrap().clone();
     assert!(runs.iter().all(|r| r.3 == 0), "waiting counted an attempt");
-    let last_other = runs.iter().filter(|r| r.0 != "hot").map(|r| r.2).max().unwrap();
-    let last_hot = runs.iter().filter(|r| r.0 == "hot").map(|r| r.2).max().unwrap();
+    let last_other = runs
+        .iter()
+        .filter(|r| r.0 != "hot")
+        .map(|r| r.2)
+        .max()
+        .unwrap();
+    let last_hot = runs
+        .iter()
+        .filter(|r| r.0 == "hot")
+        .map(|r| r.2)
+        .max()
+        .unwrap();
     // 40 hot tasks take 800 ms one after another; the 200 others, spread over 15 other
     // workers, about 70 ms: they must not queue behind the hot key.
     assert!(
@@ -243,7 +263,10 @@ async fn memory_an_idle_pool_whose_tasks_all_wait_burns_no_cpu() {
     let before = cpu_time();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let used = cpu_time() - before;
-    assert!(used <= Duration::from_millis(60), "waiting burnt {used:?} of CPU in 2 s");
+    assert!(
+        used <= Duration::from_millis(60),
+        "waiting burnt {used:?} of CPU in 2 s"
+    );
     assert_eq!(rec.runs.lock().unwrap().len(), 0);
     rt.stop().await;
     // Stopping handed every waiting task back (the holder may have finished within the
@@ -271,7 +294,9 @@ async fn rate_holds(trees: Vec<Value>, queue_name: Option<&str>) {
         rts.push(rt);
     }
     let queue = queue.unwrap();
-    let tasks: Vec<Task> = (0..1200).map(|i| keyed(&format!("c{}", i % 7), &i.to_string())).collect();
+    let tasks: Vec<Task> = (0..1200)
+        .map(|i| keyed(&format!("c{}", i % 7), &i.to_string()))
+        .collect();
     queue.publish_batch(tasks).await.unwrap();
     for rt in &rts {
         rt.start().await.unwrap();
@@ -332,9 +357,15 @@ async fn memory_per_key_rate_limits_each_key() {
     for key in ["a", "b"] {
         let of_key: Vec<_> = runs.iter().filter(|r| r.0 == key).cloned().collect();
         let n = starts_in(&of_key, from, Duration::from_secs(3));
-        assert!((27..=33).contains(&n), "key {key}: {n} starts in 3 s at 10/s");
+        assert!(
+            (27..=33).contains(&n),
+            "key {key}: {n} starts in 3 s at 10/s"
+        );
     }
-    assert!(limits.rate_waits_total > 0 && limits.handed_back_total > 0, "{limits:?}");
+    assert!(
+        limits.rate_waits_total > 0 && limits.handed_back_total > 0,
+        "{limits:?}"
+    );
     assert!(runs.iter().all(|r| r.3 == 0), "waiting counted an attempt");
 }
 
@@ -355,7 +386,8 @@ async fn limits_child() {
         file: Some(file),
         ..Default::default()
     });
-    let workers = json!({"concurrency": 4, "concurrency_key": "k", "per_key": 1, "lease_renewal": "500ms"});
+    let workers =
+        json!({"concurrency": 4, "concurrency_key": "k", "per_key": 1, "lease_renewal": "500ms"});
     let (rt, queue) = runtime(redis_tree(&name, workers), rec).await;
     rt.start().await.unwrap();
     while queue.stats().await.map(|s| s.acked_total).unwrap_or(0) < total {
@@ -400,8 +432,13 @@ async fn redis_per_key_limit_holds_across_four_processes() {
     // 10 keys x 20 tasks; 4 processes x 4 workers would run each key 16 times at once
     // without the limit.
     let cfg = config(redis_tree(&name, json!({}))).await;
-    let queue = runtime_compose::plan(&cfg.current(), "t").unwrap().build_queue().unwrap();
-    let tasks: Vec<Task> = (0..200).map(|i| keyed(&format!("c{}", i % 10), &i.to_string())).collect();
+    let queue = runtime_compose::plan(&cfg.current(), "t")
+        .unwrap()
+        .build_queue()
+        .unwrap();
+    let tasks: Vec<Task> = (0..200)
+        .map(|i| keyed(&format!("c{}", i % 10), &i.to_string()))
+        .collect();
     queue.publish_batch(tasks).await.unwrap();
     let mut children: Vec<Child> = (0..4)
         .map(|i| spawn_child(&name, &dir.path().join(format!("child{i}")), 200))
@@ -411,7 +448,8 @@ async fn redis_per_key_limit_holds_across_four_processes() {
     let mut runs: HashMap<String, Vec<(u64, u64, usize)>> = HashMap::new();
     let mut processes_used = 0;
     for i in 0..4 {
-        let text = std::fs::read_to_string(dir.path().join(format!("child{i}"))).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(dir.path().join(format!("child{i}"))).unwrap_or_default();
         let mut ran_here = false;
         for line in text.lines().filter(|l| l.starts_with("run ")) {
             let parts: Vec<&str> = line.split(' ').collect();
@@ -425,7 +463,10 @@ async fn redis_per_key_limit_holds_across_four_processes() {
         processes_used += usize::from(ran_here);
     }
     assert_eq!(runs.values().map(Vec::len).sum::<usize>(), 200);
-    assert!(processes_used >= 2, "only {processes_used} process(es) ran tasks");
+    assert!(
+        processes_used >= 2,
+        "only {processes_used} process(es) ran tasks"
+    );
     for (key, mut spans) in runs {
         spans.sort();
         for w in spans.windows(2) {
@@ -453,8 +494,14 @@ async fn redis_a_killed_holders_key_slot_is_freed_within_the_lease_time() {
     let mut child = spawn_child(&name, &file, u64::MAX);
     // The child's handler writes "start" once it holds the slot and runs.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&file).unwrap_or_default().contains("start k") {
-        assert!(Instant::now() < deadline, "the child never started the task");
+    while !std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .contains("start k")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the child never started the task"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ttl = Duration::from_secs(3);
@@ -464,7 +511,10 @@ async fn redis_a_killed_holders_key_slot_is_freed_within_the_lease_time() {
     );
     // Renewals keep it past one lease-renewal period (500 ms) and more.
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert!(limiter.acquire("p", "k", 1, ttl).await.unwrap().is_none(), "renewed while running");
+    assert!(
+        limiter.acquire("p", "k", 1, ttl).await.unwrap().is_none(),
+        "renewed while running"
+    );
     child.kill().unwrap(); // SIGKILL: no release, no goodbye
     child.wait().unwrap();
     let killed = Instant::now();
@@ -472,11 +522,18 @@ async fn redis_a_killed_holders_key_slot_is_freed_within_the_lease_time() {
         if let Some(slot) = limiter.acquire("p", "k", 1, ttl).await.unwrap() {
             break slot;
         }
-        assert!(killed.elapsed() < Duration::from_secs(5), "the slot outlived its lease");
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "the slot outlived its lease"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     // The child renewed for 3 x 500 ms: free within that after the kill.
-    assert!(killed.elapsed() <= Duration::from_millis(1500 + 300), "{:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() <= Duration::from_millis(1500 + 300),
+        "{:?}",
+        killed.elapsed()
+    );
     limiter.release(&slot).await.unwrap();
     cleanup(&name).await;
 }
@@ -488,9 +545,16 @@ async fn redis_tasks_waiting_on_another_processes_slot_burn_no_cpu_and_run_once_
     let workers = json!({"concurrency": 16, "concurrency_key": "k", "per_key": 1});
     let tree = redis_tree(&name, workers);
     let cfg = config(tree.clone()).await;
-    let other = runtime_compose::plan(&cfg.current(), "t").unwrap().build_limiter().unwrap();
+    let other = runtime_compose::plan(&cfg.current(), "t")
+        .unwrap()
+        .build_limiter()
+        .unwrap();
     // "Another process" holds the key's only slot.
-    let held = other.acquire("p", "k", 1, Duration::from_secs(30)).await.unwrap().unwrap();
+    let held = other
+        .acquire("p", "k", 1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
     let (rt, queue) = runtime(tree, rec.clone()).await;
     let tasks: Vec<Task> = (0..300).map(|i| keyed("k", &i.to_string())).collect();
     queue.publish_batch(tasks).await.unwrap();
@@ -504,7 +568,10 @@ async fn redis_tasks_waiting_on_another_processes_slot_burn_no_cpu_and_run_once_
     let before = cpu_time();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let used = cpu_time() - before;
-    assert!(used <= Duration::from_millis(100), "waiting burnt {used:?} of CPU in 2 s");
+    assert!(
+        used <= Duration::from_millis(100),
+        "waiting burnt {used:?} of CPU in 2 s"
+    );
     assert!(rec.runs.lock().unwrap().is_empty());
     other.release(&held).await.unwrap();
     assert_eq!(wait_runs(&rec, 300, Duration::from_secs(20)).await, 300);
