@@ -59,6 +59,10 @@ impl TaskLimiter for MemoryLimiter {
         "memory"
     }
 
+    fn in_process(&self) -> bool {
+        true
+    }
+
     async fn acquire(
         &self,
         scope: &str,

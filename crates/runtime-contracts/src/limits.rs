@@ -152,6 +152,13 @@ pub trait TaskLimiter: Send + Sync + 'static {
     /// The backend kind (`memory`, `redis`).
     fn backend(&self) -> &'static str;
 
+    /// True when the limiter's state lives in this process alone (the memory backend,
+    /// whose queue is one process's too): a pool may then count its key slots itself and
+    /// skip `acquire`/`release`, since no other process shares them. Default false.
+    fn in_process(&self) -> bool {
+        false
+    }
+
     /// Takes one of the `limit` slots of `key` in `scope` for `ttl`. `Ok(None)`: all are
     /// held. Expired slots count as free.
     async fn acquire(

@@ -60,10 +60,21 @@ pub struct PoolLimits {
     pub rate_per_key: bool,
 }
 
-/// A task's right to run: the key slot it holds, if its pool limits keys.
+/// A task's right to run: the key whose slot it holds, if its pool limits keys, and the
+/// backend's lease on that slot (none with an in-process limiter).
 #[derive(Debug, Default)]
 pub(crate) struct Permit {
+    key: Option<String>,
     slot: Option<KeySlot>,
+}
+
+impl Permit {
+    fn remote(slot: KeySlot) -> Self {
+        Permit {
+            key: Some(slot.key.clone()),
+            slot: Some(slot),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -77,7 +88,7 @@ struct State {
     /// current backoff.
     orphans: HashMap<String, (Instant, Duration)>,
     /// Tasks that got their slot in the background, for the next free worker.
-    ready: VecDeque<(Delivery, KeySlot)>,
+    ready: VecDeque<(Delivery, Permit)>,
     /// Every slot held here, by holder, for renewal.
     active: HashMap<String, KeySlot>,
     stopping: bool,
@@ -168,6 +179,9 @@ impl Gate {
         let Some(key) = self.key_of(&delivery) else {
             return self.paced(delivery, Permit::default(), stop).await;
         };
+        if self.limiter.in_process() {
+            return self.admit_locally(delivery, key, stop).await;
+        }
         let wait_here = {
             let s = self.lock();
             let queued = s.waiting.get(&key).is_some_and(|w| !w.is_empty());
@@ -188,8 +202,7 @@ impl Gate {
         {
             Ok(Some(slot)) => {
                 self.hold(&slot);
-                self.paced(delivery, Permit { slot: Some(slot) }, stop)
-                    .await
+                self.paced(delivery, Permit::remote(slot), stop).await
             }
             Ok(None) => {
                 self.key_waits.fetch_add(1, Ordering::Relaxed);
@@ -204,14 +217,60 @@ impl Gate {
         }
     }
 
+    /// With an in-process limiter this process's counts are the whole truth: one lock,
+    /// no backend call, and nobody else can free a slot (so no background retries).
+    async fn admit_locally(
+        &self,
+        delivery: Delivery,
+        key: String,
+        stop: &StopToken,
+    ) -> Option<(Delivery, Permit)> {
+        enum Local {
+            Run(Delivery, String),
+            Parked,
+            Refused(Delivery),
+        }
+        let outcome = {
+            let mut s = self.lock();
+            let queued = s.waiting.get(&key).is_some_and(|w| !w.is_empty());
+            let held = s.held.get(&key).copied().unwrap_or(0);
+            if !queued && held < self.limits.per_key as usize {
+                *s.held.entry(key.clone()).or_default() += 1;
+                Local::Run(delivery, key)
+            } else if s.stopping || s.waiting_len >= MAX_WAITING {
+                Local::Refused(delivery)
+            } else {
+                s.waiting.entry(key).or_default().push_back(delivery);
+                s.waiting_len += 1;
+                Local::Parked
+            }
+        };
+        let refused = match outcome {
+            Local::Run(delivery, key) => {
+                let permit = Permit {
+                    key: Some(key),
+                    slot: None,
+                };
+                return self.paced(delivery, permit, stop).await;
+            }
+            Local::Parked => None,
+            Local::Refused(delivery) => Some(delivery),
+        };
+        self.key_waits.fetch_add(1, Ordering::Relaxed);
+        if let Some(delivery) = refused {
+            self.hand_back(&delivery, jittered(HAND_BACK_DELAY)).await;
+        } else {
+            // Their queue leases need renewing.
+            self.wake.notify_one();
+        }
+        None
+    }
+
     /// A task that got its slot in the background, if any.
     pub(crate) async fn take_ready(&self, stop: &StopToken) -> Option<(Delivery, Permit)> {
         loop {
-            let (delivery, slot) = self.lock().ready.pop_front()?;
-            if let Some(next) = self
-                .paced(delivery, Permit { slot: Some(slot) }, stop)
-                .await
-            {
+            let (delivery, permit) = self.lock().ready.pop_front()?;
+            if let Some(next) = self.paced(delivery, permit, stop).await {
                 return Some(next);
             }
         }
@@ -261,27 +320,32 @@ impl Gate {
 
     /// Gives up `permit`'s slot: to the next waiting task of its key if there is one.
     async fn pass_on(&self, permit: Permit) -> Option<(Delivery, Permit)> {
-        let slot = permit.slot?;
+        let key = permit.key.as_deref()?;
         {
             let mut s = self.lock();
             if !s.stopping
-                && let Some(next) = s.waiting.get_mut(&slot.key).and_then(VecDeque::pop_front)
+                && let Some(next) = s.waiting.get_mut(key).and_then(VecDeque::pop_front)
             {
                 s.waiting_len -= 1;
-                if s.waiting.get(&slot.key).is_some_and(VecDeque::is_empty) {
-                    s.waiting.remove(&slot.key);
+                if s.waiting.get(key).is_some_and(VecDeque::is_empty) {
+                    s.waiting.remove(key);
                 }
-                return Some((next, Permit { slot: Some(slot) }));
+                return Some((next, permit));
             }
-            s.active.remove(&slot.holder);
-            let left = s.held.get_mut(&slot.key).map(|n| {
+            if let Some(slot) = &permit.slot {
+                s.active.remove(&slot.holder);
+            }
+            let left = s.held.get_mut(key).map(|n| {
                 *n = n.saturating_sub(1);
                 *n
             });
             if left == Some(0) {
-                s.held.remove(&slot.key);
+                s.held.remove(key);
             }
         }
+        let Some(slot) = permit.slot else {
+            return None;
+        };
         if let Err(error) = self.limiter.release(&slot).await {
             tracing::warn!(pool = %self.pool, %error, "key slot release failed; it expires with its lease");
         }
@@ -503,7 +567,7 @@ impl Gate {
                                 s.waiting_len -= 1;
                                 *s.held.entry(key).or_default() += 1;
                                 s.active.insert(slot.holder.clone(), slot.clone());
-                                s.ready.push_back((delivery, slot));
+                                s.ready.push_back((delivery, Permit::remote(slot)));
                                 None
                             }
                             None => Some(slot),
@@ -536,9 +600,9 @@ impl Gate {
         for d in waiting.into_values().flatten() {
             self.release_delivery(&d, None).await;
         }
-        for (d, slot) in ready {
+        for (d, permit) in ready {
             self.release_delivery(&d, None).await;
-            let _ = self.pass_on(Permit { slot: Some(slot) }).await;
+            let _ = self.pass_on(permit).await;
         }
     }
 }
