@@ -343,9 +343,8 @@ impl Gate {
                 s.held.remove(key);
             }
         }
-        let Some(slot) = permit.slot else {
-            return None;
-        };
+        // An in-process limiter has no backend lease to give back.
+        let slot = permit.slot?;
         if let Err(error) = self.limiter.release(&slot).await {
             tracing::warn!(pool = %self.pool, %error, "key slot release failed; it expires with its lease");
         }
