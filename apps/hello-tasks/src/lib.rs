@@ -35,6 +35,13 @@ pub const DEFAULTS: &str = r#"
 [ticker]
 interval = "1s"
 greeting = "hello"
+
+# Pool limits: one task per visitor at a time and at most 20 starts a second, held
+# across every process that shares the queue.
+[workers]
+concurrency_key = "visitor"
+per_key = 1
+rate = "20/s"
 "#;
 
 /// The app's own section, `[ticker]`. Unknown keys are errors, so a typo fails start-up.
@@ -115,9 +122,11 @@ impl TaskSource for Ticker {
                 _ = stop.stopped() => return Ok(()),
             }
             let n = self.next.load(Ordering::SeqCst);
+            // Three visitors take turns; `[workers] concurrency_key` names this header.
             let text = format!("{} #{n}", self.config.greeting);
             let task = Task::from_job(&Greet { text })
-                .map_err(|e| SourceError::Permanent(e.to_string()))?;
+                .map_err(|e| SourceError::Permanent(e.to_string()))?
+                .with_header("visitor", format!("visitor-{}", n % 3));
             // Waits while the queue is full: backpressure reaches the source.
             sink.publish(task).await?;
             self.next.store(n + 1, Ordering::SeqCst);

@@ -67,6 +67,8 @@ async fn main() -> anyhow::Result<ExitCode> {
     let done = Arc::new(Notify::new());
     let mut builder = RuntimeManager::builder(config)
         .queue(plan.build_queue()?)
+        // Keeps `[workers] concurrency_key` and `rate`, shared as the queue is.
+        .limiter(plan.build_limiter()?)
         .tracer(plan.build_tracer()?)
         .module(Arc::new(HelloModule {
             limit: cli.count.unwrap_or(u64::MAX),

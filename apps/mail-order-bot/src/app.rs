@@ -148,6 +148,7 @@ pub async fn compose(
     let platform = config.platform();
     let mut builder = RuntimeManager::builder(config)
         .queue(queue)
+        .limiter(plan.build_limiter()?)
         .tracer(tracer)
         .module(module.clone())
         .handle_signals(options.handle_signals);

@@ -20,6 +20,8 @@
 //!   the source `mail.source` names, the worker pool, the store's health, the acknowledger.
 //!   With the Redis queue the source runs behind a leader lease in that Redis, so several
 //!   instances share one mailbox: one reads it, all run workers and acknowledge.
+//! * [`customer`]: the `customer` task header (the sender's address), for
+//!   `[workers] concurrency_key = "customer"`: one customer's orders one at a time.
 //! * [`app`]: composition from configuration (queue backend, tracer, control plane) and
 //!   `run`; [`report`] is `orders`; [`demo`] is `demo`.
 //!
@@ -32,6 +34,7 @@
 
 pub mod app;
 pub mod config;
+pub mod customer;
 pub mod demo;
 pub mod domain;
 pub mod handler;

@@ -93,8 +93,16 @@ impl MailOrderModule {
 }
 
 /// Builds the source `mail.source` names. This match is the only place where polling,
-/// IDLE and Maildir differ. The runtime puts it behind the queue's leader lease.
+/// IDLE and Maildir differ. The runtime puts it behind the queue's leader lease. Every
+/// task names its customer, for `[workers] concurrency_key = "customer"`.
 pub fn build_source(mail: &MailConfig) -> Result<Arc<dyn TaskSource>, ModuleError> {
+    Ok(Arc::new(crate::customer::CustomerHeader::new(
+        build_mailbox_source(mail)?,
+    )))
+}
+
+/// The mailbox source itself.
+fn build_mailbox_source(mail: &MailConfig) -> Result<Arc<dyn TaskSource>, ModuleError> {
     Ok(match mail.source {
         SourceKind::Maildir => Arc::new(MaildirSource::new(mail.maildir_config(), SOURCE_NAME)),
         SourceKind::ImapPoll => Arc::new(ImapSource::new(

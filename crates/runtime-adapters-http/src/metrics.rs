@@ -281,7 +281,7 @@ pub(crate) fn render(status: &RuntimeStatus, process: &ProcessStats) -> String {
     // Worker pools.
     let p = &status.pools;
     let pl = |s: &PoolStatus| vec![("pool", s.name.clone()), ("queue", s.queue.clone())];
-    let pool: [KindedMetric<PoolStatus>; 7] = [
+    let pool: [KindedMetric<PoolStatus>; 11] = [
         (
             "plba_pool_concurrency",
             "gauge",
@@ -323,6 +323,30 @@ pub(crate) fn render(status: &RuntimeStatus, process: &ProcessStats) -> String {
             "counter",
             "Tasks that hit the per-task timeout.",
             |s| Some(s.timeouts as f64),
+        ),
+        (
+            "plba_pool_key_waits_total",
+            "counter",
+            "Times a task found every slot of its concurrency key taken and waited (pools with workers.concurrency_key).",
+            |s| s.limits.as_ref().map(|l| l.key_waits_total as f64),
+        ),
+        (
+            "plba_pool_rate_waits_total",
+            "counter",
+            "Times a task found the pool's rate used up and waited (pools with workers.rate).",
+            |s| s.limits.as_ref().map(|l| l.rate_waits_total as f64),
+        ),
+        (
+            "plba_pool_limit_waiting",
+            "gauge",
+            "Tasks of this process waiting for a key slot now.",
+            |s| s.limits.as_ref().map(|l| l.waiting as f64),
+        ),
+        (
+            "plba_pool_limit_handed_back_total",
+            "counter",
+            "Tasks handed back to the queue to wait there for a key or the rate (no attempt counted).",
+            |s| s.limits.as_ref().map(|l| l.handed_back_total as f64),
         ),
     ];
     for (name, kind, help, value) in pool {

@@ -149,6 +149,17 @@ impl runtime_contracts::QueueBackendSettings for MemoryQueueSettings {
             self.config(shared),
         )))
     }
+
+    /// Limits in this process (the memory queue lives in one).
+    fn limiter(
+        &self,
+        _shared: &QueueShared,
+    ) -> Result<
+        Option<std::sync::Arc<dyn runtime_contracts::TaskLimiter>>,
+        runtime_contracts::QueueError,
+    > {
+        Ok(Some(std::sync::Arc::new(crate::MemoryLimiter::new())))
+    }
 }
 
 #[cfg(test)]

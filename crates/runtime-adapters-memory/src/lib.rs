@@ -8,6 +8,7 @@
 //! capacity (a count) or their payloads fill `capacity_bytes`, so backpressure reaches
 //! the source (`stats().blocked_publishers` shows it).
 //! Tasks live only as long as the process; use the Redis queue for durability.
+//! [`MemoryLimiter`] is its pool limits capability (key slots, rates) in one process.
 //!
 //! ## How it is built
 //!
@@ -45,11 +46,13 @@
 
 mod config;
 mod lease;
+mod limits;
 mod queue;
 mod state;
 
 pub use config::{DEFAULT_CAPACITY_BYTES, InvalidConfig, MemoryQueueConfig, MemoryQueueSettings};
 pub use lease::LocalLease;
+pub use limits::MemoryLimiter;
 pub use queue::MemoryQueue;
 pub use state::MemoryUsage;
 

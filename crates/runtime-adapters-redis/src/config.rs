@@ -290,6 +290,16 @@ impl runtime_contracts::QueueBackendSettings for RedisQueueSettings {
     fn target(&self) -> String {
         runtime_contracts::redact_url(self.redis_url.expose())
     }
+
+    /// Key slots and rates shared through the queue's Redis.
+    fn limiter(
+        &self,
+        shared: &QueueShared,
+    ) -> Result<Option<std::sync::Arc<dyn runtime_contracts::TaskLimiter>>, QueueError> {
+        Ok(Some(std::sync::Arc::new(crate::RedisLimiter::new(
+            &self.config(shared),
+        )?)))
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@
 //!   a running task's cancel is a mark its holder polls every [`CANCEL_POLL`] and every
 //!   settle but ack honours. See `docs/task-controls.md`.
 //!
+//! * [`RedisLimiter`] keeps worker pools' key slots (sorted sets of holders that expire)
+//!   and rates (a GCRA schedule on Redis's clock) across processes; see `limits.rs`.
+//!
 //! ## Key design decision: lists and sorted sets plus a doorbell, not streams
 //!
 //! Leases that can be extended by any amount, attempts that rewrite the task and
@@ -40,11 +43,13 @@ mod config;
 mod conn;
 mod keys;
 pub mod lease;
+mod limits;
 mod queue;
 mod scripts;
 
 pub use config::{FieldProblem, RedisQueueConfig, RedisQueueSettings};
 pub use lease::{LeaseError, RedisLease};
+pub use limits::RedisLimiter;
 pub use queue::{CANCEL_POLL, RedisQueue};
 
 /// This machine's name for consumer and lease-holder ids (`HOSTNAME` where `/proc` has

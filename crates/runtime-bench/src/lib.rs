@@ -122,6 +122,8 @@ pub mod pipeline {
 
     struct CountSource {
         n: u64,
+        /// Tag task `i` with header `k` = `i % keys` (for per-key limits).
+        keys: Option<u64>,
     }
 
     #[async_trait]
@@ -138,8 +140,11 @@ pub mod pipeline {
             stop: Arc<dyn StopSignal>,
         ) -> Result<(), SourceError> {
             for i in 0..self.n {
-                sink.publish(Task::new("bench", i.to_le_bytes().to_vec()))
-                    .await?;
+                let mut task = Task::new("bench", i.to_le_bytes().to_vec());
+                if let Some(keys) = self.keys {
+                    task = task.with_header("k", (i % keys).to_string());
+                }
+                sink.publish(task).await?;
             }
             stop.stopped().await;
             Ok(())
@@ -152,6 +157,8 @@ pub mod pipeline {
     struct BenchModule {
         n: u64,
         workers: usize,
+        keys: Option<u64>,
+        queue: String,
         handler: Arc<Counter>,
     }
 
@@ -161,10 +168,14 @@ pub mod pipeline {
             "bench"
         }
         async fn register(&self, ctx: &mut ModuleContext) -> Result<(), ModuleError> {
-            ctx.add_source(Arc::new(CountSource { n: self.n }), "bench");
+            let source = CountSource {
+                n: self.n,
+                keys: self.keys,
+            };
+            ctx.add_source(Arc::new(source), self.queue.clone());
             ctx.add_pool(PoolSpec {
                 name: "bench".into(),
-                queue: "bench".into(),
+                queue: self.queue.clone(),
                 handler: self.handler.clone(),
                 concurrency: self.workers,
                 task_timeout: Duration::from_secs(30),
@@ -173,7 +184,44 @@ pub mod pipeline {
         }
     }
 
-    struct Defaults;
+    /// What a pipeline run is built on: `[queue]` and `[workers]` as JSON, and how many
+    /// distinct values of the `k` header the tasks carry.
+    #[derive(Clone, Debug)]
+    pub struct Setup {
+        /// The `[queue]` section (default: the memory queue `bench`).
+        pub queue: serde_json::Value,
+        /// The `[workers]` section (default: none).
+        pub workers: serde_json::Value,
+        /// Tasks carry `k` = `i % keys`.
+        pub keys: Option<u64>,
+    }
+
+    impl Default for Setup {
+        fn default() -> Self {
+            Setup {
+                queue: serde_json::json!({
+                    "backend": "memory",
+                    "name": "bench",
+                    "capacity": CAPACITY,
+                    "max_attempts": 5,
+                    "visibility_timeout": "60s",
+                }),
+                workers: serde_json::json!({}),
+                keys: None,
+            }
+        }
+    }
+
+    impl Setup {
+        /// Per-key concurrency on: `per_key` = 1 over `keys` keys of header `k`.
+        pub fn per_key(mut self, keys: u64) -> Self {
+            self.workers = serde_json::json!({"concurrency_key": "k", "per_key": 1});
+            self.keys = Some(keys);
+            self
+        }
+    }
+
+    struct Defaults(Setup);
 
     #[async_trait]
     impl ConfigProvider for Defaults {
@@ -186,13 +234,8 @@ pub mod pipeline {
                 &serde_json::json!({
                     "tracing": {"level": "warn"},
                     // Built by runtime-compose, as the apps build theirs.
-                    "queue": {
-                        "backend": "memory",
-                        "name": "bench",
-                        "capacity": CAPACITY,
-                        "max_attempts": 5,
-                        "visibility_timeout": "60s",
-                    },
+                    "queue": self.0.queue,
+                    "workers": self.0.workers,
                 }),
                 &ConfigOrigin::Default,
             ))
@@ -205,12 +248,25 @@ pub mod pipeline {
         workers: usize,
         tracer: Option<Arc<dyn TraceFactory>>,
     ) -> Result<f64> {
+        runtime_pipeline_on(n, workers, tracer, Setup::default()).await
+    }
+
+    /// Tasks per second through the runtime built on `setup` (queue backend, limits).
+    pub async fn runtime_pipeline_on(
+        n: u64,
+        workers: usize,
+        tracer: Option<Arc<dyn TraceFactory>>,
+        setup: Setup,
+    ) -> Result<f64> {
+        let keys = setup.keys;
         let config = Arc::new(
-            ConfigurationManager::load(vec![Box::new(Defaults)], Vec::new())
+            ConfigurationManager::load(vec![Box::new(Defaults(setup))], Vec::new())
                 .await
                 .context("bench config")?,
         );
-        let queue = runtime_compose::plan(&config.current(), "runtime-bench")?.build_queue()?;
+        let plan = runtime_compose::plan(&config.current(), "runtime-bench")?;
+        let queue = plan.build_queue()?;
+        let queue_name = queue.name().to_owned();
         let handler = Arc::new(Counter {
             done: AtomicU64::new(0),
             target: n,
@@ -222,9 +278,12 @@ pub mod pipeline {
         }
         let rt = builder
             .queue(queue)
+            .limiter(plan.build_limiter()?)
             .module(Arc::new(BenchModule {
                 n,
                 workers,
+                keys,
+                queue: queue_name,
                 handler: handler.clone(),
             }))
             .handle_signals(false)

@@ -5,6 +5,7 @@
 //! ```text
 //! ConfigSnapshot --plan()--> Plan (every adapter config, checked, no I/O)
 //!                             |-- build_queue()   queue.backend    -> memory | redis
+//!                             |-- build_limiter() the same backend's pool limits
 //!                             |-- build_tracer()  tracing.exporter -> none | stdout | otlp
 //!                             |-- bind_control()  control.*        -> the HTTP control plane
 //!                             `-- schedule_module() [[schedules]]  -> scheduled sources (exclusive: the lease holder ticks)
@@ -33,7 +34,7 @@ pub use schedules::{SCHEDULE_LEADER_LEASE, ScheduleModule};
 
 use runtime_contracts::{
     ConfigError, ConfigIssue, ConfigSnapshot, Probe, QueueBackendSettings, QueueError, QueueShared,
-    TaskQueue, TraceFactory, error_chain,
+    TaskLimiter, TaskQueue, TraceFactory, error_chain,
 };
 use runtime_core::config::{PlatformConfig, QueueConfig, TracingConfig, Validator};
 use serde::Serialize;
@@ -94,6 +95,7 @@ queue_backends! {
 /// A backend's settings behind one type, for the registry.
 trait PlannedSettings: Send + Sync + std::fmt::Debug {
     fn build(&self, shared: &QueueShared) -> Result<Arc<dyn TaskQueue>, QueueError>;
+    fn limiter(&self, shared: &QueueShared) -> Result<Option<Arc<dyn TaskLimiter>>, QueueError>;
     fn effective(&self) -> Value;
     fn target(&self) -> String;
 }
@@ -101,6 +103,9 @@ trait PlannedSettings: Send + Sync + std::fmt::Debug {
 impl<S: QueueBackendSettings> PlannedSettings for S {
     fn build(&self, shared: &QueueShared) -> Result<Arc<dyn TaskQueue>, QueueError> {
         QueueBackendSettings::build(self, shared)
+    }
+    fn limiter(&self, shared: &QueueShared) -> Result<Option<Arc<dyn TaskLimiter>>, QueueError> {
+        QueueBackendSettings::limiter(self, shared)
     }
     fn effective(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
@@ -603,6 +608,24 @@ impl Plan {
             ));
         }
         probes
+    }
+
+    /// Builds the limiter of the planned queue's backend, which keeps pools' per-key
+    /// concurrency and rates (`[workers]`): in process for memory, shared through Redis
+    /// for redis; `None` for a backend without one. Give it to `RuntimeBuilder::limiter`.
+    ///
+    /// # Errors
+    /// [`ComposeError::Setup`] when the adapter refuses (not expected after [`plan`]).
+    pub fn build_limiter(&self) -> Result<Option<Arc<dyn TaskLimiter>>, ComposeError> {
+        self.queue
+            .settings
+            .limiter(&self.queue.shared)
+            .map_err(|e| {
+                ComposeError::setup(format!(
+                    "cannot set up the {} limiter: {e}",
+                    self.queue.backend
+                ))
+            })
     }
 
     /// Builds the planned trace factory (starting the exporter thread for OTel).

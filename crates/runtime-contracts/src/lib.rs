@@ -38,6 +38,8 @@
 //!   components.
 //! * [`ConfigProvider`] loads one configuration layer; [`ConfigSnapshot`] is the merged,
 //!   validated result that modules read typed sections from.
+//! * [`TaskLimiter`] is a backend's optional capability for pool limits: key slots that
+//!   expire with their holder and rates booked as a schedule, held across processes.
 //! * [`HealthContributor`], [`TraceFactory`] and [`ControlPlane`] expose health, traces and
 //!   administration as plain data, so only the HTTP adapter knows HTTP and only the OTel
 //!   adapter knows OpenTelemetry.
@@ -57,6 +59,7 @@ mod headers;
 mod health;
 mod job;
 mod lease;
+mod limits;
 mod module;
 mod queue;
 mod signal;
@@ -85,6 +88,7 @@ pub use headers::Headers;
 pub use health::{ComponentHealth, HealthContributor, HealthReport, HealthStatus};
 pub use job::{EncodeError, Job, JobHandler, RouteError, Router};
 pub use lease::{LeaderLease, LeaseError};
+pub use limits::{KeySlot, LimitError, RATE_SYNTAX, Rate, Reservation, TaskLimiter};
 pub use module::{ApplicationModule, ModuleContext, PoolSpec, Probe, Registrations, SourceSpec};
 pub use queue::{
     DeadLetter, NackOutcome, PublishOutcome, QueueBackendSettings, QueueError, QueueStats,
@@ -101,4 +105,4 @@ pub use trace::{
     AttributeValue, NoopSpan, SpanKind, SpanSpec, TRACEPARENT, TRACESTATE, TaskSpan, TraceContext,
     TraceFactory, TraceParent,
 };
-pub use worker::{Histogram, PoolStatus};
+pub use worker::{Histogram, PoolLimitsStatus, PoolStatus};

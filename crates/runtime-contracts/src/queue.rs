@@ -304,4 +304,18 @@ pub trait QueueBackendSettings:
     fn target(&self) -> String {
         Self::BACKEND.to_owned()
     }
+
+    /// The backend's limiter for pools' per-key concurrency and rates (`[workers]`), when
+    /// it has one (a capability; the default has none, and a pool with limits then fails
+    /// its start naming the backend).
+    ///
+    /// # Errors
+    /// What the adapter refuses.
+    fn limiter(
+        &self,
+        shared: &QueueShared,
+    ) -> Result<Option<Arc<dyn crate::limits::TaskLimiter>>, QueueError> {
+        let _ = shared;
+        Ok(None)
+    }
 }

@@ -42,4 +42,29 @@ pub struct PoolStatus {
     pub last_error: Option<String>,
     /// Task durations in seconds.
     pub durations: Histogram,
+    /// The pool's limits, when it has any (`[workers] concurrency_key`, `rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<PoolLimitsStatus>,
+}
+
+/// What a pool with limits shows of them.
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+pub struct PoolLimitsStatus {
+    /// The task header whose value is the concurrency key, if any.
+    pub concurrency_key: Option<String>,
+    /// Tasks of one key running at once, across processes.
+    pub per_key: Option<u32>,
+    /// The rate (`"50/s"`), if any.
+    pub rate: Option<String>,
+    /// Whether the rate holds per key (else for the whole pool).
+    pub rate_per_key: bool,
+    /// Times a task found its key's slots taken and waited.
+    pub key_waits_total: u64,
+    /// Times a task found the rate used up and waited.
+    pub rate_waits_total: u64,
+    /// Tasks of this process waiting for a key slot or the rate now.
+    pub waiting: u64,
+    /// Tasks handed back to the queue to wait there (this process's waiting list was
+    /// full or the wait was long); no attempt counted.
+    pub handed_back_total: u64,
 }

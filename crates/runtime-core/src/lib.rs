@@ -28,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod health;
 pub mod leader;
+pub mod limits;
 pub mod logging;
 pub mod runtime;
 mod shared;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use runtime_contracts::{
     ApplicationModule, ConfigChange, ConfigError, ConfigSubscriber, ControlEndpoint, ControlPlane,
     HealthContributor, ModuleContext, ModuleError, PoolSpec, RuntimeState, RuntimeStatus,
-    SourceSpec, TaskQueue, TraceFactory,
+    SourceSpec, TaskLimiter, TaskQueue, TraceFactory,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -85,9 +85,18 @@ pub struct RuntimeBuilder {
     health: Vec<Arc<dyn HealthContributor>>,
     handle_signals: bool,
     pool_settings: Option<PoolSettings>,
+    limiter: Option<Arc<dyn TaskLimiter>>,
 }
 
 impl RuntimeBuilder {
+    /// Sets the limiter that keeps pools' per-key concurrency and rates (the queue
+    /// backend's, built beside it). Needed when `[workers]` sets `concurrency_key` or
+    /// `rate`; without one such a pool fails the start.
+    pub fn limiter(mut self, limiter: impl Into<Option<Arc<dyn TaskLimiter>>>) -> Self {
+        self.limiter = limiter.into();
+        self
+    }
+
     /// Adds a platform queue (modules find it by name).
     pub fn queue(mut self, queue: Arc<dyn TaskQueue>) -> Self {
         self.queues.push(queue);
@@ -133,11 +142,14 @@ impl RuntimeBuilder {
     /// Builds the runtime (nothing runs yet).
     pub fn build(self) -> RuntimeManager {
         let platform = self.config.platform();
-        let pool_settings = self.pool_settings.unwrap_or_else(|| PoolSettings {
+        let mut pool_settings = self.pool_settings.unwrap_or_else(|| PoolSettings {
             retry: Backoff::new(platform.workers.retry_base, platform.workers.retry_max),
             lease_renewal: Some(platform.lease_renewal()),
             ..PoolSettings::default()
         });
+        if pool_settings.limits.is_none() {
+            pool_settings.limits = platform.workers.limits();
+        }
         let trace = TraceService::new(
             self.tracer
                 .unwrap_or_else(|| Arc::new(IdTraceFactory) as Arc<dyn TraceFactory>),
@@ -152,9 +164,13 @@ impl RuntimeBuilder {
             .into_iter()
             .map(|q| (q.name().to_owned(), q))
             .collect();
+        let supervisor = Arc::new(WorkerSupervisor::new(trace.clone(), acks.clone()));
+        if let Some(limiter) = self.limiter {
+            supervisor.set_limiter(limiter);
+        }
         RuntimeManager {
             inner: Arc::new(Shared {
-                supervisor: Arc::new(WorkerSupervisor::new(trace.clone(), acks.clone())),
+                supervisor,
                 config: self.config,
                 state: watch::channel(RuntimeState::Starting).0,
                 started: Instant::now(),
@@ -303,6 +319,7 @@ impl RuntimeManager {
             health: Vec::new(),
             handle_signals: true,
             pool_settings: None,
+            limiter: None,
         }
     }
 

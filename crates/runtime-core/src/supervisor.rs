@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use runtime_contracts::{
-    AdminError, ComponentHealth, HealthContributor, HealthStatus, PoolSpec, PoolStatus, TaskQueue,
+    AdminError, ComponentHealth, HealthContributor, HealthStatus, PoolSpec, PoolStatus,
+    TaskLimiter, TaskQueue,
 };
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
+use crate::limits::{Gate, PoolLimits};
 use crate::signal::StopToken;
 use crate::trace::TraceService;
 use crate::worker::{Acknowledgers, Pending, PoolStats, TaskWorker, WorkerSettings};
@@ -29,6 +31,8 @@ pub struct PoolSettings {
     pub prefetch: usize,
     /// How long one consume call waits for work before checking for shutdown.
     pub consume_wait: Duration,
+    /// Per-key concurrency and rate (`[workers]`); they need the supervisor's limiter.
+    pub limits: Option<PoolLimits>,
 }
 
 impl Default for PoolSettings {
@@ -38,6 +42,7 @@ impl Default for PoolSettings {
             lease_renewal: Some(Duration::from_secs(20)),
             prefetch: 16,
             consume_wait: Duration::from_millis(500),
+            limits: None,
         }
     }
 }
@@ -77,6 +82,11 @@ pub enum SupervisorError {
         /// The queue.
         queue: String,
     },
+    /// A pool has limits but the queue backend offers no limiter.
+    #[error(
+        "worker pool {0:?} has limits (workers.concurrency_key / workers.rate) but the queue backend has no limiter"
+    )]
+    NoLimiter(String),
 }
 
 /// Tasks faster than this let a worker prefetch.
@@ -93,6 +103,15 @@ fn respawn_backoff() -> Backoff {
 struct Slot {
     stop: StopToken,
     handle: JoinHandle<()>,
+}
+
+/// What one worker carries from task to task.
+struct SlotState {
+    panics_in_a_row: u32,
+    quick: bool,
+    pending: Pending,
+    /// When the next task starts (one clock reading per task).
+    clock: Instant,
 }
 
 #[derive(Default)]
@@ -115,6 +134,8 @@ struct Pool {
     deaths_in_a_row: AtomicU32,
     /// When dead workers may be replaced, and how many rounds of deaths led there.
     respawn: Mutex<Respawn>,
+    /// Per-key concurrency and rate, when the pool has limits.
+    gate: Option<Arc<Gate>>,
 }
 
 impl Pool {
@@ -133,11 +154,26 @@ impl Pool {
     /// One worker: consume, process, repeat until stopped.
     async fn run_slot(self: Arc<Self>, stop: StopToken) {
         let mut consume_failures = 0u32;
-        let mut panics_in_a_row = 0u32;
-        let mut quick = false;
-        let mut pending = Pending::default();
+        let mut state = SlotState {
+            panics_in_a_row: 0,
+            quick: false,
+            pending: Pending::default(),
+            clock: Instant::now(),
+        };
         while !stop.is_stopped() {
-            let max = if quick {
+            // A task that got its key slot in the background runs before new work.
+            if let Some(gate) = &self.gate
+                && let Some(first) = gate.take_ready(&stop).await
+            {
+                let stats = self.stats();
+                stats.busy.fetch_add(1, Ordering::Relaxed);
+                state.clock = Instant::now();
+                self.run_admitted(first, &stop, &mut state).await;
+                self.worker.flush(&mut state.pending).await;
+                stats.busy.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+            let max = if state.quick {
                 self.settings.prefetch.max(1)
             } else {
                 1
@@ -162,7 +198,7 @@ impl Pool {
             }
             let stats = self.stats();
             stats.busy.fetch_add(1, Ordering::Relaxed);
-            let mut clock = Instant::now();
+            state.clock = Instant::now();
             let mut batch = batch.into_iter();
             while let Some(delivery) = batch.next() {
                 if stop.is_stopped() {
@@ -174,34 +210,71 @@ impl Pool {
                     }
                     break;
                 }
-                let (processed, next) = self
-                    .worker
-                    .process_one(delivery, clock, Some(&mut pending))
-                    .await;
-                clock = next;
-                // A worker got through a task: whatever killed its predecessors is gone.
-                self.deaths_in_a_row.store(0, Ordering::Relaxed);
-                quick = processed.elapsed < QUICK_TASK;
-                if processed.panicked || processed.outage_pause.is_some() {
-                    // Report finished work before pausing.
-                    self.worker.flush(&mut pending).await;
-                }
-                if processed.panicked {
-                    // The worker "restarts": back off so a poison task cannot spin.
-                    panics_in_a_row = panics_in_a_row.saturating_add(1);
-                    let delay = respawn_backoff().delay(panics_in_a_row - 1);
-                    sleep_or_stop(delay, &self.worker.hard_stop).await;
-                    clock = Instant::now();
-                } else {
-                    panics_in_a_row = 0;
-                }
-                if let Some(pause) = processed.outage_pause {
-                    sleep_or_stop(pause, &stop).await;
-                    clock = Instant::now();
+                let admitted = match &self.gate {
+                    None => Some((delivery, crate::limits::Permit::default())),
+                    Some(gate) => {
+                        let admitted = gate.admit(delivery, &stop).await;
+                        state.clock = Instant::now();
+                        admitted
+                    }
+                };
+                if let Some(first) = admitted {
+                    self.run_admitted(first, &stop, &mut state).await;
                 }
             }
-            self.worker.flush(&mut pending).await;
+            self.worker.flush(&mut state.pending).await;
             stats.busy.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs an admitted task, then the tasks its key slot passes to, one after another.
+    async fn run_admitted(
+        &self,
+        first: (runtime_contracts::Delivery, crate::limits::Permit),
+        stop: &StopToken,
+        state: &mut SlotState,
+    ) {
+        let mut current = Some(first);
+        while let Some((delivery, permit)) = current.take() {
+            if stop.is_stopped() {
+                if let Some(gate) = &self.gate {
+                    gate.give_up(&delivery, permit).await;
+                } else if let Err(error) = self.queue.release(&delivery, None).await {
+                    tracing::warn!(pool = %self.name, %error, "release of a task failed; it returns after its lease");
+                }
+                return;
+            }
+            let (processed, next) = self
+                .worker
+                .process_one(delivery, state.clock, Some(&mut state.pending))
+                .await;
+            state.clock = next;
+            // A worker got through a task: whatever killed its predecessors is gone.
+            self.deaths_in_a_row.store(0, Ordering::Relaxed);
+            state.quick = processed.elapsed < QUICK_TASK;
+            if let Some(gate) = &self.gate {
+                current = gate.finish(permit, stop).await;
+                if current.is_some() {
+                    state.clock = Instant::now();
+                }
+            }
+            if processed.panicked || processed.outage_pause.is_some() {
+                // Report finished work before pausing.
+                self.worker.flush(&mut state.pending).await;
+            }
+            if processed.panicked {
+                // The worker "restarts": back off so a poison task cannot spin.
+                state.panics_in_a_row = state.panics_in_a_row.saturating_add(1);
+                let delay = respawn_backoff().delay(state.panics_in_a_row - 1);
+                sleep_or_stop(delay, &self.worker.hard_stop).await;
+                state.clock = Instant::now();
+            } else {
+                state.panics_in_a_row = 0;
+            }
+            if let Some(pause) = processed.outage_pause {
+                sleep_or_stop(pause, stop).await;
+                state.clock = Instant::now();
+            }
         }
     }
 
@@ -220,6 +293,7 @@ impl Pool {
             timeouts: stats.timeouts.load(Ordering::Relaxed),
             last_error: stats.last_error.lock().ok().and_then(|e| e.clone()),
             durations: stats.histogram(),
+            limits: self.gate.as_ref().map(|g| g.status()),
         }
     }
 
@@ -289,6 +363,8 @@ pub struct WorkerSupervisor {
     acks: Arc<Acknowledgers>,
     hard_stop: StopToken,
     monitor: Mutex<Option<JoinHandle<()>>>,
+    /// The backend's limiter, for pools with limits.
+    limiter: Mutex<Option<Arc<dyn TaskLimiter>>>,
 }
 
 impl std::fmt::Debug for WorkerSupervisor {
@@ -315,6 +391,14 @@ impl WorkerSupervisor {
             acks,
             hard_stop: StopToken::new(),
             monitor: Mutex::new(None),
+            limiter: Mutex::new(None),
+        }
+    }
+
+    /// Sets the limiter that pools with limits (added after this) keep them with.
+    pub fn set_limiter(&self, limiter: Arc<dyn TaskLimiter>) {
+        if let Ok(mut l) = self.limiter.lock() {
+            *l = Some(limiter);
         }
     }
 
@@ -338,6 +422,24 @@ impl WorkerSupervisor {
             retry: settings.retry,
             lease_renewal: settings.lease_renewal,
         });
+        let gate = match &settings.limits {
+            None => None,
+            Some(limits) => {
+                let limiter = self
+                    .limiter
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.clone())
+                    .ok_or_else(|| SupervisorError::NoLimiter(spec.name.clone()))?;
+                Some(Arc::new(Gate::new(
+                    spec.name.clone(),
+                    limits.clone(),
+                    limiter,
+                    queue.clone(),
+                    settings.lease_renewal.unwrap_or(Duration::from_secs(20)),
+                )))
+            }
+        };
         let worker = TaskWorker::new(
             spec.name.clone(),
             queue.clone(),
@@ -362,6 +464,7 @@ impl WorkerSupervisor {
             slot_restarts: AtomicU64::new(0),
             deaths_in_a_row: AtomicU32::new(0),
             respawn: Mutex::new(Respawn::default()),
+            gate,
         }));
         Ok(())
     }
@@ -381,6 +484,10 @@ impl WorkerSupervisor {
     pub fn start(&self) {
         let pools = self.pools();
         for pool in &pools {
+            if let Some(gate) = &pool.gate {
+                // Ends when the pool stops consuming, handing waiting tasks back.
+                tokio::spawn(gate.clone().run_background(pool.consuming.clone()));
+            }
             pool.reconcile();
             tracing::info!(pool = %pool.name, queue = %pool.queue.name(), concurrency = pool.status().concurrency, "worker pool started");
         }

@@ -176,3 +176,33 @@ fn a_configured_schedule_greets_too() {
     );
     assert!(dir.path().join("state/schedule-each-second.json").exists());
 }
+
+#[test]
+fn the_default_rate_limit_paces_the_greetings() {
+    // The ticker could publish 41 tasks in about 40 ms; the defaults' `rate = "20/s"`
+    // spreads their starts over two seconds, and every one still runs once.
+    let started = Instant::now();
+    let out = hello()
+        .args(["--count", "41"])
+        .env("HELLO_TICKER__INTERVAL", "1ms")
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {}: {stderr}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 41);
+    assert!(
+        elapsed >= Duration::from_millis(1900),
+        "41 starts at 20/s took {elapsed:?}"
+    );
+    // Without the limit the same run is quick.
+    let started = Instant::now();
+    let out = hello()
+        .args(["--count", "41"])
+        .env("HELLO_TICKER__INTERVAL", "1ms")
+        .env("HELLO_WORKERS__RATE", "100000/s")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(started.elapsed() < elapsed, "the rate made no difference");
+}

@@ -233,6 +233,20 @@ fn check_config_and_run_give_the_same_verdict_on_bad_configs() {
             "control.bind",
             None,
         ),
+        // Pool limits (core's checks of `[workers]`).
+        ("[workers]\nrate = \"50/x\"\n", "workers.rate", None),
+        ("[workers]\nrate = \"0/s\"\n", "workers.rate", None),
+        (
+            "[workers]\nconcurrency_key = \"customer\"\nper_key = 0\n",
+            "workers.per_key",
+            None,
+        ),
+        ("[workers]\nper_key = 2\n", "workers.per_key", None),
+        (
+            "[workers]\nrate = \"5/s\"\nrate_per_key = true\n",
+            "workers.rate_per_key",
+            None,
+        ),
         // Refused by core's checks of the platform sections.
         (
             "[queue]\nbackend = \"redis\"\nredis_url = \"http://u:hunter2@host/0\"\n",

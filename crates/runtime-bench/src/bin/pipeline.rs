@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use runtime_adapters_memory::{MemoryQueue, MemoryQueueConfig};
-use runtime_bench::pipeline::{CAPACITY, runtime_pipeline};
+use runtime_bench::pipeline::{CAPACITY, Setup, runtime_pipeline, runtime_pipeline_on};
 use runtime_bench::{peak_rss_bytes, print_table, rss_bytes};
 use runtime_contracts::{Task, TaskQueue};
 use tokio::sync::Notify;
@@ -104,6 +104,32 @@ fn main() -> Result<()> {
             println!("plba runtime, 8 workers: {ours:.0} tasks/s");
             return Ok(());
         }
+        if std::env::var_os("BENCH_LIMITS_ONLY").is_none() {
+            plain_rows(n).await?;
+        }
+        let mut rows = Vec::new();
+        for round in 0..2 {
+            // Alternate to spread machine noise over both.
+            let plain = runtime_pipeline_on(n, 16, None, Setup::default()).await?;
+            let limited = runtime_pipeline_on(n, 16, None, Setup::default().per_key(1000)).await?;
+            rows.push(vec![
+                (round + 1).to_string(),
+                format!("{plain:.0}"),
+                format!("{limited:.0}"),
+                format!("{:.1} %", (1.0 - limited / plain) * 100.0),
+            ]);
+        }
+        print_table(
+            &format!("memory pipeline with per-key limits, {n} tasks, 16 workers, 1,000 keys, per_key = 1 (tasks/s)"),
+            &["round", "plain", "per-key limits", "overhead"],
+            &rows,
+        );
+        Ok(())
+    })
+}
+
+async fn plain_rows(n: u64) -> Result<()> {
+    {
         let mut rows = Vec::new();
         for workers in [1usize, 8] {
             // Alternate to spread machine noise over both.
@@ -139,5 +165,5 @@ fn main() -> Result<()> {
             ]],
         );
         Ok(())
-    })
+    }
 }

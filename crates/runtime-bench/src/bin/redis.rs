@@ -15,6 +15,7 @@ use deadpool_redis::redis::{self, AsyncCommands, Value};
 use deadpool_redis::{Manager, Pool};
 
 use runtime_adapters_redis::{RedisQueue, RedisQueueConfig};
+use runtime_bench::pipeline::{Setup, runtime_pipeline_on};
 use runtime_bench::print_table;
 use runtime_contracts::{Task, TaskQueue};
 
@@ -348,8 +349,44 @@ async fn latency_raw() -> Result<Vec<Duration>> {
     Ok(out)
 }
 
+/// The runtime pipeline (source -> Redis queue -> 16 workers) plain and with per-key
+/// limits (1,000 keys, per_key = 1) on the same Redis.
+async fn limits_rows() -> Result<()> {
+    const N: u64 = 20_000;
+    let mut rows = Vec::new();
+    for round in 0..2 {
+        let setup = |name: &str| Setup {
+            queue: serde_json::json!({"backend": "redis", "name": name, "redis_url": url()}),
+            ..Setup::default()
+        };
+        let (a, b) = (unique("plain"), unique("limits"));
+        let plain = runtime_pipeline_on(N, 16, None, setup(&a)).await?;
+        let limited = runtime_pipeline_on(N, 16, None, setup(&b).per_key(1000)).await?;
+        for name in [a, b] {
+            runtime_bench::delete_redis_keys(&url(), &format!("plba:{{{name}}}*")).await?;
+        }
+        rows.push(vec![
+            (round + 1).to_string(),
+            format!("{plain:.0}"),
+            format!("{limited:.0}"),
+            format!("{:.1} %", (1.0 - limited / plain) * 100.0),
+        ]);
+    }
+    print_table(
+        &format!(
+            "runtime pipeline on Redis with per-key limits, {N} tasks, 16 workers, 1,000 keys, per_key = 1 (tasks/s)"
+        ),
+        &["round", "plain", "per-key limits", "overhead"],
+        &rows,
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
+    if std::env::var_os("BENCH_LIMITS_ONLY").is_some() {
+        return limits_rows().await;
+    }
     println!("# Redis queue benchmark ({TASKS} tasks queued first, no-op handler)");
 
     let mut rows = Vec::new();
@@ -399,5 +436,5 @@ async fn main() -> Result<()> {
         &["queue", "idle workers", "tasks", "p50", "p99", "max"],
         &rows,
     );
-    Ok(())
+    limits_rows().await
 }

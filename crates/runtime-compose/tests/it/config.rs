@@ -1018,3 +1018,68 @@ async fn stop_timeouts_and_lease_renewal_are_read_and_range_checked() {
     assert_eq!(code, cli::EXIT_CONFIG, "{text}");
     assert!(text.contains("runtime.control_stop_timeout"), "{text}");
 }
+
+#[tokio::test]
+async fn pool_limit_keys_are_read_and_each_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "l.toml",
+        "[workers]\nconcurrency_key = \"customer\"\nrate = \"1000/m\"\nrate_per_key = true\n",
+    );
+    let m = cli::load_config(&spec("PLBA_TLIM"), &args(&[&good]))
+        .await
+        .unwrap();
+    let limits = m.platform().workers.limits().unwrap();
+    assert_eq!(limits.concurrency_key.as_deref(), Some("customer"));
+    assert_eq!(limits.per_key, 1, "per_key defaults to 1 with a key");
+    assert_eq!(limits.rate.unwrap().to_string(), "1000/m");
+    assert!(limits.rate_per_key);
+    assert!(PlatformConfig::default().workers.limits().is_none());
+
+    for (i, (text, key, expected)) in [
+        (
+            "[workers]\nrate = \"50/x\"\n",
+            "workers.rate",
+            "expected a rate like",
+        ),
+        (
+            "[workers]\nrate = \"fast\"\n",
+            "workers.rate",
+            "expected a rate like",
+        ),
+        (
+            "[workers]\nconcurrency_key = \"c\"\nper_key = 0\n",
+            "workers.per_key",
+            "at least 1",
+        ),
+        (
+            "[workers]\nper_key = 3\n",
+            "workers.per_key",
+            "needs workers.concurrency_key",
+        ),
+        (
+            "[workers]\nrate = \"5/s\"\nrate_per_key = true\n",
+            "workers.rate_per_key",
+            "needs workers.concurrency_key",
+        ),
+        (
+            "[workers]\nconcurrency_key = \"c\"\nrate_per_key = true\n",
+            "workers.rate_per_key",
+            "needs workers.rate",
+        ),
+        (
+            "[workers]\nconcurrency_key = \" \"\n",
+            "workers.concurrency_key",
+            "task header",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bad = write(dir.path(), &format!("bad{i}.toml"), text);
+        let (code, out) = errors_of(&spec("PLBA_TLIMBAD"), &args(&[&bad])).await;
+        assert_eq!(code, cli::EXIT_CONFIG, "{text}: {out}");
+        assert!(out.contains(key) && out.contains(expected), "{text}: {out}");
+    }
+}

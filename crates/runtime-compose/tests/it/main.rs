@@ -6,4 +6,5 @@
 mod backends;
 mod client;
 mod config;
+mod limits;
 mod schedules;

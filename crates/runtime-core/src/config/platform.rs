@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, QueueShared};
+use runtime_contracts::{ConfigError, ConfigIssue, ConfigSnapshot, QueueShared, Rate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -159,6 +159,45 @@ impl PlatformConfig {
                 "expected a whole number from 1 to 4096",
             );
         }
+        let w = &self.workers;
+        if let Some(key) = &w.concurrency_key
+            && (key.trim().is_empty() || key.len() > 128)
+        {
+            bad(
+                "workers.concurrency_key",
+                format!("{key:?}"),
+                "expected the name of a task header, like \"customer\"",
+            );
+        }
+        if let Some(n) = w.per_key {
+            if n == 0 {
+                bad(
+                    "workers.per_key",
+                    "0".into(),
+                    "expected a whole number of at least 1",
+                );
+            } else if w.concurrency_key.is_none() {
+                bad(
+                    "workers.per_key",
+                    n.to_string(),
+                    "needs workers.concurrency_key, the task header that names the key",
+                );
+            }
+        }
+        if w.rate_per_key {
+            let missing = match (&w.concurrency_key, &w.rate) {
+                (None, _) => Some("workers.concurrency_key, the task header that names the key"),
+                (_, None) => Some("workers.rate"),
+                _ => None,
+            };
+            if let Some(missing) = missing {
+                bad(
+                    "workers.rate_per_key",
+                    "true".into(),
+                    &format!("needs {missing}"),
+                );
+            }
+        }
         if self.workers.task_timeout.is_zero() {
             bad(
                 "workers.task_timeout",
@@ -220,7 +259,7 @@ fn is_level_filter(filter: &str) -> bool {
 }
 
 /// The default `runtime.state_dir`.
-pub const DEFAULT_STATE_DIR: &str = "./var/state";
+pub(crate) const DEFAULT_STATE_DIR: &str = "./var/state";
 
 /// `[runtime]`
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -313,6 +352,31 @@ pub struct WorkersConfig {
     /// `queue.visibility_timeout` ([`PlatformConfig::lease_renewal`]).
     #[serde(default, with = "runtime_contracts::duration::option")]
     pub lease_renewal: Option<Duration>,
+    /// The task header whose value is a task's concurrency key (`"customer"`): at most
+    /// `per_key` tasks with one key run at once, across every process sharing the
+    /// backend. Tasks without the header are not limited per key.
+    pub concurrency_key: Option<String>,
+    /// Tasks of one key running at once (default 1 when `concurrency_key` is set).
+    pub per_key: Option<u32>,
+    /// Most task starts per period (`"50/s"`, `"1000/m"`), per pool, across processes.
+    pub rate: Option<Rate>,
+    /// The rate holds per concurrency key instead of for the whole pool.
+    pub rate_per_key: bool,
+}
+
+impl WorkersConfig {
+    /// The pool limits these keys ask for, `None` when there are none.
+    pub fn limits(&self) -> Option<crate::limits::PoolLimits> {
+        if self.concurrency_key.is_none() && self.rate.is_none() {
+            return None;
+        }
+        Some(crate::limits::PoolLimits {
+            concurrency_key: self.concurrency_key.clone(),
+            per_key: self.per_key.unwrap_or(1),
+            rate: self.rate,
+            rate_per_key: self.rate_per_key,
+        })
+    }
 }
 
 impl Default for WorkersConfig {
@@ -323,6 +387,10 @@ impl Default for WorkersConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             lease_renewal: None,
+            concurrency_key: None,
+            per_key: None,
+            rate: None,
+            rate_per_key: false,
         }
     }
 }
