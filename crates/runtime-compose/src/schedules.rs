@@ -15,7 +15,6 @@ use runtime_contracts::{
 use serde_json::Value;
 
 use crate::Plan;
-#[cfg(feature = "redis")]
 
 /// How long a schedule's leader lease lasts: a dead leader's schedules move to another
 /// instance sharing the queue within about 1.4 x this.
