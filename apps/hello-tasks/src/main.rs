@@ -62,8 +62,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     //    plan the validator checked at load).
     let plan = runtime_compose::plan(&config.current(), APP)?;
 
-    // 3. The runtime: the queue, the app's module and the `[[schedules]]`, whose tasks
-    //    reach the same pool by route.
+    // 3. The runtime: the queue, the module and the `[[schedules]]` (same pool, by route).
     let done = Arc::new(Notify::new());
     let mut builder = RuntimeManager::builder(config)
         .queue(plan.build_queue()?)
@@ -87,8 +86,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         handle.shutdown();
     });
 
-    // 5. Run until a stop request, then stop in order; unfinished tasks go back.
-    //    The binary, not the library, picks the exit code of each ending.
+    // 5. Run until a stop request, then stop in order; the binary picks each exit code.
     let report = match runtime.run().await {
         Ok(report) => report,
         Err(RuntimeError::Config(error)) => return Ok(config_error_exit(&error)),

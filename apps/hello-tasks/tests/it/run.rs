@@ -156,7 +156,7 @@ fn a_configured_schedule_greets_too() {
     std::fs::write(
         &file,
         "[runtime]\nstate_dir = \"state\"\n\n[[schedules]]\nname = \"each-second\"\n\
-         every = \"1s\"\nroute = \"greet\"\npayload = \"from a schedule\"\n",
+         every = \"1s\"\nroute = \"greet\"\npayload = '{\"text\": \"from a schedule\"}'\n",
     )
     .unwrap();
     // The ticker greets once at start, then only in an hour: the rest are the schedule's.
