@@ -141,7 +141,11 @@ impl Plan {
         }
         // The memory queue loses its tasks with the process: a tick not seen finished is
         // published again at start. A durable queue still holds it.
-        let redeliver_unfinished = self.queue.backend() == "memory";
+        #[cfg(feature = "memory")]
+        let redeliver_unfinished = self.queue.backend()
+            == <runtime_adapters_memory::MemoryQueueSettings as runtime_contracts::QueueBackendSettings>::BACKEND;
+        #[cfg(not(feature = "memory"))]
+        let redeliver_unfinished = false;
         let options = SourceOptions {
             state_dir: state_dir.to_owned(),
             redeliver_unfinished,

@@ -1,13 +1,11 @@
 //! The order handler with the real store.
 
-use std::sync::Mutex;
-
 use mail_order_bot::domain::{Catalog, DEFAULT_MAX_MESSAGE_BYTES, OVERSIZE_HEADER};
 use mail_order_bot::handler::{OrderHandler, REJECTED_TAG};
 use mail_order_bot::store::{OrderStore, StoreOptions};
-use runtime_contracts::{NoopSpan, Task, TaskContext, TaskError, TaskHandler, TraceContext};
+use runtime_contracts::{Task, TaskError};
 
-use crate::support::{PgDatabase, RecordingTracer};
+use crate::support::{PgDatabase, run_handler};
 
 const CATALOG: &str = "sku,name,price_cents\nWIDGET-1,Widget,1250\nBOLT-M5,Bolt,799\n";
 
@@ -23,41 +21,11 @@ fn email(message_id: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Runs the handler once; returns its result, the outcome tag and the recorded spans.
-async fn run(
-    handler: &OrderHandler,
-    task: &Task,
-) -> (
-    Result<(), TaskError>,
-    Option<String>,
-    Vec<(String, u64, Option<u64>)>,
-) {
-    let tracer = RecordingTracer::default();
-    let span = NoopSpan(TraceContext {
-        trace_id: 1,
-        span_id: 7,
-        sampled: true,
-        trace_state: None,
-    });
-    let tag = Mutex::new(None);
-    let ctx = TaskContext {
-        span: &span,
-        tracer: &tracer,
-        pool: "orders",
-        queue: "mail-orders",
-        tag: &tag,
-        cancellation: &runtime_contracts::NeverStopped,
-    };
-    let result = handler.handle(task, &ctx).await;
-    let spans = tracer.spans.lock().unwrap().clone();
-    (result, tag.into_inner().unwrap(), spans)
-}
-
 async fn behaves(store: OrderStore) {
     let handler = OrderHandler::new(store.clone(), catalog(), DEFAULT_MAX_MESSAGE_BYTES);
 
     let ok = Task::new("maildir", email("ok-1@acme", "WIDGET-1 x 2\nBOLT-M5 x 1"));
-    let (result, tag, spans) = run(&handler, &ok).await;
+    let (result, tag, spans) = run_handler(&handler, &ok).await;
     assert_eq!(result, Ok(()));
     assert_eq!(tag, None);
     let names: Vec<_> = spans.iter().map(|(n, _, p)| (n.as_str(), *p)).collect();
@@ -68,16 +36,16 @@ async fn behaves(store: OrderStore) {
 
     // Redelivery of the same message: still Ok, still one order.
     let again = Task::new("maildir", email("ok-1@acme", "WIDGET-1 x 2\nBOLT-M5 x 1"));
-    assert_eq!(run(&handler, &again).await.0, Ok(()));
+    assert_eq!(run_handler(&handler, &again).await.0, Ok(()));
 
     let bad = Task::new("maildir", email("bad-1@acme", "NOPE-9 x 1"));
-    let (result, tag, _) = run(&handler, &bad).await;
+    let (result, tag, _) = run_handler(&handler, &bad).await;
     assert_eq!(result, Ok(()));
     assert_eq!(tag.as_deref(), Some(REJECTED_TAG));
 
     let big =
         Task::new("maildir", email("big-1@acme", "")).with_header(OVERSIZE_HEADER, "99999999");
-    let (result, tag, _) = run(&handler, &big).await;
+    let (result, tag, _) = run_handler(&handler, &big).await;
     assert_eq!(result, Ok(()));
     assert_eq!(tag.as_deref(), Some(REJECTED_TAG));
 
@@ -127,7 +95,7 @@ async fn store_outage_is_unavailable_and_leaves_no_tag() {
         OrderStore::connect_lazy_with("postgres://postgres@127.0.0.1:1/none", fast_fail()).unwrap();
     let handler = OrderHandler::new(store, catalog(), DEFAULT_MAX_MESSAGE_BYTES);
     let task = Task::new("maildir", email("down-1@acme", "NOPE-1 x 1"));
-    let (result, tag, _) = run(&handler, &task).await;
+    let (result, tag, _) = run_handler(&handler, &task).await;
     assert!(
         matches!(result, Err(TaskError::Unavailable { .. })),
         "{result:?}"
@@ -148,7 +116,7 @@ async fn catalog_can_be_replaced() {
         Catalog::from_csv_str("sku,name,price_cents\nNEW-1,New,5\n", "t").unwrap(),
     );
     let task = Task::new("maildir", email("new-1@acme", "NEW-1 x 2"));
-    let (result, tag, _) = run(&handler, &task).await;
+    let (result, tag, _) = run_handler(&handler, &task).await;
     assert_eq!((result, tag), (Ok(()), None));
     assert_eq!(
         store.find("new-1@acme").await.unwrap().unwrap().total_cents,

@@ -2,18 +2,14 @@
 //! the CSV, the `reports` row, a redelivery that adds nothing), and the whole bot with a
 //! `[[schedules]]` entry whose missed tick runs once at start (`misfire = "once"`).
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use mail_order_bot::store::OrderStore;
 use mail_order_bot::summary::{DAILY_SUMMARY_ROUTE, SummaryHandler};
-use runtime_contracts::{
-    NoopSpan, SCHEDULE_LOCAL_TICK_HEADER, SCHEDULE_TICK_HEADER, Task, TaskContext, TaskHandler,
-    TraceContext,
-};
+use runtime_contracts::{SCHEDULE_LOCAL_TICK_HEADER, SCHEDULE_TICK_HEADER, Task};
 
 use crate::harness::{Db, Env, Queue, Setup, Source, eventually};
-use crate::support::{PgDatabase, RecordingTracer};
+use crate::support::{PgDatabase, run_handler};
 
 /// A tick of schedule `daily` at `local` (RFC 9557), as the scheduled source makes it.
 fn tick(local: &str) -> Task {
@@ -26,23 +22,7 @@ fn tick(local: &str) -> Task {
 }
 
 async fn handle(handler: &SummaryHandler, task: &Task) {
-    let tracer = RecordingTracer::default();
-    let span = NoopSpan(TraceContext {
-        trace_id: 1,
-        span_id: 2,
-        sampled: true,
-        trace_state: None,
-    });
-    let tag = Mutex::new(None);
-    let ctx = TaskContext {
-        span: &span,
-        tracer: &tracer,
-        pool: "orders",
-        queue: "mail-orders",
-        tag: &tag,
-        cancellation: &runtime_contracts::NeverStopped,
-    };
-    handler.handle(task, &ctx).await.unwrap();
+    run_handler(handler, task).await.0.unwrap();
 }
 
 /// Orders at the edges of 2026-03-29 in Berlin (a 23-hour day: 2026-03-28T23:00Z to

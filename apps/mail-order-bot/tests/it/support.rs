@@ -82,3 +82,37 @@ impl runtime_contracts::TraceFactory for RecordingTracer {
         ))
     }
 }
+
+/// The span id of the `task` span [`run_handler`] hands a handler (its children's parent).
+pub const TASK_SPAN_ID: u64 = 7;
+
+/// Runs `handler` once on `task` as a worker would: returns its result, the outcome tag it
+/// set and the spans it started.
+pub async fn run_handler(
+    handler: &dyn runtime_contracts::TaskHandler,
+    task: &runtime_contracts::Task,
+) -> (
+    Result<(), runtime_contracts::TaskError>,
+    Option<String>,
+    Vec<(String, u64, Option<u64>)>,
+) {
+    let tracer = RecordingTracer::default();
+    let span = runtime_contracts::NoopSpan(runtime_contracts::TraceContext {
+        trace_id: 1,
+        span_id: TASK_SPAN_ID,
+        sampled: true,
+        trace_state: None,
+    });
+    let tag = std::sync::Mutex::new(None);
+    let ctx = runtime_contracts::TaskContext {
+        span: &span,
+        tracer: &tracer,
+        pool: "orders",
+        queue: "mail-orders",
+        tag: &tag,
+        cancellation: &runtime_contracts::NeverStopped,
+    };
+    let result = handler.handle(task, &ctx).await;
+    let spans = tracer.spans.lock().unwrap().clone();
+    (result, tag.into_inner().unwrap(), spans)
+}
